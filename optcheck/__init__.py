@@ -1,17 +1,80 @@
 """optcheck: numerical debugging of optimizers and gradients.
 
-Reference update rules (:mod:`optcheck.rules`), invariant checkers and a guard for
-training loops, a finite-difference gradient checker, Hypothesis strategies and an
-audit that runs your own update function against the reference and names the bug.
+* :mod:`optcheck.rules`: reference update rules (sgd, adam, rmsprop, ...) proven equal to torch.optim;
+* :mod:`optcheck.invariants`, :class:`Guard`, :func:`guarded`, :func:`trap`: invariant checks
+  that name the array, the step, the index and the likely cause;
+* :func:`check_gradient`, :func:`check_vjp`: a finite-difference gradient checker;
+* :mod:`optcheck.strategies`: Hypothesis strategies for optimizer inputs;
+* :mod:`optcheck.testing` and ``python -m optcheck audit``: audit your own update function.
 
-``import optcheck`` is light: hypothesis, pytest, torch and matplotlib are imported
-only by the parts that use them.
+``import optcheck`` is light: the names below are loaded on first use, and hypothesis,
+pytest, torch and matplotlib are imported only by the parts that use them.
 """
 
 from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 from . import rules as rules
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "rules"]
+# public name -> module that defines it (loaded lazily, on first attribute access)
+_LAZY: dict[str, str] = {
+    "Violation": "optcheck.invariants",
+    "InvariantError": "optcheck.invariants",
+    "Guard": "optcheck.guard",
+    "guarded": "optcheck.guard",
+    "trap": "optcheck.guard",
+    "check_gradient": "optcheck.gradcheck",
+    "assert_gradient": "optcheck.gradcheck",
+    "check_vjp": "optcheck.gradcheck",
+    "GradientError": "optcheck.gradcheck",
+    "GradientReport": "optcheck.gradcheck",
+}
+_SUBMODULES = ("invariants", "guard", "gradcheck", "strategies", "testing", "audit", "diagnose")
+
+if TYPE_CHECKING:
+    from . import gradcheck as gradcheck
+    from . import invariants as invariants
+    from .gradcheck import GradientError as GradientError
+    from .gradcheck import GradientReport as GradientReport
+    from .gradcheck import assert_gradient as assert_gradient
+    from .gradcheck import check_gradient as check_gradient
+    from .gradcheck import check_vjp as check_vjp
+    from .guard import Guard as Guard
+    from .guard import guarded as guarded
+    from .guard import trap as trap
+    from .invariants import InvariantError as InvariantError
+    from .invariants import Violation as Violation
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    if name in _SUBMODULES:
+        return importlib.import_module(f"optcheck.{name}")
+    raise AttributeError(f"module 'optcheck' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_LAZY, *_SUBMODULES])
+
+
+__all__ = [
+    "GradientError",
+    "GradientReport",
+    "Guard",
+    "InvariantError",
+    "Violation",
+    "__version__",
+    "assert_gradient",
+    "check_gradient",
+    "check_vjp",
+    "guarded",
+    "rules",
+    "trap",
+]
