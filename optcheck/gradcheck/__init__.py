@@ -1,0 +1,105 @@
+"""A finite-difference gradient checker that picks its own step, explains its verdict,
+localises the bad entry and knows about kinks.
+
+:func:`check_gradient` compares an analytic gradient with numerical derivatives of ``f``;
+:func:`assert_gradient` raises :class:`GradientError` when they disagree; :func:`check_vjp`
+checks a layer's backward (a vector-Jacobian product); :func:`step_sweep` shows the error of
+the numerical derivative against the step (the V-shaped curve).
+
+How it works
+------------
+**Determinism first.** ``f`` is evaluated twice at ``x`` before anything else. If the two
+values differ by more than the square root of the result dtype's epsilon (relative), the check
+stops and fails with a message saying that ``f`` is not deterministic (dropout with a fresh
+mask, sampling): every finite difference of such an ``f`` is noise. Smaller differences
+(non-deterministic reductions) are treated as noise of ``f``.
+
+**Noise.** The noise ``sigma`` of ``f`` is measured with Moré and Wild's ECnoise: ``f`` at
+seven equally spaced points along a random line through ``x`` (six new evaluations), and the
+level at which high-order differences stop shrinking. It is floored at half an ulp of
+``f(x)`` in its result dtype. A float64 ``f`` has ``sigma ≈ 1e-16·|f|``; an ``f`` that
+computes internally in float32 has ``sigma ≈ 1e-8·|f|`` or more, and everything below
+(steps, tolerances) follows from the measured value rather than from the dtype of ``x``.
+Numerical derivatives are computed in float64: numpy arrays are handed to ``f`` as float64
+copies whatever their dtype. Torch tensors are accepted too (without optcheck importing torch):
+``f`` receives tensors in their own dtype and device, since torch code is dtype-strict.
+
+**Steps.** With ``eps = sigma/|f(x)|`` (between float64's epsilon and ``1e-3``): central
+differences use ``h_i = eps^(1/3)·max(1, |x_i|)``, the step that balances round-off against
+truncation; Richardson extrapolation combines central differences at ``h``, ``2h`` and ``4h``
+(error ``O(h^6)``) with ``h_i = eps^(1/7)·max(1, |x_i|)``, divided by 4 (up to four times)
+while successive differences do not grow 4- to 16-fold with the step, as they do where the
+Taylor series holds; the complex step uses ``h = 1e-20·max(1, |x_i|)`` and
+``Im f(x + ih·e_i)/h``, which has no cancellation and is exact to round-off when ``f`` is
+complex-analytic. The step actually taken is recomputed after rounding (``(x + h) - x``), so it
+is exact. ``method="auto"`` evaluates ``f`` once at a complex point along a random direction
+and uses the complex step when the result matches central differences there; otherwise
+Richardson when ``f`` is noisy (relative noise above ``1e-10``: its larger step divides the
+noise by less), else central differences. The report says which method was chosen and why.
+
+**Error model and verdict.** For each check (an entry, or a random direction ``u``) the error of
+the numerical value ``d`` is predicted as
+
+* round-off: ``sigma/h`` for central differences (``1.45·sigma/h`` for Richardson); for the
+  complex step ``4·eps·(|d| + scale of the array)``;
+* truncation, for a check that the round-off alone does not explain: a second step ``2h`` is
+  taken and the truncation error of ``d`` estimated as ``|d(h) - d(2h)|/3`` (Richardson: ``8h``
+  is added and the extrapolation repeated from ``2h``, ``4h``, ``8h``; the error is
+  ``|R(h) - R(2h)|/63`` when the first-level extrapolants converge 16-fold, as they should,
+  and ``|R(h) - R(2h)|`` when they do not);
+* the round-off of the analytic value itself: ``10·eps(dtype)·(|g_i| + rms of its array +
+  |f(x)|/(n·max(1, |x_i|)))``, which matters when ``grad`` comes in a low-precision dtype, or
+  for entries that come out of a cancellation (``1 - tanh(z)**2`` at a saturated unit).
+
+An entry fails when ``|analytic - numeric| > kappa·predicted + rtol·max(|analytic|, |numeric|)``
+with ``kappa = 10`` ("well beyond" the estimate) and the relative floor ``rtol = 1e-8`` (a
+guard against an under-estimated model; the ``rtol`` argument replaces it). Relative errors
+are reported against ``max(|analytic|, |numeric|)``, floored at what the finite difference can
+resolve and, for an entry, at a thousandth of the largest entry of its array, so that entries
+near zero do not report meaningless ratios. With the complex step, every disagreement is
+confirmed by real central differences: if those contradict the complex-step value (``f`` is
+not complex-analytic in that entry), the entry is judged by central differences instead.
+
+**Kinks.** When the second step is taken (central differences: for a failing entry, or when
+the one-sided differences at ``h`` already disagree; Richardson: always, at no extra cost),
+second-order one-sided derivatives are formed from
+``f(x)``, ``f(x ± h)``, ``f(x ± 2h)``: ``(-3f(x) + 4f(x+h) - f(x+2h))/2h`` and its mirror. For a
+smooth ``f`` they agree to ``O(h³)`` (their difference is the fourth difference of the five
+values, so this is also the test that a low-order fit through the points holds); when they
+differ by more than ``10 x`` their predicted error, ``f`` has a kink within the step (with
+Richardson's larger steps, the same difference at twice the step must also not grow 8-fold, as
+curvature would: a kink's jump keeps its size whatever the step). The
+analytic value then passes if it lies between the one-sided derivatives (a valid subgradient:
+ReLU at 0 with subgradient 0), and the entry is listed in ``report.nondifferentiable``; a value
+outside the interval fails (``|x|`` at 0 with analytic 2).
+
+**Modes and localisation.** ``mode="full"`` checks every entry, ``"sample"`` a random sample of
+each array, ``"directional"`` compares ``grad·u`` with the derivative along random unit directions
+``u`` over each array (random signs, entries scaled by ``max(1, |x_i|)``; two evaluations per
+direction, one with the complex step). When a direction fails, the array's entries are split in
+two halves, each tested along a fresh random direction, and the failing halves split again
+(group testing), down to ranges of four entries that are checked one by one: a single bad entry
+among ``n`` costs about ``4·log2(n)`` evaluations and the report still names its key and index.
+Localisation stops after five bad entries per array (a factor missing everywhere makes every
+half fail; the hints then say what the disagreement looks like). ``"auto"`` is full up to 2,000
+entries, directional beyond. ``max_evaluations`` caps the cost; the report's coverage lines say
+what was and was not checked.
+"""
+
+from __future__ import annotations
+
+from ._api import assert_gradient, check_gradient, check_vjp
+from ._report import Coverage, GradientEntry, GradientError, GradientReport
+from ._sweep import StepSweep, step_sweep
+
+__all__ = [
+    "Coverage",
+    "GradientEntry",
+    "GradientError",
+    "GradientReport",
+    "StepSweep",
+    "assert_gradient",
+    "check_gradient",
+    "check_vjp",
+    "step_sweep",
+]
