@@ -1,0 +1,1185 @@
+"""A runtime guard for training loops: :class:`Guard`, :func:`guarded` and :func:`trap`.
+
+* :class:`Guard` runs the invariants of :mod:`optcheck.invariants` on each step of a
+  loop and raises, warns, logs or calls you back at the first broken one;
+* :func:`guarded` wraps your own update function (the course style
+  ``update_parameters(parameters, grads, V, S, ...)``, mutating in place or
+  returning) so that every call is checked before and after, with one line;
+* :func:`trap` turns numpy's floating-point warnings into an :class:`InvariantError`
+  naming your source line.
+
+The guard never mutates the user's arrays and keeps no reference to them; it copies
+the inputs only in :meth:`Guard.snapshot` (all of them, or only the sampled
+coordinates with ``sample=K``), which :func:`guarded` takes before each checked call.
+The environment variable ``OPTCHECK_GUARD=off|warn|log|raise`` overrides the mode of
+every guard without code changes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import functools
+import inspect
+import logging
+import math
+import os
+import sys
+import traceback
+import types
+import warnings
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+
+import numpy as np
+from array_api_compat import array_namespace
+from array_api_compat import device as _device
+
+from . import rules as _rules
+from ._tree import Path, Tree, flatten, unflatten
+from .invariants import (
+    INVARIANTS,
+    InvariantError,
+    InvariantWarning,
+    Violation,
+    _Context,
+    _fmt,
+    _fmt_index,
+    _Leaf,
+    _prepare,
+    _run,
+    _sort,
+)
+from .rules import Rule
+
+__all__ = ["MODES", "Guard", "Snapshot", "guarded", "trap"]
+
+MODES = ("raise", "warn", "log", "off")
+"""The modes of a guard by name (a guard also accepts a callable taking the list of violations)."""
+ENV_VAR = "OPTCHECK_GUARD"
+
+logger = logging.getLogger("optcheck")
+
+#: Names a user gives to the first moment / momentum and to the second moment, lower-cased.
+_FIRST_ALIASES = frozenset(
+    {"m", "v", "velocity", "vel", "mom", "momentum", "buf", "first_moment", "exp_avg", "mt"}
+)
+_SECOND_ALIASES = frozenset(
+    {"s", "sq", "cache", "square_avg", "sq_avg", "second_moment", "r", "g2", "exp_avg_sq", "sum", "acc", "vt"}
+)
+_STEP_NAMES = frozenset({"t", "step", "steps", "timestep", "iteration", "it", "k"})
+
+
+# ---------------------------------------------------------------------------
+# Array helpers
+# ---------------------------------------------------------------------------
+
+
+def _xp(x: Any) -> Any:
+    return np if type(x) is np.ndarray else array_namespace(x)
+
+
+def _copy(x: Any) -> Any:
+    if type(x) is np.ndarray:
+        return x.copy()
+    torch = sys.modules.get("torch")
+    if torch is not None and isinstance(x, torch.Tensor):
+        return x.detach().clone()
+    if hasattr(x, "shape") and hasattr(x, "dtype"):
+        return _xp(x).asarray(x, copy=True)
+    return np.array(x, copy=True)
+
+
+def _copy_tree(tree: Tree) -> Tree:
+    leaves = flatten(tree)
+    return unflatten(tree, [_copy(x) for _, x in leaves])
+
+
+def _shape(x: Any) -> tuple[int, ...]:
+    if type(x) is np.ndarray:
+        return x.shape  # type: ignore[no-any-return]
+    return tuple(int(d) for d in getattr(x, "shape", ()))
+
+
+def _is_arraylike(x: Any) -> bool:
+    return hasattr(x, "shape") and hasattr(x, "dtype") and not isinstance(x, type)
+
+
+class _Sampler:
+    """Flat sample indices per key path, the previously bad ones always included."""
+
+    def __init__(self, k: int, seed: int) -> None:
+        self.k = k
+        self.rng = np.random.default_rng(seed)
+        self.bad: dict[Path, list[int]] = {}
+
+    def draw(self, path: Path, n: int) -> np.ndarray | None:
+        if n <= self.k:
+            return None
+        idx = self.rng.integers(0, n, self.k)
+        bad = [i for i in self.bad.get(path, ()) if i < n]
+        if bad:
+            idx = np.concatenate([np.asarray(bad, dtype=idx.dtype), idx])
+        idx.sort()  # memory order: a faster gather; a repeated index is harmless
+        return idx
+
+    def remember(self, path: Path, flat: int) -> None:
+        lst = self.bad.setdefault(path, [])
+        if flat not in lst:
+            lst.append(flat)
+            del lst[:-32]
+
+
+def _gather(x: Any, idx: np.ndarray, cache: dict[Any, Any]) -> Any:
+    if type(x) is np.ndarray:
+        return x.reshape(-1).take(idx)
+    xp = array_namespace(x)
+    dev = _device(x)
+    key = (id(xp), str(dev))
+    ix = cache.get(key)
+    if ix is None:
+        ix = xp.asarray(idx, device=dev) if dev is not None else xp.asarray(idx)
+        cache[key] = ix
+    return xp.take(xp.reshape(x, (-1,)), ix)
+
+
+# ---------------------------------------------------------------------------
+# Snapshot
+# ---------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class Snapshot:
+    """What :meth:`Guard.snapshot` copied before a step.
+
+    ``params``, ``grads`` and ``state`` (rule keys -> trees) are copies of the whole
+    arrays, or, when the guard samples, trees of 1-d arrays holding the sampled
+    coordinates (``samples`` maps each key path to its flat indices, ``shapes`` and
+    ``dtypes`` to the full shapes and dtypes). ``step`` is the step counter before the step.
+    """
+
+    params: Tree
+    grads: Tree | None
+    state: dict[str, Any]
+    samples: dict[Path, np.ndarray | None] | None = None
+    shapes: dict[Path, tuple[int, ...]] = dataclasses.field(default_factory=dict)
+    dtypes: dict[Path, Any] = dataclasses.field(default_factory=dict)
+    step: int | None = None
+
+
+# ---------------------------------------------------------------------------
+# Mode
+# ---------------------------------------------------------------------------
+
+
+def _env_mode() -> str | None:
+    raw = os.environ.get(ENV_VAR)
+    if raw is None or raw.strip() == "":
+        return None
+    value = raw.strip().lower()
+    if value not in MODES:
+        raise ValueError(f"{ENV_VAR}={raw!r} is invalid; expected one of {list(MODES)}")
+    return value
+
+
+def _check_mode(mode: Any) -> str | Callable[[list[Violation]], Any]:
+    if callable(mode):
+        return mode  # type: ignore[no-any-return]
+    if isinstance(mode, str) and mode.lower() in MODES:
+        return mode.lower()
+    raise ValueError(
+        f"mode={mode!r} is invalid; expected one of {list(MODES)} or a callable taking the violations"
+    )
+
+
+def _user_stacklevel() -> int:
+    """The stacklevel of the first frame outside optcheck (for warnings.warn called from here)."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    frame = sys._getframe(1)
+    level = 1
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(here):
+        frame = frame.f_back  # type: ignore[assignment]
+        level += 1
+    return level
+
+
+# ---------------------------------------------------------------------------
+# State names
+# ---------------------------------------------------------------------------
+
+
+def _resolve_rule(rule: str | Rule | None, hyper: Mapping[str, Any]) -> Rule | None:
+    if rule is None:
+        if hyper:
+            raise ValueError(
+                f"hyperparameters {sorted(hyper)} were given without a rule; pass rule=<name> "
+                f"(one of {_rules.names()})"
+            )
+        return None
+    if isinstance(rule, Rule):
+        return rule.replace(**hyper) if hyper else rule
+    if isinstance(rule, str):
+        return _rules.get(rule, **hyper)
+    raise TypeError(
+        f"rule must be a rule name (one of {_rules.names()}), a Rule or None, got {type(rule).__name__}"
+    )
+
+
+def _role_or_key(rule: Rule | None, name: str, value: Any) -> tuple[str | None, str | None]:
+    """Interpret ``roles[name] = value`` as (rule state key, role); ValueError listing the valid names."""
+    if not isinstance(value, str):
+        raise ValueError(
+            f"roles[{name!r}] = {value!r} is invalid; expected a state name or a role (a string)"
+        )
+    if rule is not None:
+        keys = [*rule.array_keys(), *rule.scalar_states]
+        roles = dict(type(rule).state_roles)
+        if value in keys:
+            return value, roles.get(value)
+        if value in _rules_roles():
+            matching = [k for k in keys if roles.get(k) == value]
+            if len(matching) == 1:
+                return matching[0], value
+            if not matching:
+                raise ValueError(
+                    f"roles[{name!r}] = {value!r}: {rule.name} has no state with that role; its states are "
+                    f"{ {k: roles.get(k, 'other') for k in keys} }"
+                )
+            raise ValueError(
+                f"roles[{name!r}] = {value!r}: several {rule.name} states have that role ({matching}); name one"
+            )
+        raise ValueError(
+            f"roles[{name!r}] = {value!r} is neither a {rule.name} state ({keys}) nor a role "
+            f"({sorted(_rules_roles())})"
+        )
+    if value in _rules_roles():
+        return None, value
+    raise ValueError(f"roles[{name!r}] = {value!r} is not a role; expected one of {sorted(_rules_roles())}")
+
+
+def _rules_roles() -> frozenset[str]:
+    from .rules._base import ROLES
+
+    return frozenset(ROLES)
+
+
+def _map_state_names(
+    rule: Rule | None, user: list[str], roles: Mapping[str, str]
+) -> tuple[dict[str, str], dict[str, str]]:
+    """Map the user's state names to rule keys.
+
+    Returns ``(key_of, role_of)``: user name -> internal key (the rule's state key, or the
+    user's name without a rule) and internal key -> role.
+    """
+    key_of: dict[str, str] = {}
+    role_of: dict[str, str] = {}
+    rule_roles = dict(type(rule).state_roles) if rule is not None else {}
+    free: list[str] = []
+    for name in user:
+        if name in roles:
+            key, role = _role_or_key(rule, name, roles[name])
+            key_of[name] = key if key is not None else name
+            if role is not None:
+                role_of[key_of[name]] = role
+        elif rule is not None and name in (*rule.array_keys(), *rule.scalar_states):
+            key_of[name] = name
+            if name in rule_roles:
+                role_of[name] = rule_roles[name]
+        else:
+            free.append(name)
+    if rule is None:
+        for name in free:
+            key_of[name] = name  # no rule and no role: only the rule-free checks apply
+        return key_of, role_of
+    taken = set(key_of.values())
+    open_keys = [k for k in rule.array_keys() if k not in taken]
+    lowered = {n.lower() for n in free}
+    for name in list(free):
+        low = name.lower()
+        want: tuple[str, ...] = ()
+        if low in _SECOND_ALIASES or (low == "v" and not lowered & {"s"} and "m" in lowered):
+            want = ("second-moment", "accumulator", "norm")
+        if low in _FIRST_ALIASES and not (low == "v" and "m" in lowered):
+            want = ("first-moment", "momentum")
+        candidates = [k for k in open_keys if rule_roles.get(k) in want]
+        if len(candidates) == 1:
+            key_of[name] = candidates[0]
+            open_keys.remove(candidates[0])
+            free.remove(name)
+    if len(free) == 1 and len(open_keys) == 1:
+        key_of[free[0]] = open_keys[0]
+        free = []
+    if free:
+        options = {k: rule_roles.get(k, "other") for k in rule.array_keys()}
+        raise ValueError(
+            f"cannot tell which {rule.name} state {free[0]!r} is; pass roles={{{free[0]!r}: ...}} with one of "
+            f"{options}"
+        )
+    for key in key_of.values():
+        if key in rule_roles:
+            role_of.setdefault(key, rule_roles[key])
+    return key_of, role_of
+
+
+def _detect_prefix(params: Tree, tree: Tree) -> str:
+    """``"d"`` when ``tree`` is keyed ``dW1, db1`` for parameters ``W1, b1`` (the course layout), else ``""``."""
+    if not isinstance(params, Mapping) or not isinstance(tree, Mapping):
+        return ""
+    pk, tk = set(params), set(tree)
+    if pk == tk or not tk:
+        return ""
+    if all(isinstance(k, str) and k.startswith("d") for k in tk) and {k[1:] for k in tk} == pk:
+        return "d"
+    return ""
+
+
+def _rekey(tree: Tree, prefix: str) -> Tree:
+    if not prefix or not isinstance(tree, Mapping):
+        return tree
+    return {k[len(prefix) :]: v for k, v in tree.items()}
+
+
+# ---------------------------------------------------------------------------
+# Guard
+# ---------------------------------------------------------------------------
+
+
+class Guard:
+    """Check the invariants of an update rule on every step of a training loop.
+
+    ``Guard(rule=None, mode="raise", every=1, sample=None, **hyper)``:
+
+    * ``rule``: a rule name (``"rmsprop"``) or :class:`~optcheck.rules.Rule`, with its
+      hyperparameters as keywords (``lr=0.01, alpha=0.9``). With a rule the guard knows
+      which state entries are second moments, accumulators and momenta, and the bound
+      on a step; without one it checks only finiteness, shapes, dtypes and mutation.
+    * ``mode``: ``"raise"`` (:class:`~optcheck.InvariantError`), ``"warn"``
+      (:class:`~optcheck.invariants.InvariantWarning`), ``"log"`` (the ``optcheck`` logger),
+      ``"off"``, or a callable receiving the list of violations. ``OPTCHECK_GUARD`` overrides it.
+    * ``every=N``: check every N-th step only; ``sample=K``: check K random coordinates of
+      each array (always including those that were bad before) instead of all of them.
+    * ``roles``: the user's state names mapped to the rule's state names or roles
+      (``{"S": "square_avg"}`` or ``{"S": "second-moment"}``); common names (``S``, ``s``,
+      ``cache``, ``V``, ``v``, ``m``, ...) and the rule's own names are recognised without it.
+    * ``names``: the user's names for ``params`` and ``grads`` in messages.
+    * ``overrides``: per-parameter hyperparameters (torch's parameter groups), e.g. the
+      course's L2 on weights only: ``{"b1": {"weight_decay": 0.0}, "b2": {...}}``.
+    * ``shadow=True``: also recompute the reference rule on ``shadow_sample`` random
+      coordinates and report ``differs-from-reference``.
+    * ``skip``: invariant ids not to check.
+
+    :meth:`check` is called after the step with the new values and ``before=`` the old
+    ones; :meth:`snapshot` copies what an in-place update would overwrite.
+    """
+
+    def __init__(
+        self,
+        rule: str | Rule | None = None,
+        mode: str | Callable[[list[Violation]], Any] = "raise",
+        every: int = 1,
+        sample: int | None = None,
+        *,
+        roles: Mapping[str, str] | None = None,
+        names: Mapping[str, str] | None = None,
+        overrides: Mapping[Any, Mapping[str, Any]] | None = None,
+        shadow: bool = False,
+        shadow_sample: int = 256,
+        skip: tuple[str, ...] | list[str] = (),
+        seed: int = 0,
+        **hyper: Any,
+    ) -> None:
+        self.rule: Rule | None = _resolve_rule(rule, hyper)
+        self._mode = _check_mode(mode)
+        env = _env_mode()
+        self.mode: str | Callable[[list[Violation]], Any] = env if env is not None else self._mode
+        for label, value, low in (("every", every, 1), ("shadow_sample", shadow_sample, 1)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ValueError(f"{label}={value!r} is invalid; expected a whole number >= {low}")
+        if sample is not None and (isinstance(sample, bool) or not isinstance(sample, int) or sample < 1):
+            raise ValueError(
+                f"sample={sample!r} is invalid; expected None (check every entry) or a whole number >= 1"
+            )
+        if not isinstance(shadow, bool):
+            raise ValueError(f"shadow={shadow!r} is invalid; expected True or False")
+        if shadow and self.rule is None:
+            raise ValueError(
+                f"shadow=True needs a rule to recompute; pass rule=<name> (one of {_rules.names()})"
+            )
+        bad_skip = sorted(set(skip) - set(INVARIANTS))
+        if bad_skip:
+            raise ValueError(
+                f"skip names unknown invariant(s) {bad_skip}; expected ids from {list(INVARIANTS)}"
+            )
+        self.every = every
+        self.sample = sample
+        self.shadow = shadow
+        self.shadow_sample = shadow_sample
+        self.skip = frozenset(skip)
+        self.roles: dict[str, str] = dict(roles or {})
+        for user_name, role_value in self.roles.items():
+            _role_or_key(self.rule, user_name, role_value)  # validate now, with the list of valid names
+        self.names: dict[str, str] = dict(names or {})
+        bad_names = sorted(set(self.names) - {"params", "grads"})
+        if bad_names:
+            raise ValueError(f"names has unexpected key(s) {bad_names}; expected 'params' and/or 'grads'")
+        self.overrides = self._build_overrides(overrides or {})
+        self.seed = seed
+        self._sampler = _Sampler(sample, seed) if sample is not None else None
+        self._shadow_rng = np.random.default_rng(seed + 1)
+        self.steps = 0  # calls to check() (or to the guarded function)
+        self.checked = 0  # steps actually checked
+        self.violations: list[Violation] = []  # those of the last checked step
+        self._tracker: dict[str, Any] | None = None
+        self._tracker_before: dict[str, Any] = {}
+        self._name_cache: dict[tuple[str, ...], tuple[dict[str, str], dict[str, str]]] = {}
+
+    # -- configuration -------------------------------------------------------------
+
+    def _build_overrides(self, overrides: Mapping[Any, Mapping[str, Any]]) -> dict[Path, Rule]:
+        out: dict[Path, Rule] = {}
+        if overrides and self.rule is None:
+            raise ValueError("overrides need a rule; pass rule=<name>")
+        for key, changes in overrides.items():
+            path: Path = (key,) if isinstance(key, str) else tuple(key)
+            if not isinstance(changes, Mapping):
+                raise ValueError(
+                    f"overrides[{key!r}] must be a dict of hyperparameters, got {type(changes).__name__}"
+                )
+            assert self.rule is not None
+            valid = [s.name for s in type(self.rule).hyper_specs()]
+            unknown = [k for k in changes if k not in valid]
+            if unknown:
+                raise ValueError(
+                    f"overrides[{key!r}] has unknown hyperparameter(s) {unknown}; {self.rule.name} takes {valid}"
+                )
+            out[path] = self.rule.replace(**changes)
+        return out
+
+    def __repr__(self) -> str:
+        rule = self.rule.name if self.rule is not None else None
+        return f"Guard(rule={rule!r}, mode={self.mode!r}, every={self.every}, sample={self.sample}, shadow={self.shadow})"
+
+    @property
+    def due(self) -> bool:
+        """Whether the next step will be checked (``every``, and the mode is not ``"off"``)."""
+        return self.mode != "off" and self.steps % self.every == 0
+
+    # -- state handling ------------------------------------------------------------
+
+    def _split_state(
+        self, params: Tree, state: Mapping[str, Any] | None
+    ) -> tuple[dict[str, Any], dict[str, str], dict[str, str], dict[str, str]]:
+        """User state -> (trees by internal key, roles, names by internal key, key prefixes)."""
+        if state is None:
+            return {}, {}, {}, {}
+        if not isinstance(state, Mapping):
+            if _is_arraylike(state) and _is_arraylike(params):
+                state = {"state": state}
+            else:
+                raise ValueError(
+                    f"state must be a dict naming each state tree (for example state={{'S': S}}), got "
+                    f"{type(state).__name__}"
+                )
+        if (
+            isinstance(params, Mapping)
+            and state
+            and all(
+                not isinstance(k, str) or k in params or (k[:1] == "d" and k[1:] in params) for k in state
+            )
+            and not (
+                self.rule is not None and set(state) & {*self.rule.array_keys(), *self.rule.scalar_states}
+            )
+        ):
+            state = {"state": state}  # a single tree keyed like params
+        names_key = tuple(state)
+        cached = self._name_cache.get(names_key)
+        if cached is None:
+            cached = _map_state_names(self.rule, list(state), self.roles)
+            self._name_cache[names_key] = cached
+        key_of, role_of = cached
+        trees: dict[str, Any] = {}
+        names: dict[str, str] = {}
+        prefixes: dict[str, str] = {}
+        for user_name, tree in state.items():
+            key = key_of[user_name]
+            prefix = _detect_prefix(params, tree)
+            trees[key] = _rekey(tree, prefix)
+            if user_name != key:
+                names[key] = user_name
+            if prefix:
+                prefixes[key] = prefix
+        return trees, role_of, names, prefixes
+
+    # -- snapshot and check ---------------------------------------------------------
+
+    def snapshot(
+        self, *, params: Tree, grads: Tree | None = None, state: Mapping[str, Any] | None = None
+    ) -> Snapshot:
+        """Copy what :meth:`check` needs from before a step that may overwrite its inputs.
+
+        Whole copies, or with ``sample=K`` only the sampled coordinates (the same ones
+        :meth:`check` then reads after the step). Pass the result as ``check(before=...)``.
+        """
+        trees, _, _, _ = self._split_state(params, state)
+        gp = _detect_prefix(params, grads) if grads is not None else ""
+        grads_k = _rekey(grads, gp) if grads is not None else None
+        step = _scalar_step(trees.get("step"))
+        arrays = {k: v for k, v in trees.items() if not _is_number(v)}
+        if self._sampler is None:
+            return Snapshot(
+                params=_copy_tree(params),
+                grads=None if grads_k is None else _copy_tree(grads_k),
+                state={
+                    **{k: v for k, v in trees.items() if _is_number(v)},
+                    **{k: _copy_tree(v) for k, v in arrays.items()},
+                },
+                step=step,
+            )
+        samples, shapes, dtypes = self._draw(params)
+        snap = Snapshot(
+            params=_sample_tree(params, samples),
+            grads=None if grads_k is None else _sample_tree(grads_k, samples),
+            state={k: (v if _is_number(v) else _sample_tree(v, samples)) for k, v in trees.items()},
+            samples=samples,
+            shapes=shapes,
+            dtypes=dtypes,
+            step=step,
+        )
+        return snap
+
+    def check(
+        self,
+        *,
+        params: Tree,
+        grads: Tree,
+        state: Mapping[str, Any] | None = None,
+        step: int | None = None,
+        before: Snapshot | Mapping[str, Any] | None = None,
+    ) -> list[Violation]:
+        """Check one step; call it after the update.
+
+        * ``params``, ``state``: the values after the step; ``state`` maps names to trees
+          (``{"S": S}``, or a rule-shaped state ``{"step": 3, "exp_avg": ..., ...}``);
+        * ``grads``: the gradient the step used;
+        * ``before``: the values before the step: a :class:`Snapshot` from :meth:`snapshot`,
+          or in a loop that does not overwrite its inputs simply
+          ``{"params": old_params, "state": old_state}`` (no copy needed). Without it only
+          the checks that need no history run (finiteness, negative second moments);
+        * ``step``: the step number for messages (default: the state's ``step`` entry, else
+          the number of calls so far).
+
+        Returns the violations (empty when all holds), after handing them to the mode.
+        """
+        self.steps += 1
+        if self.shadow:
+            self._advance_tracker()
+        if self.mode == "off" or (self.steps - 1) % self.every:
+            return []
+        self.checked += 1
+        found = self._check(params, grads, state, step, before)
+        self.violations = found
+        if found:
+            self._handle(found)
+        return found
+
+    def _check(
+        self,
+        params: Tree,
+        grads: Tree,
+        state: Mapping[str, Any] | None,
+        step: int | None,
+        before: Snapshot | Mapping[str, Any] | None,
+        *,
+        param_name: str | None = None,
+        grads_name: str | None = None,
+    ) -> list[Violation]:
+        trees, role_of, snames, prefixes = self._split_state(params, state)
+        gp = _detect_prefix(params, grads)
+        if gp:
+            prefixes["grads"] = gp
+        grads_k = _rekey(grads, gp)
+        names = {
+            "params": param_name or self.names.get("params", "params"),
+            "grads": grads_name or self.names.get("grads", "grads"),
+            **snames,
+        }
+        # before values
+        snap: Snapshot | None = before if isinstance(before, Snapshot) else None
+        if snap is None and before is not None:
+            if not isinstance(before, Mapping):
+                raise ValueError(
+                    f"before must be a Snapshot (guard.snapshot(...)) or a dict, got {type(before).__name__}"
+                )
+            bad = sorted(set(before) - {"params", "grads", "state"})
+            if bad:
+                raise ValueError(
+                    f"before has unexpected key(s) {bad}; expected some of ['grads', 'params', 'state']"
+                )
+            if self._sampler is not None:
+                snap = self.snapshot(
+                    params=before.get("params", params), grads=before.get("grads"), state=before.get("state")
+                )
+            else:
+                s0, _, _, _ = self._split_state(params, before.get("state"))
+                bg = before.get("grads")
+                snap = Snapshot(
+                    params=before.get("params", params),
+                    grads=None if bg is None else _rekey(bg, _detect_prefix(params, bg)),
+                    state=s0,
+                    step=_scalar_step(s0.get("step")),
+                )
+        if step is None:
+            step = _scalar_step(trees.get("step"))
+            if step is None:
+                step = (snap.step + 1) if snap is not None and snap.step is not None else self.steps
+        history = snap is not None
+        new_state = dict(trees)
+        skip = self.skip
+        if not history:
+            # only the values after the step: no step-over-step invariants
+            skip = skip | {"update-without-gradient", "update-too-large", "accumulator-decreased"}
+        pre: list[Violation] = []
+        samples = snap.samples if snap is not None else None
+        if self._sampler is not None and samples is None and snap is None:
+            samples, shapes, dtypes = self._draw(params)
+        elif snap is not None and samples is not None:
+            shapes, dtypes = snap.shapes, snap.dtypes
+        if samples is not None:
+            # sampled: structure checks on the full arrays, then gather the same coordinates
+            params_s, new_state, keep = self._gather_after(
+                params, new_state, samples, shapes, dtypes, names, prefixes, step, pre
+            )
+            g_s = _sample_tree(grads_k, samples)
+            old_p = snap.params if snap is not None else params_s
+            before_map: dict[str, Any] = {"params": old_p, "state": snap.state if snap is not None else {}}
+            if snap is not None and snap.grads is not None:
+                before_map["grads"] = snap.grads
+            ctx, leaves, counters = _prepare(
+                self.rule,
+                old_p,
+                g_s,
+                before_map["state"],
+                params_s,
+                new_state,
+                before=before_map,
+                names=names,
+                step=step,
+                roles=role_of,
+                key_prefix=prefixes,
+                skip=skip,
+                overrides=self.overrides,
+                history=history,
+            )
+            for leaf in leaves:
+                leaf.shape = shapes[leaf.path]
+                leaf.dtype = dtypes[leaf.path]
+                leaf.sample = samples.get(leaf.path)
+            leaves = [leaf for leaf in leaves if leaf.path in keep]
+        else:
+            old_p = snap.params if snap is not None else params
+            before_map = {"params": old_p, "state": snap.state if snap is not None else {}}
+            if snap is not None and snap.grads is not None:
+                before_map["grads"] = snap.grads
+            ctx, leaves, counters = _prepare(
+                self.rule,
+                old_p,
+                grads_k,
+                before_map["state"],
+                params,
+                new_state,
+                before=before_map,
+                names=names,
+                step=step,
+                roles=role_of,
+                key_prefix=prefixes,
+                skip=skip,
+                overrides=self.overrides,
+                history=history,
+            )
+        found = _run(ctx, leaves, counters)
+        if self.shadow and snap is not None and "differs-from-reference" not in self.skip:
+            found.extend(self._shadow_check(ctx, leaves, step))
+        found = _sort([*pre, *found])
+        if self._sampler is not None:
+            for v in found:
+                ok = v.path is not None and v.index is not None and v.shape and len(v.index) == len(v.shape)
+                if ok and all(0 <= i < d for i, d in zip(v.index, v.shape, strict=True)):  # type: ignore[arg-type]
+                    self._sampler.remember(v.path, int(np.ravel_multi_index(v.index, v.shape)))  # type: ignore[arg-type]
+        return found
+
+    def _draw(self, params: Tree) -> tuple[dict[Path, Any], dict[Path, tuple[int, ...]], dict[Path, Any]]:
+        """Sample indices, full shapes and dtypes for every parameter."""
+        assert self._sampler is not None
+        samples: dict[Path, np.ndarray | None] = {}
+        shapes: dict[Path, tuple[int, ...]] = {}
+        dtypes: dict[Path, Any] = {}
+        for path, p in flatten(params):
+            shapes[path] = _shape(p)
+            dtypes[path] = getattr(p, "dtype", None)
+            samples[path] = self._sampler.draw(path, math.prod(shapes[path]))
+        return samples, shapes, dtypes
+
+    def _gather_after(
+        self,
+        params: Tree,
+        new_state: dict[str, Any],
+        samples: Mapping[Path, np.ndarray | None],
+        shapes: Mapping[Path, tuple[int, ...]],
+        dtypes: Mapping[Path, Any],
+        names: Mapping[str, str],
+        prefixes: Mapping[str, str],
+        step: int | None,
+        out: list[Violation],
+    ) -> tuple[Tree, dict[str, Any], set[Path]]:
+        from .invariants import _check_structure
+
+        ctx = _Context(rule=self.rule, roles={}, names=names, key_prefix=prefixes, step=step, skip=self.skip)
+        keep: set[Path] = set()
+        shapes_ok: dict[Path, bool] = {}
+        for path, p in flatten(params):
+            full = shapes.get(path)
+            if full is None:
+                continue
+            fake = types.SimpleNamespace(shape=full, dtype=dtypes[path])
+            changed = _check_structure(ctx, "params", path, fake, p, out)
+            shapes_ok[path] = not changed
+            if not changed:
+                keep.add(path)
+        out[:] = [v for v in out if v.id not in self.skip]
+        for key, tree in new_state.items():
+            if _is_number(tree):
+                continue
+            for path, x in flatten(tree):
+                full = shapes.get(path)
+                if full is not None and _shape(x) != full and shapes_ok.get(path, False):
+                    fake = types.SimpleNamespace(shape=full, dtype=getattr(x, "dtype", None))
+                    _check_structure(ctx, key, path, fake, x, out)
+                    keep.discard(path)
+
+        def gather_tree(tree: Tree) -> Tree:
+            leaves = []
+            for path, x in flatten(tree):
+                idx = samples.get(path)
+                ok = path in keep and _is_arraylike(x) and _shape(x) == shapes.get(path)
+                if idx is None or not ok:
+                    leaves.append(x)  # not gathered: a shape-changed leaf (reported) or a non-array
+                else:
+                    leaves.append(_gather(x, idx, {}))
+            return unflatten(tree, leaves)
+
+        params_s = gather_tree(params)
+        state_s = {k: (v if _is_number(v) else gather_tree(v)) for k, v in new_state.items()}
+        return params_s, state_s, keep
+
+    def _handle(self, found: list[Violation]) -> None:
+        mode = self.mode
+        if mode == "raise":
+            raise InvariantError(found)
+        if mode == "warn":
+            err = InvariantError(found)
+            warnings.warn(InvariantWarning(str(err)), stacklevel=_user_stacklevel())
+        elif mode == "log":
+            logger.warning("%s", InvariantError(found))
+        elif callable(mode):
+            mode(found)
+
+    # -- shadow --------------------------------------------------------------------
+
+    def _advance_tracker(self) -> None:
+        """Keep the rule's schedule scalars (NAdam's mu_product, ASGD's eta) in step with the loop."""
+        assert self.rule is not None
+        extra = [k for k in self.rule.scalar_states if k != "step"]
+        if not extra:
+            return
+        p = np.zeros(1)
+        if self._tracker is None:
+            self._tracker = self.rule.init(p)
+        self._tracker_before = dict(self._tracker)
+        with np.errstate(all="ignore"):
+            _, self._tracker = self.rule.step(p, np.zeros(1), self._tracker)
+
+    def _shadow_check(self, ctx: _Context, leaves: list[_Leaf], step: int | None) -> list[Violation]:
+        from ._compare import leaf_error, rtol, to_numpy
+
+        out: list[Violation] = []
+        assert self.rule is not None
+        t0 = (step - 1) if step is not None else self.steps - 1
+        for leaf in leaves:
+            rule = ctx.rule_for(leaf.path) or self.rule
+            if leaf.p0 is None or leaf.p1 is None or leaf.g is None or leaf.skip_elementwise:
+                continue
+            keys = rule.array_keys()
+            if any(k not in leaf.s0 or _shape(leaf.s0[k]) != _shape(leaf.p0) for k in keys):
+                continue  # a state entry the user does not keep, or factored (adafactor)
+            n = math.prod(_shape(leaf.p0))
+            if leaf.sample is None and n > self.shadow_sample:
+                idx = np.unique(self._shadow_rng.integers(0, n, self.shadow_sample))
+            else:
+                idx = None
+            cache: dict[Any, Any] = {}
+
+            def pick(x: Any, idx: np.ndarray | None = idx, cache: dict[Any, Any] = cache) -> np.ndarray:
+                a = x if idx is None else _gather(x, idx, cache)
+                return to_numpy(a).reshape(-1)
+
+            p0, p1, g = pick(leaf.p0), pick(leaf.p1), pick(leaf.g)
+            s0 = {k: pick(leaf.s0[k]) for k in keys}
+            s1 = {k: pick(leaf.s1[k]) for k in keys if k in leaf.s1}
+            state: dict[str, Any] = {"step": t0, **s0}
+            extra = [k for k in rule.scalar_states if k != "step"]
+            if extra:
+                tracker = self._tracker_before
+                for k in extra:
+                    if k in leaf.s0:
+                        state[k] = leaf.s0[k]
+                    elif k in tracker:
+                        state[k] = tracker[k]
+                    else:
+                        break
+                else:
+                    extra = []
+                if extra:
+                    continue
+            try:
+                with np.errstate(all="ignore"):
+                    ref_p, ref_s = rule.step(p0, g, state)
+            except (ValueError, TypeError, ZeroDivisionError, FloatingPointError):
+                continue
+            tol = rtol(leaf.dtype)
+            with np.errstate(all="ignore"):
+                du = p1.astype(np.float64) - p0
+                dr = np.asarray(ref_p, dtype=np.float64) - p0
+                finite = np.isfinite(dr) & np.isfinite(du)
+                scale = float(np.max(np.abs(dr[finite]))) if finite.any() else 0.0
+                ulp = np.spacing(np.maximum(np.abs(p0), np.abs(p1)).astype(p1.dtype)).astype(np.float64)
+                bad = np.where(
+                    finite, np.abs(du - dr) > tol * scale + 2 * ulp, np.isfinite(du) != np.isfinite(dr)
+                )
+            where_bad = [("params", bad)]
+            for k, v in s1.items():
+                err, _ = leaf_error(v, ref_s[k], leaf.dtype)
+                if err > 1:
+                    r = np.asarray(ref_s[k], dtype=np.float64)
+                    sc = float(np.max(np.abs(r[np.isfinite(r)]))) if np.isfinite(r).any() else 0.0
+                    with np.errstate(all="ignore"):
+                        diff = np.abs(v.astype(np.float64) - r)
+                        b = ~(diff <= tol * sc) & ~(np.isnan(v) & np.isnan(r))
+                    where_bad.append((k, b))
+            for what, mask in where_bad:
+                cnt = int(np.count_nonzero(mask))
+                if not cnt:
+                    continue
+                j = int(np.argmax(mask))
+                flat = int(idx[j]) if idx is not None else leaf.flat_index(j)
+                index = tuple(int(i) for i in np.unravel_index(flat, leaf.shape)) if leaf.shape else ()
+                if what == "params":
+                    got, want = float(p1[j]), float(np.asarray(ref_p)[j])
+                else:
+                    got, want = float(s1[what][j]), float(np.asarray(ref_s[what])[j])
+                related = {
+                    ctx.label("grads", leaf.path): float(g[j]),
+                    ctx.label("params", leaf.path): float(p0[j]),
+                }
+                for k in keys:
+                    related[ctx.label(k, leaf.path)] = float(s0[k][j])
+                where = ctx.where(what, leaf.path)
+                hyper = ", ".join(f"{k}={v!r}" for k, v in rule.hyper.items() if v != _default(rule, k))
+                out.append(
+                    Violation(
+                        id="differs-from-reference",
+                        where=where,
+                        path=leaf.path,
+                        message=(
+                            f"{where} differs from {rule.name}({hyper}){ctx.at_step() if step is not None else ''} on "
+                            f"{cnt} of {mask.size} sampled entries; first at {_fmt_index(index)}: {_fmt(got)}, "
+                            f"reference {_fmt(want)} ("
+                            + ", ".join(f"{k}={_fmt(v)}" for k, v in related.items())
+                            + " before the step)."
+                        ),
+                        hint=(
+                            "The update computes something else than the reference rule: a misplaced ε (g/√S + ε "
+                            "instead of g/(√S + ε)), another momentum or weight-decay convention, or a bug; run "
+                            f"`python -m optcheck audit your_module.py:your_update --rule {rule.name}` to name it."
+                        ),
+                        step=step,
+                        shape=leaf.shape,
+                        dtype=str(leaf.dtype).rsplit(".", 1)[-1],
+                        count=cnt,
+                        counts={"differs": cnt},
+                        size=int(mask.size),
+                        index=index,
+                        value=got,
+                        related={"reference": want, **related},
+                        sampled=True,
+                    )
+                )
+        return out
+
+
+def _default(rule: Rule, name: str) -> Any:
+    for spec in type(rule).hyper_specs():
+        if spec.name == name:
+            return spec.default
+    return None
+
+
+def _sample_tree(tree: Tree, samples: Mapping[Path, np.ndarray | None]) -> Tree:
+    leaves = []
+    for path, x in flatten(tree):
+        idx = samples.get(path)
+        if idx is None or not _is_arraylike(x):
+            leaves.append(_copy(x) if _is_arraylike(x) else x)
+        else:
+            leaves.append(_gather(x, idx, {}))
+    return unflatten(tree, leaves)
+
+
+def _is_number(x: Any) -> bool:
+    if type(x) is np.ndarray or type(x) is dict:
+        return False
+    if isinstance(x, Mapping):
+        return False
+    if isinstance(x, (int, float, np.generic)) and not isinstance(x, bool):
+        return True
+    return _is_arraylike(x) and len(_shape(x)) == 0 and x is not None and _is_torch(x)
+
+
+def _is_torch(x: Any) -> bool:
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(x, torch.Tensor)
+
+
+def _scalar_step(x: Any) -> int | None:
+    if x is None or isinstance(x, Mapping):
+        return None
+    try:
+        v = float(x)
+    except (TypeError, ValueError):
+        return None
+    return int(v) if math.isfinite(v) and v == int(v) else None
+
+
+# ---------------------------------------------------------------------------
+# guarded
+# ---------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class _CallShape:
+    """Which arguments of the user's update function are what."""
+
+    params: str
+    grads: str
+    states: list[str]
+    step: str | None
+
+
+def _classify(arguments: Mapping[str, Any]) -> _CallShape:
+    names = list(arguments)
+    if len(names) < 2:
+        raise TypeError(
+            "a guarded update function takes the parameters and the gradients as its first two arguments, "
+            f"got {names}"
+        )
+    params_name, grads_name = names[0], names[1]
+    params = arguments[params_name]
+    states: list[str] = []
+    step: str | None = None
+    for name in names[2:]:
+        value = arguments[name]
+        if isinstance(params, Mapping) and isinstance(value, Mapping) and value:
+            if _detect_prefix(params, value) or set(value) == set(params):
+                states.append(name)
+        elif _is_arraylike(params) and _is_arraylike(value) and _shape(value) == _shape(params):
+            states.append(name)
+        elif (
+            name.lower() in _STEP_NAMES
+            and isinstance(value, (int, np.integer))
+            and not isinstance(value, bool)
+        ):
+            step = name
+    return _CallShape(params_name, grads_name, states, step)
+
+
+def _split_result(result: Any, call: _CallShape, inputs: Mapping[str, Any]) -> tuple[Tree, dict[str, Tree]]:
+    """The new params and state trees from what the function returned (or from its mutated inputs)."""
+    params = inputs[call.params]
+    states = {n: inputs[n] for n in call.states}
+    if result is None:
+        return params, states
+    if isinstance(result, tuple):
+        items = list(result)
+        if len(items) == 1 + len(call.states):
+            return items[0], dict(zip(call.states, items[1:], strict=True))
+        if len(items) == len(call.states) + 2 and isinstance(items[-1], (int, np.integer)):
+            return items[0], dict(zip(call.states, items[1:-1], strict=True))
+        raise ValueError(
+            f"the update function returned a tuple of {len(items)} items; expected ({call.params}, "
+            f"{', '.join(call.states)}) in that order, or nothing when it updates its arguments in place"
+        )
+    return result, states
+
+
+def guarded(
+    update_fn: Callable[..., Any],
+    rule: str | Rule | None = None,
+    *,
+    mode: str | Callable[[list[Violation]], Any] = "raise",
+    every: int = 1,
+    sample: int | None = None,
+    shadow: bool = False,
+    roles: Mapping[str, str] | None = None,
+    overrides: Mapping[Any, Mapping[str, Any]] | None = None,
+    skip: tuple[str, ...] | list[str] = (),
+    seed: int = 0,
+    **hyper: Any,
+) -> Callable[..., Any]:
+    """Wrap a user's update function so that every call is checked before and after.
+
+    ``update = optcheck.guarded(update_parameters_with_rmsprop, rule="rmsprop", lr=0.01, alpha=0.9)``
+    and the loop calls ``update(...)`` as before. The function takes the parameters and
+    the gradients first, then its state trees (course style ``S``, ``V``, ``v``, ``s``:
+    dicts keyed like the gradients, ``dW1`` for ``W1``) and possibly the step ``t``; it may
+    update its arguments in place or return ``(parameters, *states)``. The guard copies the
+    inputs before each checked call (only the sampled coordinates with ``sample=K``) and
+    checks the step afterwards; the keywords are those of :class:`Guard`. The wrapper has
+    the function's name and docstring, and ``wrapper.guard`` is the :class:`Guard`.
+    """
+    if not callable(update_fn):
+        raise TypeError(f"update_fn must be a function, got {type(update_fn).__name__}")
+    guard = Guard(
+        rule,
+        mode,
+        every,
+        sample,
+        roles=roles,
+        overrides=overrides,
+        shadow=shadow,
+        skip=skip,
+        seed=seed,
+        **hyper,
+    )
+    try:
+        sig: inspect.Signature | None = inspect.signature(update_fn)
+    except (TypeError, ValueError):
+        sig = None
+
+    @functools.wraps(update_fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        if not guard.due:
+            guard.steps += 1
+            if guard.shadow:
+                guard._advance_tracker()
+            return update_fn(*args, **kwargs)
+        arguments = _bind(sig, args, kwargs)
+        call = _classify(arguments)
+        params, grads = arguments[call.params], arguments[call.grads]
+        state_in = {n: arguments[n] for n in call.states}
+        snap = guard.snapshot(params=params, grads=grads, state=state_in)
+        user_step = arguments.get(call.step) if call.step else None
+        result = update_fn(*args, **kwargs)
+        new_params, new_states = _split_result(result, call, arguments)
+        guard.steps += 1
+        if guard.shadow:
+            guard._advance_tracker()
+        guard.checked += 1
+        step = int(user_step) if user_step is not None else guard.steps
+        if snap.step is None:
+            snap.step = step - 1
+        found = guard._check(
+            new_params, grads, new_states, step, snap, param_name=call.params, grads_name=call.grads
+        )
+        guard.violations = found
+        if found:
+            guard._handle(found)
+        return result
+
+    wrapper.guard = guard  # type: ignore[attr-defined]
+    return wrapper
+
+
+def _bind(sig: inspect.Signature | None, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    if sig is None:
+        out = {f"args[{i}]": a for i, a in enumerate(args)}
+        out.update(kwargs)
+        return out
+    try:
+        bound = sig.bind(*args, **kwargs)
+    except TypeError as e:
+        raise TypeError(
+            f"the guarded update function was called with arguments it does not accept: {e}"
+        ) from None
+    out = {}
+    for name, value in bound.arguments.items():
+        kind = sig.parameters[name].kind
+        if kind is inspect.Parameter.VAR_POSITIONAL:
+            out.update({f"{name}[{i}]": v for i, v in enumerate(value)})
+        elif kind is inspect.Parameter.VAR_KEYWORD:
+            out.update(value)
+        else:
+            out[name] = value
+    return out
+
+
+# ---------------------------------------------------------------------------
+# trap
+# ---------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def trap(
+    *, invalid: bool = True, divide: bool = True, overflow: bool = True, underflow: bool = False
+) -> Iterator[None]:
+    """Stop at the first numpy floating-point error inside the block, naming your source line.
+
+    Inside ``with optcheck.trap():`` numpy's "invalid value" (NaN from √ of a negative or
+    0/0), "divide by zero" and "overflow" warnings become an :class:`~optcheck.InvariantError`
+    whose message quotes the file, line and code that produced it. Usable as a decorator.
+    torch tensors are not affected (use ``torch.autograd.set_detect_anomaly`` or a
+    :class:`Guard`).
+    """
+    kinds = {"invalid": invalid, "divide": divide, "over": overflow, "under": underflow}
+    for k, v in kinds.items():
+        if not isinstance(v, bool):
+            raise ValueError(f"trap({k}={v!r}) is invalid; expected True or False")
+    settings = {k: ("raise" if v else "ignore") for k, v in kinds.items()}
+    try:
+        with np.errstate(**settings):  # type: ignore[arg-type]
+            yield
+    except InvariantError:
+        raise
+    except FloatingPointError as e:
+        frame = _user_frame(e.__traceback__)
+        if frame is None:
+            raise
+        filename, lineno, code = frame
+        msg = f"{e} at {filename}:{lineno}: {code}"
+        err = InvariantError(
+            [
+                Violation(
+                    id="non-finite",
+                    where=f"{os.path.basename(filename)}:{lineno}",
+                    message=f"numpy: {msg}.",
+                    hint=(
+                        "This operation is the first to produce NaN or inf: look at its inputs just before this "
+                        "line (a negative number under a square root, 0/0, log of 0, exp of a large number)."
+                    ),
+                    became=True,
+                )
+            ],
+            message=f"numpy: {msg}",
+        )
+        raise err from None
+
+
+def _user_frame(tb: types.TracebackType | None) -> tuple[str, int, str] | None:
+    """The innermost traceback frame outside numpy and optcheck: (file, line, code)."""
+    np_dir = os.path.dirname(np.__file__)
+    here = os.path.dirname(os.path.abspath(__file__))
+    found = None
+    for fs in traceback.extract_tb(tb):
+        f = os.path.abspath(fs.filename)
+        if f.startswith(np_dir) or f.startswith(here) or "contextlib" in f:
+            continue
+        found = (fs.filename, int(fs.lineno or 0), (fs.line or "").strip())
+    return found

@@ -1,0 +1,1714 @@
+"""Invariants an update rule must keep, checked at the moment they break.
+
+Every check is a pure function over arrays or (nested) dicts of arrays (numpy,
+``array_api_strict``, torch tensors on any device) and returns a list of
+:class:`Violation` records, empty when everything holds. The checks are written
+against the array API: on the fast path only one boolean per array crosses to
+the host, and on a violation only the few entries the message quotes.
+
+The invariants, by id (``docs/invariants.md`` has the full list with messages):
+
+* ``non-finite``: NaN or inf in params, grads, state or the update; an array that
+  *became* non-finite in this step is told apart from one that already was on input;
+* ``negative-second-moment``: a second moment (or its running maximum) below zero; for
+  centered RMSprop, v − ḡ² below zero by more than rounding;
+* ``sqrt-of-negative``: the argument of a square root is negative (centered RMSprop's
+  v − ḡ² rounding below zero);
+* ``accumulator-decreased``: Adagrad's sum of squares or AMSGrad's maximum went down;
+* ``step-not-incremented``: the step counter did not grow by exactly one;
+* ``update-without-gradient``: zero gradient, no momentum and no decay, yet the parameter
+  moved (the signature of epsilon added outside the division);
+* ``update-too-large``: a coordinate moved further than the rule's bound
+  (:meth:`optcheck.rules.Rule.update_bound`: about lr for Adam, exactly lr for Lion);
+* ``shape-changed``, ``dtype-changed``: an array came back with another shape or dtype;
+* ``input-mutated``: an input that must not change (the gradients) was changed in place;
+* ``differs-from-reference``: raised by :class:`optcheck.Guard` with ``shadow=True``.
+
+:func:`check_update` runs every invariant that applies to one step of a rule; the
+guard, the audit and the property tests all go through it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
+from typing import Any
+
+import numpy as np
+from array_api_compat import array_namespace
+
+from ._tree import Path, Tree, describe, path_str, zip_trees
+from .rules import Rule
+from .rules._base import MONOTONE_ROLES, NONNEGATIVE_ROLES, ROLES
+
+__all__ = [
+    "INVARIANTS",
+    "InvariantError",
+    "InvariantWarning",
+    "Violation",
+    "accumulator_decreased",
+    "check_update",
+    "dtype_changed",
+    "input_mutated",
+    "negative_second_moment",
+    "non_finite",
+    "raise_if",
+    "shape_changed",
+    "sqrt_of_negative",
+    "step_not_incremented",
+    "update_too_large",
+    "update_without_gradient",
+]
+
+Array = Any
+
+INVARIANTS: tuple[str, ...] = (
+    "shape-changed",
+    "dtype-changed",
+    "input-mutated",
+    "step-not-incremented",
+    "negative-second-moment",
+    "sqrt-of-negative",
+    "accumulator-decreased",
+    "non-finite",
+    "update-without-gradient",
+    "update-too-large",
+    "differs-from-reference",
+)
+"""Every invariant id, in the order a report lists them (causes before consequences)."""
+
+#: State roles (``Rule.state_roles``, defined in :data:`optcheck.rules._base.ROLES`) and what the
+#: invariants do with them: never negative, never decreasing, carrying motion without a gradient.
+KNOWN_ROLES = frozenset(ROLES)
+MOVING_ROLES = frozenset({"first-moment", "momentum"})
+COUNTER_ROLES = frozenset({"counter"})
+
+#: Slack on :meth:`Rule.update_bound`: a step may exceed the bound by this factor (plus rounding).
+UPDATE_SLACK = 1.001
+
+
+# ---------------------------------------------------------------------------
+# Records
+# ---------------------------------------------------------------------------
+
+
+def _json_float(x: float | None) -> float | str | None:
+    if x is None or math.isfinite(x):
+        return x
+    return "nan" if math.isnan(x) else ("inf" if x > 0 else "-inf")
+
+
+@dataclasses.dataclass(frozen=True)
+class Violation:
+    """One broken invariant, found in one array.
+
+    * ``id``: the stable kebab-case name of the invariant (see :data:`INVARIANTS`);
+    * ``where``: the user's own name and key path (``S['dW1']``); ``path``: the key path of
+      the parameter it belongs to (``("W1",)``), when it belongs to one;
+    * ``step``: the step at which it broke, when known;
+    * ``shape``, ``dtype``: of the array (its full shape, also when only a sample was checked);
+    * ``count``: how many entries are bad; ``counts`` breaks it down (``nan``, ``posinf``,
+      ``neginf``, ``negative``, ...); ``size``: how many entries were checked;
+    * ``index``: the first bad index (n-d); ``value``: the array's value there;
+    * ``related``: the values of the related inputs at that index (``g``, ``S``, ``W``, ...);
+    * ``became``: for ``non-finite`` and ``negative-second-moment``, whether the array went
+      bad in this step (``True``), was already bad on input (``False``) or unknown (``None``);
+    * ``sampled``: whether only a sample of the entries was checked;
+    * ``message``: one plain sentence; ``hint``: the likely cause and the fix.
+    """
+
+    id: str
+    where: str
+    message: str
+    hint: str = ""
+    path: tuple[str, ...] | None = None
+    step: int | None = None
+    shape: tuple[int, ...] | None = None
+    dtype: str | None = None
+    count: int = 0
+    counts: Mapping[str, int] = dataclasses.field(default_factory=dict)
+    size: int | None = None
+    index: tuple[int, ...] | None = None
+    value: float | None = None
+    related: Mapping[str, float] = dataclasses.field(default_factory=dict)
+    became: bool | None = None
+    sampled: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-serialisable dict (non-finite floats become the strings ``"nan"``, ``"inf"``, ``"-inf"``)."""
+        return {
+            "id": self.id,
+            "where": self.where,
+            "path": None if self.path is None else list(self.path),
+            "step": self.step,
+            "shape": None if self.shape is None else list(self.shape),
+            "dtype": self.dtype,
+            "count": self.count,
+            "counts": dict(self.counts),
+            "size": self.size,
+            "index": None if self.index is None else list(self.index),
+            "value": _json_float(self.value),
+            "related": {k: _json_float(v) for k, v in self.related.items()},
+            "became": self.became,
+            "sampled": self.sampled,
+            "message": self.message,
+            "hint": self.hint,
+        }
+
+    def __str__(self) -> str:
+        return f"{self.message} {self.hint}".strip()
+
+
+def _sort(violations: Iterable[Violation]) -> list[Violation]:
+    order = {k: i for i, k in enumerate(INVARIANTS)}
+
+    def key(v: Violation) -> tuple[int, int]:
+        # a non-finite *input* is a cause, reported before everything it explains
+        if v.id == "non-finite" and v.became is False:
+            return (-1, 0)
+        return (order.get(v.id, len(order)), 0)
+
+    return sorted(violations, key=key)
+
+
+def _render(violations: list[Violation]) -> str:
+    if not violations:
+        return "no invariant was violated"
+    first = violations[0]
+    lines = [first.message]
+    if first.hint:
+        lines.append(f"Hint: {first.hint}")
+    rest = violations[1:]
+    if rest:
+        shown = "; ".join(f"{v.id} in {v.where}" for v in rest[:6])
+        more = f" and {len(rest) - 6} more" if len(rest) > 6 else ""
+        lines.append(f"Also at this step: {shown}{more}.")
+    return "\n".join(lines)
+
+
+class InvariantError(FloatingPointError):
+    """An update broke an invariant. ``.violations`` holds the :class:`Violation` records, first cause first.
+
+    The message is the first violation's sentence and hint, then a one-line list of
+    the others.
+    """
+
+    def __init__(self, violations: Iterable[Violation], message: str | None = None) -> None:
+        self.violations: list[Violation] = list(violations)
+        super().__init__(message if message is not None else _render(self.violations))
+
+
+class InvariantWarning(RuntimeWarning):
+    """The warning :class:`optcheck.Guard` issues in ``mode="warn"``."""
+
+
+def raise_if(violations: list[Violation]) -> list[Violation]:
+    """Raise :class:`InvariantError` when ``violations`` is not empty; return it otherwise (empty)."""
+    if violations:
+        raise InvariantError(_sort(violations))
+    return violations
+
+
+# ---------------------------------------------------------------------------
+# Array helpers (array API; numpy, array_api_strict and torch tensors)
+# ---------------------------------------------------------------------------
+
+
+def _xp(x: Array) -> Any:
+    if type(x) is np.ndarray:
+        return np
+    return array_namespace(x)
+
+
+def _as_array(x: Any, where: str, allow_none: bool = False) -> Array:
+    """An array for a leaf: arrays pass through; numbers and lists of numbers become numpy arrays.
+
+    ``None`` (a state entry a rule does not keep for this parameter) stays ``None``.
+    """
+    if x is None and allow_none:
+        return None
+    if hasattr(x, "shape") and hasattr(x, "dtype") and not isinstance(x, type):
+        if type(x) is np.ndarray:
+            return x
+        try:
+            array_namespace(x)
+        except TypeError:
+            arr = np.asarray(x)
+            if arr.dtype.kind not in "biuf":
+                raise ValueError(f"{where} is {describe(x)}; expected a numeric array") from None
+            return arr
+        return x
+    if isinstance(x, (bool, int, float, np.number, list, tuple)):
+        try:
+            arr = np.asarray(x)
+        except (ValueError, TypeError):
+            arr = np.asarray(None)
+        if arr.dtype.kind in "biuf":
+            return arr
+    raise ValueError(f"{where} is {describe(x)}; expected an array (numpy array, torch tensor) or a number")
+
+
+def _shape(x: Array) -> tuple[int, ...]:
+    if type(x) is np.ndarray:
+        return x.shape  # type: ignore[no-any-return]
+    return tuple(int(d) for d in x.shape)
+
+
+def _size(shape: tuple[int, ...]) -> int:
+    return math.prod(shape)
+
+
+def _dtype_name(dtype: Any) -> str:
+    return str(dtype).rsplit(".", 1)[-1]
+
+
+def _is_float(xp: Any, x: Array) -> bool:
+    try:
+        return bool(xp.isdtype(x.dtype, "real floating"))
+    except (AttributeError, TypeError):  # pragma: no cover - very old namespaces
+        return bool(np.dtype(x.dtype).kind == "f")
+
+
+def _flat(xp: Any, x: Array) -> Array:
+    return xp.reshape(x, (-1,))
+
+
+def _to_float(x: Any) -> float:
+    return float(x)
+
+
+def _fmt(x: float | None) -> str:
+    if x is None:
+        return "?"
+    if math.isnan(x):
+        return "nan"
+    if math.isinf(x):
+        return "inf" if x > 0 else "-inf"
+    if x == 0:
+        return "0"
+    return f"{x:.3g}"
+
+
+def _fmt_index(index: tuple[int, ...]) -> str:
+    if len(index) == 1:
+        return f"({index[0]},)"
+    return "(" + ", ".join(str(i) for i in index) + ")"
+
+
+def _all_finite(xp: Any, x: Array) -> bool:
+    if xp is np:
+        if x.dtype.kind not in "fc":
+            return True
+        if x.dtype in (np.float32, np.float64) and x.flags.c_contiguous and x.size:
+            # one BLAS pass: x·x is finite iff every entry is (unless it overflows; then look closer)
+            flat = x.reshape(-1)
+            if math.isfinite(float(flat.dot(flat))):
+                return True
+        return bool(np.isfinite(x).all())
+    if not _is_float(xp, x):
+        return True
+    return bool(xp.all(xp.isfinite(x)))
+
+
+_CHUNK = 1 << 16  # numpy fast paths work through flat chunks of this many entries (cache-sized temporaries)
+
+
+def _np_chunks(*arrays: np.ndarray) -> Iterator[tuple[np.ndarray, ...]]:
+    """Flat, aligned chunks of C-contiguous numpy arrays of one shape (views, no copies)."""
+    flats = [a.reshape(-1) for a in arrays]
+    n = flats[0].shape[0]
+    for start in range(0, n, _CHUNK):
+        yield tuple(f[start : start + _CHUNK] for f in flats)
+
+
+def _np_contiguous(*arrays: Any) -> bool:
+    return all(type(a) is np.ndarray and a.flags.c_contiguous for a in arrays)
+
+
+def _count_first(xp: Any, mask: Array) -> tuple[int, int]:
+    """How many entries of a boolean mask are set and the flat index of the first one (-1: none)."""
+    flat = _flat(xp, mask)
+    if xp is np:
+        n = int(np.count_nonzero(flat))
+        return n, (int(np.argmax(flat)) if n else -1)
+    as_int = xp.astype(flat, xp.int64)
+    n = int(xp.sum(as_int))
+    if not n:
+        return 0, -1
+    return n, int(xp.argmax(xp.astype(flat, xp.int8)))
+
+
+def _at(xp: Any, x: Array | None, j: int) -> float | None:
+    if x is None:
+        return None
+    flat = _flat(xp, x)
+    if j < 0 or j >= int(flat.shape[0]):
+        return None
+    return _to_float(flat[j])
+
+
+# ---------------------------------------------------------------------------
+# The step record the invariants run on
+# ---------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class _Leaf:
+    """One parameter's arrays for one step (full arrays, or 1-d gathers at ``sample``).
+
+    ``p0``/``p1``: the parameter before/after; ``g``: the gradient; ``s0``/``s1``: state
+    entries before/after by rule key; ``mut``: label -> (snapshot, now) pairs for the
+    inputs that must not change. ``sample``: flat indices into the full arrays (None: full).
+    """
+
+    path: Path
+    shape: tuple[int, ...]
+    dtype: Any
+    p0: Array | None
+    p1: Array | None
+    g: Array | None
+    s0: dict[str, Array]
+    s1: dict[str, Array]
+    mut: dict[str, tuple[Array, Array]]
+    sample: np.ndarray | None = None
+    skip_elementwise: bool = False
+    finite: set[str] = dataclasses.field(default_factory=set)  # state keys already known finite
+
+    def aligned(self, arr: Array) -> bool:
+        """Whether ``arr`` is laid out like the parameter (not a factored state such as Adafactor's)."""
+        want = (int(self.sample.shape[0]),) if self.sample is not None else self.shape
+        return _shape(arr) == want
+
+    def index(self, j: int, arr: Array | None = None) -> tuple[int, ...]:
+        """The n-d index in the full array of entry ``j`` of ``arr`` (default: shaped like the parameter)."""
+        if arr is not None and not self.aligned(arr):
+            shape = _shape(arr)
+            return tuple(int(i) for i in np.unravel_index(j, shape)) if shape else ()
+        flat = int(self.sample[j]) if self.sample is not None else j
+        if not self.shape:
+            return ()
+        return tuple(int(i) for i in np.unravel_index(flat, self.shape))
+
+    def entries(self, arr: Array | None = None) -> str:
+        """``"32 entries"`` or ``"1024 sampled entries"``, for messages."""
+        sampled = self.sample is not None and (arr is None or self.aligned(arr))
+        return f"{self.count(arr)} {'sampled ' if sampled else ''}entries"
+
+    def count(self, arr: Array | None = None) -> int:
+        """How many entries of ``arr`` were checked."""
+        if arr is not None and not self.aligned(arr):
+            return _size(_shape(arr))
+        return self.n
+
+    def flat_index(self, j: int) -> int:
+        return int(self.sample[j]) if self.sample is not None else j
+
+    @property
+    def n(self) -> int:
+        return int(self.sample.shape[0]) if self.sample is not None else _size(self.shape)
+
+
+@dataclasses.dataclass
+class _Context:
+    """Names, roles and the rule for rendering and deciding what applies."""
+
+    rule: Rule | None
+    roles: dict[str, str]  # state key -> role
+    names: Mapping[str, str]  # "params", "grads", state keys or roles -> user's names
+    key_prefix: Mapping[str, str]
+    step: int | None
+    skip: frozenset[str]
+    leaf_rules: Mapping[Path, Rule] = dataclasses.field(default_factory=dict)
+
+    def name(self, what: str) -> str:
+        if what in self.names:
+            return self.names[what]
+        role = self.roles.get(what)
+        if role is not None and role in self.names:
+            return self.names[role]
+        if what in ("params", "grads"):
+            return what
+        return f"state[{what!r}]"
+
+    def where(self, what: str, path: Path) -> str:
+        prefix = self.key_prefix.get(what, "")
+        if prefix and path:
+            path = (prefix + path[0], *path[1:])
+        return path_str(self.name(what), path)
+
+    def label(self, what: str, path: Path) -> str:
+        """A short label for related values: ``g``, the user's state name, ``W``/``b``/``p``."""
+        if what == "grads":
+            return "g"
+        if what == "params":
+            last = path[-1] if path else ""
+            return last[:1] if last[:1] in ("W", "w", "b") else "p"
+        n = self.name(what)
+        return n if n.isidentifier() else what
+
+    def at_step(self) -> str:
+        return f" at step {self.step}" if self.step is not None else ""
+
+    def rule_for(self, path: Path) -> Rule | None:
+        return self.leaf_rules.get(path, self.rule)
+
+
+def _related(
+    ctx: _Context, leaf: _Leaf, j: int, skip: Collection[str] = (), arr: Array | None = None
+) -> dict[str, float]:
+    out: dict[str, float] = {}
+    if arr is not None and not leaf.aligned(arr):
+        return out
+    xp = None
+    for label, arr in (("grads", leaf.g), ("params", leaf.p0 if leaf.p0 is not None else leaf.p1)):
+        if arr is None or label in skip:
+            continue
+        xp = xp or _xp(arr)
+        v = _at(xp, arr, j)
+        if v is not None:
+            out[ctx.label(label, leaf.path)] = v
+    for key, arr in leaf.s0.items():
+        if key in skip or _shape(arr) != _shape(leaf.p0 if leaf.p0 is not None else arr):
+            continue
+        v = _at(_xp(arr), arr, j)
+        if v is not None:
+            out[ctx.label(key, leaf.path)] = v
+    return out
+
+
+def _related_text(related: Mapping[str, float], before: bool = False) -> str:
+    if not related:
+        return ""
+    inner = ", ".join(f"{k}={_fmt(v)}" for k, v in related.items())
+    return f" ({inner}{' before the step' if before else ''})"
+
+
+# ---------------------------------------------------------------------------
+# The invariants, on step records
+# ---------------------------------------------------------------------------
+
+
+def _nonfinite_counts(xp: Any, x: Array) -> tuple[dict[str, int], int]:
+    with np.errstate(invalid="ignore"):
+        nan = xp.isnan(x)
+        pinf = x == math.inf
+        ninf = x == -math.inf
+    counts = {}
+    first = -1
+    for label, mask in (("nan", nan), ("posinf", pinf), ("neginf", ninf)):
+        n, j = _count_first(xp, mask)
+        if n:
+            counts[label] = n
+            first = j if first < 0 else min(first, j)
+    return counts, first
+
+
+_COUNT_WORDS = {"nan": "NaN", "posinf": "+inf", "neginf": "-inf"}
+
+
+def _counts_text(counts: Mapping[str, int], entries: str) -> str:
+    parts = [f"{c} {_COUNT_WORDS.get(k, k)}" for k, c in counts.items()]
+    return f"{', '.join(parts)} of {entries}"
+
+
+def _nonfinite_hint(ctx: _Context, leaf: _Leaf, what: str, j: int, became: bool | None) -> str:
+    if what == "grads":
+        return (
+            "The gradient is non-finite before the optimizer runs, so the fault is in the loss or the "
+            "backward pass (log of 0, exp overflow, a division by zero); run the forward and backward "
+            "pass under optcheck.trap() to stop at the line that produced it."
+        )
+    if became is False:
+        return (
+            "The fault happened before this step: at an earlier step (check every step, every=1) or in "
+            "the values passed in."
+        )
+    # became non-finite in this step: look at the inputs at that index for the cause
+    g = _at(_xp(leaf.g), leaf.g, j) if leaf.g is not None else None
+    if g is not None and not math.isfinite(g):
+        return "The gradient at this entry is non-finite; fix the loss or the backward pass first."
+    for key, arr in leaf.s1.items():
+        role = ctx.roles.get(key)
+        if (role in NONNEGATIVE_ROLES and _shape(arr) == leaf.shape) or (
+            leaf.sample is not None and role in NONNEGATIVE_ROLES
+        ):
+            v = _at(_xp(arr), arr, j)
+            if v is not None and v < 0:
+                return (
+                    f"{ctx.where(key, leaf.path)} is negative at this entry ({_fmt(v)}), so its square root "
+                    "is NaN; see the negative-second-moment violation for the cause."
+                )
+            if v == 0 and g == 0:
+                return (
+                    "0/0: the gradient and the second moment are both 0 at this entry; epsilon must be "
+                    "added to the denominator, g/(√S + ε), not after the division."
+                )
+    return (
+        "An operation produced NaN or inf in this step: a square root of a negative number, 0/0, a "
+        "division by zero or an overflow (float32 overflows near 3.4e38); run the update under "
+        "optcheck.trap() to stop at the line that produced it."
+    )
+
+
+def _check_nonfinite(
+    ctx: _Context, leaf: _Leaf, what: str, x: Array | None, before: Array | None, out: list[Violation]
+) -> None:
+    if x is None:
+        return
+    xp = _xp(x)
+    if _all_finite(xp, x):
+        return
+    counts, j = _nonfinite_counts(xp, x)
+    became: bool | None = None
+    if before is not None and _shape(before) == _shape(x):
+        bxp = _xp(before)
+        if _all_finite(bxp, before):
+            became = True
+        else:
+            bj = _nonfinite_counts(bxp, before)[1]
+            became = False
+            j = bj
+    if what == "grads":
+        became = None
+    where = ctx.where(what, leaf.path)
+    n = int(sum(counts.values()))
+    value = _at(xp, x if became is not False else before, j)
+    related = _related(ctx, leaf, j, skip=() if what == "params" else (what,), arr=x)
+    idx = leaf.index(j, x)
+    total = _counts_text(counts, leaf.entries(x))
+    if what == "grads":
+        msg = f"{where} is non-finite{ctx.at_step()}: {total}; first at {_fmt_index(idx)}: {_fmt(value)}."
+    elif became is False:
+        msg = (
+            f"{where} was already non-finite on input{ctx.at_step()}: {total} after the step; "
+            f"first at {_fmt_index(idx)}: {_fmt(value)} before the step."
+        )
+    else:
+        verb = "became non-finite" if became else "is non-finite"
+        msg = (
+            f"{where} {verb}{ctx.at_step()}: {total}; first at {_fmt_index(idx)}: {_fmt(value)}"
+            f"{_related_text(related, before=True)}."
+        )
+    out.append(
+        Violation(
+            id="non-finite",
+            where=where,
+            path=leaf.path,
+            message=msg,
+            hint=_nonfinite_hint(ctx, leaf, what, j, became),
+            step=ctx.step,
+            shape=leaf.shape,
+            dtype=_dtype_name(leaf.dtype),
+            count=n,
+            counts=counts,
+            size=leaf.count(x),
+            index=idx,
+            value=value,
+            related=related,
+            became=became,
+            sampled=leaf.sample is not None,
+        )
+    )
+
+
+_NEGATIVE_HINT = (
+    "A term that is not a square was added to the squared gradient (for example an L2 penalty "
+    "proportional to W, which is negative wherever W is). Add the penalty to the gradient before "
+    "squaring: {S} = β·{S} + (1−β)·(g + λW)², and step with (g + λW)."
+)
+
+_NEGATIVE_HINTS = {
+    "norm": (
+        "An infinity norm is a maximum of absolute values, {S} = max(β2·{S}, |g| + ε); the absolute value "
+        "was left out or a signed term was mixed in."
+    ),
+    "step-size": (
+        "Step sizes are only multiplied by η₊ > 1 or 0 < η₋ < 1 and clamped to [step_min, step_max]; a "
+        "negative one means the gradient's sign was mixed into {S}."
+    ),
+}
+
+
+def _check_negative(ctx: _Context, leaf: _Leaf, key: str, out: list[Violation]) -> None:
+    x = leaf.s1.get(key)
+    if x is None:
+        return
+    xp = _xp(x)
+    if xp is not np and not _is_float(xp, x):
+        return
+    if xp is np:
+        if x.size == 0:
+            return
+        low = x.min()
+        if low >= 0:
+            if x.max() < math.inf:
+                leaf.finite.add(key)  # min >= 0 and max < inf: no NaN, no inf
+            return
+        if not low < 0:
+            return  # NaN: reported by non-finite
+    elif not bool(xp.any(x < 0)):
+        return
+    mask = x < 0
+    n, j = _count_first(xp, mask)
+    if not n:
+        return
+    before = leaf.s0.get(key)
+    became: bool | None = None
+    if before is not None and _shape(before) == _shape(x):
+        bxp = _xp(before)
+        nb, bj = _count_first(bxp, before < 0)
+        became = nb == 0
+        if not became:
+            j = bj
+    where = ctx.where(key, leaf.path)
+    label = ctx.label(key, leaf.path)
+    value = _at(xp, x if became is not False else before, j)
+    related = _related(ctx, leaf, j, skip=(key,), arr=x)
+    idx = leaf.index(j, x)
+    what = (
+        "became negative"
+        if became
+        else ("was already negative on input" if became is False else "is negative")
+    )
+    of = f"{n} of {leaf.entries(x)} < 0"
+    msg = f"{where} {what}{ctx.at_step()}: {of}; first at {_fmt_index(idx)}: {label}={_fmt(value)}{_related_text(related)}."
+    hint = _NEGATIVE_HINTS.get(ctx.roles.get(key, ""), _NEGATIVE_HINT).format(S=label)
+    if became is False:
+        hint = (
+            "It went negative before this step (second moments start at 0 and only average squares). " + hint
+        )
+    out.append(
+        Violation(
+            id="negative-second-moment",
+            where=where,
+            path=leaf.path,
+            message=msg,
+            hint=hint,
+            step=ctx.step,
+            shape=leaf.shape,
+            dtype=_dtype_name(leaf.dtype),
+            count=n,
+            counts={"negative": n},
+            size=leaf.count(x),
+            index=idx,
+            value=value,
+            related=related,
+            became=became,
+            sampled=leaf.sample is not None,
+        )
+    )
+
+
+def _check_centered(ctx: _Context, leaf: _Leaf, vkey: str, mkey: str, out: list[Violation]) -> None:
+    v, m = leaf.s1.get(vkey), leaf.s1.get(mkey)
+    if v is None or m is None or _shape(v) != _shape(m):
+        return
+    xp = _xp(v)
+    with np.errstate(invalid="ignore", over="ignore"):
+        arg = v - m * m
+        if xp is np:
+            if arg.size == 0 or not (arg.min() < 0):
+                return
+        elif not bool(xp.any(arg < 0)):
+            return
+        eps = (
+            float(np.finfo(_dtype_name(leaf.dtype)).eps)
+            if _dtype_name(leaf.dtype) in ("float16", "float32", "float64")
+            else 1e-2
+        )
+        tol = (xp.abs(v) + m * m) * (8 * eps)
+        beyond = arg < -tol
+    vname, mname = ctx.where(vkey, leaf.path), ctx.where(mkey, leaf.path)
+    vl, ml = ctx.label(vkey, leaf.path), ctx.label(mkey, leaf.path)
+    n_bad, j_bad = _count_first(xp, beyond)
+    n_neg, j_neg = _count_first(xp, arg < 0)
+    if n_bad:
+        j = j_bad
+        idx = leaf.index(j)
+        related = {vl: _at(xp, v, j), ml: _at(xp, m, j), **_related(ctx, leaf, j, skip=(vkey, mkey))}
+        out.append(
+            Violation(
+                id="negative-second-moment",
+                where=vname,
+                path=leaf.path,
+                message=(
+                    f"{vname} − {mname}² fell below zero by more than rounding{ctx.at_step()}: {n_bad} of "
+                    f"{leaf.entries()}; first at {_fmt_index(idx)}: {vl} − {ml}² = {_fmt(_at(xp, arg, j))}"
+                    f"{_related_text({k: x for k, x in related.items() if x is not None})}."
+                ),
+                hint=(
+                    f"{vl} must average the squares of the same gradients that {ml} averages, with the same "
+                    f"decay: {vl} = α·{vl} + (1−α)·g², {ml} = α·{ml} + (1−α)·g; a different decay or a term "
+                    f"that is not a square in {vl} breaks {vl} ≥ {ml}²."
+                ),
+                step=ctx.step,
+                shape=leaf.shape,
+                dtype=_dtype_name(leaf.dtype),
+                count=n_bad,
+                counts={"negative": n_bad},
+                size=leaf.n,
+                index=idx,
+                value=_at(xp, arg, j),
+                related={k: x for k, x in related.items() if x is not None},
+                sampled=leaf.sample is not None,
+            )
+        )
+    elif n_neg:
+        j = j_neg
+        idx = leaf.index(j)
+        value = _at(xp, arg, j)
+        out.append(
+            Violation(
+                id="sqrt-of-negative",
+                where=vname,
+                path=leaf.path,
+                message=(
+                    f"The argument of the square root in centered RMSprop, {vname} − {mname}², is negative"
+                    f"{ctx.at_step()} by rounding: {n_neg} of {leaf.entries()}; first at {_fmt_index(idx)}: "
+                    f"{_fmt(value)} ({vl}={_fmt(_at(xp, v, j))}, {ml}={_fmt(_at(xp, m, j))})."
+                ),
+                hint=(
+                    f"{vl} − {ml}² is a variance, ≥ 0 in exact arithmetic, but rounding pushes it below zero when "
+                    f"the gradient is nearly constant; clamp it, √max({vl} − {ml}², 0), or add ε inside the root."
+                ),
+                step=ctx.step,
+                shape=leaf.shape,
+                dtype=_dtype_name(leaf.dtype),
+                count=n_neg,
+                counts={"negative": n_neg},
+                size=leaf.n,
+                index=idx,
+                value=value,
+                related={vl: _at(xp, v, j) or 0.0, ml: _at(xp, m, j) or 0.0},
+                sampled=leaf.sample is not None,
+            )
+        )
+
+
+_MONOTONE_HINT = {
+    "accumulator": (
+        "An accumulator of squared gradients can only grow ({S} += g²): a term that is not a square was "
+        "added (for example an L2 penalty proportional to W); add it to the gradient before squaring, "
+        "{S} += (g + λW)², or {S} was reset or decayed."
+    ),
+    "max-second-moment": (
+        "AMSGrad keeps the running maximum, {S} = max({S}, v); it was overwritten with the current v "
+        "(or v was decayed before the maximum was taken)."
+    ),
+}
+
+
+def _check_monotone(ctx: _Context, leaf: _Leaf, key: str, out: list[Violation]) -> None:
+    a, b = leaf.s0.get(key), leaf.s1.get(key)
+    if a is None or b is None or _shape(a) != _shape(b):
+        return
+    xp = _xp(b)
+    with np.errstate(invalid="ignore"):
+        dec = b < a
+    n, j = _count_first(xp, dec)
+    if not n:
+        return
+    where = ctx.where(key, leaf.path)
+    label = ctx.label(key, leaf.path)
+    idx = leaf.index(j, b)
+    old, new = _at(xp, a, j), _at(xp, b, j)
+    related = _related(ctx, leaf, j, skip=(key,), arr=b)
+    role = ctx.roles.get(key, "accumulator")
+    out.append(
+        Violation(
+            id="accumulator-decreased",
+            where=where,
+            path=leaf.path,
+            message=(
+                f"{where} decreased{ctx.at_step()}: {n} of {leaf.entries(b)}; first at {_fmt_index(idx)}: "
+                f"{label} went from {_fmt(old)} to {_fmt(new)}{_related_text(related, before=True)}."
+            ),
+            hint=_MONOTONE_HINT.get(role, _MONOTONE_HINT["accumulator"]).format(S=label),
+            step=ctx.step,
+            shape=leaf.shape,
+            dtype=_dtype_name(leaf.dtype),
+            count=n,
+            counts={"decreased": n},
+            size=leaf.count(b),
+            index=idx,
+            value=new,
+            related={label + " before": old or 0.0, **related} if old is not None else related,
+            sampled=leaf.sample is not None,
+        )
+    )
+
+
+def _check_mutated(ctx: _Context, leaf: _Leaf, what: str, out: list[Violation]) -> None:
+    pair = leaf.mut.get(what)
+    if pair is None:
+        return
+    before, now = pair
+    if _shape(before) != _shape(now):
+        return
+    xp = _xp(now)
+    with np.errstate(invalid="ignore"):
+        same = before == now
+        if xp is np:
+            if bool(same.all()):
+                return
+            changed = ~(same | (np.isnan(before) & np.isnan(now)))
+        else:
+            if bool(xp.all(same)):
+                return
+            changed = ~(same | (xp.isnan(before) & xp.isnan(now)))
+    n, j = _count_first(xp, changed)
+    if not n:
+        return
+    where = ctx.where(what, leaf.path)
+    idx = leaf.index(j)
+    old, new = _at(_xp(before), before, j), _at(xp, now, j)
+    fix = {
+        "grads": f"compute into a new array instead, for example g = {where} + λ·W, and leave {where} as it was.",
+        "params": "return new arrays instead of writing into the ones passed in, or use a guard without before= copies.",
+    }.get(what, "compute into new arrays and leave the inputs as they were.")
+    out.append(
+        Violation(
+            id="input-mutated",
+            where=where,
+            path=leaf.path,
+            message=(
+                f"{where} was changed in place during the update{ctx.at_step()}: {n} of {leaf.entries()}; "
+                f"first at {_fmt_index(idx)}: was {_fmt(old)}, now {_fmt(new)}."
+            ),
+            hint=f"The update function wrote into an input that must not change; {fix}",
+            step=ctx.step,
+            shape=leaf.shape,
+            dtype=_dtype_name(leaf.dtype),
+            count=n,
+            counts={"changed": n},
+            size=leaf.n,
+            index=idx,
+            value=new,
+            related={"before": old} if old is not None else {},
+            sampled=leaf.sample is not None,
+        )
+    )
+
+
+def _check_no_grad_move(ctx: _Context, leaf: _Leaf, out: list[Violation]) -> None:
+    p0, p1, g = leaf.p0, leaf.p1, leaf.g
+    if p0 is None or p1 is None or g is None or _shape(p0) != _shape(p1) or _shape(g) != _shape(p0):
+        return
+    xp = _xp(g)
+    if _np_contiguous(g):
+        if not any(bool((c == 0).any()) for (c,) in _np_chunks(g)):
+            return
+    elif not bool(xp.any(g == 0)):
+        return
+    zero = g == 0
+    for key, s in leaf.s0.items():
+        if ctx.roles.get(key) in MOVING_ROLES and _shape(s) == _shape(p0):
+            zero = zero & (s == 0)
+    with np.errstate(invalid="ignore"):
+        moved = zero & ~((p1 == p0) | (xp.isnan(p0) & xp.isnan(p1)))
+        # a NaN produced at a zero gradient is reported by non-finite; this check is about finite moves
+        moved = moved & xp.isfinite(p1)
+    n, j = _count_first(xp, moved)
+    if not n:
+        return
+    where = ctx.where("params", leaf.path)
+    idx = leaf.index(j)
+    before, after = _at(xp, p0, j), _at(xp, p1, j)
+    delta = None if before is None or after is None else after - before
+    related = _related(ctx, leaf, j)
+    rule = ctx.rule_for(leaf.path)
+    extra = ""
+    if rule is not None and delta is not None:
+        lr, eps = rule.hyper.get("lr"), rule.hyper.get("eps")
+        if isinstance(lr, float) and isinstance(eps, float) and lr > 0 and eps > 0:
+            extra = f" (lr·ε = {_fmt(lr * eps)})"
+    out.append(
+        Violation(
+            id="update-without-gradient",
+            where=where,
+            path=leaf.path,
+            message=(
+                f"{where} moved{ctx.at_step()} although its gradient is zero there: {n} of {leaf.entries()}; "
+                f"first at {_fmt_index(idx)}: moved by {_fmt(delta)}{extra}{_related_text(related, before=True)}."
+            ),
+            hint=(
+                "With a zero gradient, no momentum and no weight decay the step must be 0; a constant move of "
+                "about lr·ε is the signature of ε added outside the division: use g/(√S + ε), not g/√S + ε."
+            ),
+            step=ctx.step,
+            shape=leaf.shape,
+            dtype=_dtype_name(leaf.dtype),
+            count=n,
+            counts={"moved": n},
+            size=leaf.n,
+            index=idx,
+            value=delta,
+            related=related,
+            sampled=leaf.sample is not None,
+        )
+    )
+
+
+def _check_too_large(ctx: _Context, leaf: _Leaf, bound: tuple[float, float], out: list[Violation]) -> None:
+    p0, p1 = leaf.p0, leaf.p1
+    if p0 is None or p1 is None or _shape(p0) != _shape(p1):
+        return
+    a, b = bound
+    xp = _xp(p1)
+    with np.errstate(invalid="ignore", over="ignore"):
+        if _size(_shape(p1)) == 0:
+            return
+        if _np_contiguous(p0, p1) and p0.dtype == p1.dtype:
+            big = 0.0
+            for c0, c1 in _np_chunks(p0, p1):
+                dc = c1 - c0
+                hi, lo = float(dc.max()), float(dc.min())
+                if math.isnan(hi) or math.isnan(lo):
+                    return  # NaN updates are reported by non-finite
+                big = max(big, hi, -lo)
+        else:
+            big = _to_float(xp.max(xp.abs(p1 - p0)))
+        if math.isnan(big) or (b == 0 and big <= UPDATE_SLACK * a):
+            return  # NaN updates are reported by non-finite
+        d = p1 - p0
+        # exact test only on suspicion: allow the slack and the rounding of p1 = p0 + d
+        absd = xp.abs(d)
+        finfo = (
+            np.finfo(_dtype_name(leaf.dtype))
+            if _dtype_name(leaf.dtype) in ("float16", "float32", "float64")
+            else None
+        )
+        ulp = float(finfo.eps) if finfo is not None else 1e-2
+        limit = (
+            UPDATE_SLACK * a + b * UPDATE_SLACK * xp.abs(p0) + 2 * ulp * xp.maximum(xp.abs(p0), xp.abs(p1))
+        )
+        over = (absd > limit) & xp.isfinite(d)
+    n, j = _count_first(xp, over)
+    if not n:
+        return
+    where = ctx.where("params", leaf.path)
+    idx = leaf.index(j)
+    delta = _at(xp, d, j)
+    lim = _at(xp, limit, j)
+    related = _related(ctx, leaf, j)
+    rule = ctx.rule_for(leaf.path)
+    rname = rule.name if rule is not None else "the rule"
+    lr = rule.hyper.get("lr") if rule is not None else None
+    ratio = f" ({_fmt(abs(delta) / lr)}·lr)" if delta is not None and isinstance(lr, float) and lr > 0 else ""
+    out.append(
+        Violation(
+            id="update-too-large",
+            where=where,
+            path=leaf.path,
+            message=(
+                f"{where} moved further than {rname} allows{ctx.at_step()}: {n} of {leaf.entries()}; first at "
+                f"{_fmt_index(idx)}: moved by {_fmt(delta)}{ratio}, bound {_fmt(lim)}{_related_text(related, before=True)}."
+            ),
+            hint=(
+                "The step is bounded by about lr for this rule; a larger one usually means a missing or wrong "
+                "bias correction (divide m by 1−β1^t and v by 1−β2^t with t counted from 1, not (1−β)^t), "
+                "β and 1−β swapped, the square root left out of the denominator, or lr applied twice."
+            ),
+            step=ctx.step,
+            shape=leaf.shape,
+            dtype=_dtype_name(leaf.dtype),
+            count=n,
+            counts={"too-large": n},
+            size=leaf.n,
+            index=idx,
+            value=delta,
+            related=related,
+            sampled=leaf.sample is not None,
+        )
+    )
+
+
+def _check_structure(
+    ctx: _Context, what: str, path: Path, before: Array, after: Array, out: list[Violation]
+) -> bool:
+    """shape-changed / dtype-changed between an input and its output; True when the shapes differ."""
+    s0, s1 = _shape(before), _shape(after)
+    if s0 == s1 and after.dtype == before.dtype:
+        return False
+    where = ctx.where(what, path)
+    changed = False
+    if s0 != s1:
+        changed = True
+        if len(s0) == 2 and 1 in s0 and len(s1) == 2 and s1[0] == s1[1] == max(s0):
+            hint = (
+                f"An array of shape {s0} was combined with one of shape ({max(s0)},) and broadcast to {s1}; "
+                "keep the parameter's shape (use keepdims=True in the sums, or reshape the vector)."
+            )
+        else:
+            hint = (
+                "The update must return arrays of the parameter's shape; look for broadcasting between arrays "
+                "of different shapes or a sum over the wrong axis."
+            )
+        out.append(
+            Violation(
+                id="shape-changed",
+                where=where,
+                path=path or None,
+                message=f"{where} changed shape from {s0} to {s1}{ctx.at_step()}.",
+                hint=hint,
+                step=ctx.step,
+                shape=s1,
+                dtype=_dtype_name(after.dtype),
+                size=_size(s1),
+            )
+        )
+    if after.dtype != before.dtype:
+        out.append(
+            Violation(
+                id="dtype-changed",
+                where=where,
+                path=path or None,
+                message=(
+                    f"{where} changed dtype from {_dtype_name(before.dtype)} to {_dtype_name(after.dtype)}"
+                    f"{ctx.at_step()}."
+                ),
+                hint=(
+                    "A value of another precision was mixed in (a float64 numpy scalar or array in float32 "
+                    "arithmetic, or an integer array); keep the arithmetic in the parameter's dtype or cast back "
+                    "with .astype(p.dtype)."
+                ),
+                step=ctx.step,
+                shape=s1,
+                dtype=_dtype_name(after.dtype),
+                size=_size(s1),
+            )
+        )
+    return changed
+
+
+def _check_counter(ctx: _Context, key: str, old: Any, new: Any, out: list[Violation]) -> None:
+    try:
+        a, b = float(old), float(new)
+    except (TypeError, ValueError):
+        return
+    if b == a + 1:
+        return
+    where = ctx.where(key, ())
+    out.append(
+        Violation(
+            id="step-not-incremented",
+            where=where,
+            message=f"{where} went from {_fmt(a)} to {_fmt(b)} in one update; it must grow by exactly one.",
+            hint=(
+                "Increment the step counter once per update, before the bias corrections use it (it is 0 in a "
+                "fresh state and 1 during the first step); a frozen or doubly advanced counter makes 1 − β^t "
+                "wrong."
+            ),
+            step=ctx.step,
+            count=1,
+            value=b,
+            related={"before": a},
+        )
+    )
+
+
+# ---------------------------------------------------------------------------
+# Which invariants apply
+# ---------------------------------------------------------------------------
+
+
+@functools.lru_cache(maxsize=256)
+def _moves_without_gradient(rule: Rule) -> bool:
+    """Whether ``rule`` moves a coordinate whose gradient and momentum are zero (decay, ASGD's shrinkage).
+
+    Probed on a tiny float64 array: coordinate 1 sees a zero gradient for three steps
+    while coordinate 0 sees nonzero ones. Elementwise rules only (state shaped like params).
+    """
+    p: Any = np.array([0.5, -1.5])
+    try:
+        state = rule.init(p)
+        for k in rule.array_keys():
+            if state[k] is None or _shape(state[k]) != (2,):
+                return True  # factored state (adafactor): coordinates are not independent
+        for g0 in (1.0, -0.5, 0.25):
+            with np.errstate(all="ignore"):
+                p2, state = rule.step(p, np.array([g0, 0.0]), state)
+            if p2[1] != -1.5:
+                return True
+            p = p2
+    except (ValueError, TypeError, ZeroDivisionError, FloatingPointError, NotImplementedError):
+        return True
+    return False
+
+
+def _roles_for(rule: Rule | None, roles: Mapping[str, str] | None) -> dict[str, str]:
+    out: dict[str, str] = dict(type(rule).state_roles) if rule is not None else {}
+    if roles:
+        for k, r in roles.items():
+            if r not in KNOWN_ROLES:
+                raise ValueError(
+                    f"roles[{k!r}] = {r!r} is not a known role; expected one of {sorted(KNOWN_ROLES)}"
+                )
+            out[k] = r
+    return out
+
+
+def _centered_pair(rule: Rule | None, roles: Mapping[str, str]) -> tuple[str, str] | None:
+    """(second moment, mean gradient) keys for a rule with ``centered=True`` (RMSprop)."""
+    if rule is None or getattr(rule, "centered", False) is not True:
+        return None
+    keys = set(rule.array_keys())
+    v = [k for k in keys if roles.get(k) == "second-moment"]
+    m = [k for k in keys if roles.get(k) == "first-moment"]
+    if len(v) == 1 and len(m) == 1:
+        return v[0], m[0]
+    return None
+
+
+def _run(ctx: _Context, leaves: list[_Leaf], counters: list[tuple[str, Any, Any]]) -> list[Violation]:
+    out: list[Violation] = []
+    skip = ctx.skip
+    for key, old, new in counters:
+        if "step-not-incremented" not in skip and ctx.roles.get(key) in COUNTER_ROLES:
+            _check_counter(ctx, key, old, new, out)
+    for leaf in leaves:
+        rule = ctx.rule_for(leaf.path)
+        # structure
+        if (
+            leaf.p0 is not None
+            and leaf.p1 is not None
+            and _check_structure(ctx, "params", leaf.path, leaf.p0, leaf.p1, out)
+        ):
+            leaf.skip_elementwise = True
+        for key in leaf.s1:
+            if key in leaf.s0 and _check_structure(ctx, key, leaf.path, leaf.s0[key], leaf.s1[key], out):
+                leaf.skip_elementwise = True
+        if "shape-changed" in skip or "dtype-changed" in skip:
+            out[:] = [v for v in out if v.id not in skip]
+        if "input-mutated" not in skip:
+            for what in leaf.mut:
+                _check_mutated(ctx, leaf, what, out)
+        # inputs: a non-finite gradient is a cause
+        if "non-finite" not in skip:
+            _check_nonfinite(ctx, leaf, "grads", leaf.g, None, out)
+        if leaf.skip_elementwise:
+            for key, arr in leaf.s1.items():
+                if "non-finite" not in skip:
+                    _check_nonfinite(ctx, leaf, key, arr, None, out)
+            continue
+        # state invariants
+        centered = _centered_pair(rule, ctx.roles)
+        for key in leaf.s1:
+            role = ctx.roles.get(key)
+            if role in NONNEGATIVE_ROLES and "negative-second-moment" not in skip:
+                _check_negative(ctx, leaf, key, out)
+            if role in MONOTONE_ROLES and "accumulator-decreased" not in skip:
+                _check_monotone(ctx, leaf, key, out)
+        if centered is not None and not {"negative-second-moment", "sqrt-of-negative"} <= skip:
+            n0 = len(out)
+            _check_centered(ctx, leaf, *centered, out)
+            out[n0:] = [v for v in out[n0:] if v.id not in skip]
+        # outputs
+        if "non-finite" not in skip:
+            _check_nonfinite(ctx, leaf, "params", leaf.p1, leaf.p0, out)
+            for key, arr in leaf.s1.items():
+                if key not in leaf.finite:
+                    _check_nonfinite(ctx, leaf, key, arr, leaf.s0.get(key), out)
+        if rule is not None and "update-without-gradient" not in skip and not _moves_without_gradient(rule):
+            _check_no_grad_move(ctx, leaf, out)
+        if rule is not None and "update-too-large" not in skip:
+            t = ctx.step
+            bound = rule.update_bound(t) if t is not None and t >= 1 else None
+            if bound is not None:
+                _check_too_large(ctx, leaf, bound, out)
+    return _sort(out)
+
+
+# ---------------------------------------------------------------------------
+# Public entry points
+# ---------------------------------------------------------------------------
+
+
+def _leaves_for(
+    trees: Mapping[str, Tree],
+    owner: str,
+    names: Mapping[str, str] | None = None,
+    allow_none: Collection[str] = (),
+) -> list[tuple[Path, dict[str, Array]]]:
+    """Zip trees of the same structure and turn every leaf into an array (ValueError naming the key)."""
+    present = {k: v for k, v in trees.items() if v is not None}
+    try:
+        rows = zip_trees(present)
+    except (ValueError, TypeError) as e:
+        raise ValueError(str(e)) from None
+    out = []
+    for path, leaves in rows:
+        arrs = {}
+        for label, leaf in zip(present, leaves, strict=True):
+            where = path_str((names or {}).get(label, label), path)
+            arrs[label] = _as_array(leaf, where, allow_none=label in allow_none)
+        out.append((path, arrs))
+    return out
+
+
+def _single(
+    fn: Callable[[_Context, _Leaf, list[Violation]], None], ctx: _Context, leaves: list[_Leaf]
+) -> list[Violation]:
+    out: list[Violation] = []
+    for leaf in leaves:
+        fn(ctx, leaf, out)
+    return _sort(out)
+
+
+def _simple_ctx(name: str, what: str, step: int | None, role: str | None = None) -> _Context:
+    roles = {what: role} if role else {}
+    return _Context(rule=None, roles=roles, names={what: name}, key_prefix={}, step=step, skip=frozenset())
+
+
+def non_finite(
+    x: Tree, *, name: str = "x", before: Tree | None = None, step: int | None = None
+) -> list[Violation]:
+    """``non-finite``: NaN, +inf or -inf entries in ``x`` (an array or a nested dict of arrays).
+
+    With ``before`` (the same array before the step) the violation tells whether the
+    array became non-finite in this step (``became=True``) or already was (``False``).
+    """
+    rows = _leaves_for({"x": x, "before": before}, "x", {"x": name, "before": "before"})
+    ctx = _simple_ctx(name, "state", step)
+    ctx.names = {"state": name}
+    out: list[Violation] = []
+    for path, a in rows:
+        arr = a["x"]
+        leaf = _Leaf(
+            path,
+            _shape(arr),
+            arr.dtype,
+            None,
+            None,
+            None,
+            {"state": a.get("before")} if "before" in a else {},
+            {"state": arr},
+            {},
+        )
+        _check_nonfinite(ctx, leaf, "state", arr, a.get("before"), out)
+    return _sort(out)
+
+
+def negative_second_moment(
+    v: Tree,
+    *,
+    name: str = "v",
+    before: Tree | None = None,
+    grads: Tree | None = None,
+    params: Tree | None = None,
+    mean: Tree | None = None,
+    step: int | None = None,
+) -> list[Violation]:
+    """``negative-second-moment``: entries of a second moment ``v`` below zero.
+
+    ``grads`` and ``params`` (same structure) are quoted at the first bad index. With
+    ``mean`` (centered RMSprop's mean gradient ḡ), checks v − ḡ² instead: below −rounding
+    is ``negative-second-moment``, below zero within rounding is ``sqrt-of-negative``.
+    """
+    rows = _leaves_for(
+        {"v": v, "before": before, "grads": grads, "params": params, "mean": mean},
+        "v",
+        {"v": name, "before": "before", "grads": "grads", "params": "params", "mean": "mean"},
+    )
+    roles = {"v": "second-moment", "mean": "first-moment"}
+    ctx = _Context(
+        rule=None, roles=roles, names={"v": name, "mean": "mean"}, key_prefix={}, step=step, skip=frozenset()
+    )
+    out: list[Violation] = []
+    for path, a in rows:
+        s1 = {"v": a["v"]}
+        s0 = {"v": a["before"]} if "before" in a else {}
+        if "mean" in a:
+            s1["mean"] = a["mean"]
+        leaf = _Leaf(path, _shape(a["v"]), a["v"].dtype, a.get("params"), None, a.get("grads"), s0, s1, {})
+        if "mean" in a:
+            _check_centered(ctx, leaf, "v", "mean", out)
+        else:
+            _check_negative(ctx, leaf, "v", out)
+    return _sort(out)
+
+
+def sqrt_of_negative(x: Tree, *, name: str = "x", step: int | None = None) -> list[Violation]:
+    """``sqrt-of-negative``: entries of ``x``, an argument about to go into a square root, below zero."""
+    rows = _leaves_for({"x": x}, "x", {"x": name})
+    out: list[Violation] = []
+    for path, a in rows:
+        arr = a["x"]
+        xp = _xp(arr)
+        with np.errstate(invalid="ignore"):
+            n, j = _count_first(xp, arr < 0)
+        if not n:
+            continue
+        where = path_str(name, path)
+        idx = tuple(int(i) for i in np.unravel_index(j, _shape(arr))) if _shape(arr) else ()
+        value = _at(xp, arr, j)
+        out.append(
+            Violation(
+                id="sqrt-of-negative",
+                where=where,
+                message=(
+                    f"{where} goes into a square root but is negative{'' if step is None else f' at step {step}'}: "
+                    f"{n} of {_size(_shape(arr))} entries; first at {_fmt_index(idx)}: {_fmt(value)}."
+                ),
+                hint=(
+                    "Only a sum or average of squares may go into the root; clamp a difference that is ≥ 0 only "
+                    "in exact arithmetic (√max(x, 0)), or find the term that is not a square."
+                ),
+                step=step,
+                shape=_shape(arr),
+                dtype=_dtype_name(arr.dtype),
+                count=n,
+                counts={"negative": n},
+                size=_size(_shape(arr)),
+                index=idx,
+                value=value,
+            )
+        )
+    return out
+
+
+def accumulator_decreased(
+    before: Tree,
+    after: Tree,
+    *,
+    name: str = "S",
+    kind: str = "accumulator",
+    grads: Tree | None = None,
+    params: Tree | None = None,
+    step: int | None = None,
+) -> list[Violation]:
+    """``accumulator-decreased``: entries of a never-decreasing state that went down.
+
+    ``kind`` is ``"accumulator"`` (Adagrad's sum of squares) or ``"max-second-moment"``
+    (AMSGrad's running maximum); it selects the hint.
+    """
+    if kind not in MONOTONE_ROLES:
+        raise ValueError(f"kind={kind!r} is invalid; expected one of {sorted(MONOTONE_ROLES)}")
+    rows = _leaves_for(
+        {"after": after, "before": before, "grads": grads, "params": params},
+        "after",
+        {"after": name, "before": name, "grads": "grads", "params": "params"},
+    )
+    ctx = _Context(
+        rule=None, roles={"s": kind}, names={"s": name}, key_prefix={}, step=step, skip=frozenset()
+    )
+    leaves = [
+        _Leaf(
+            path,
+            _shape(a["after"]),
+            a["after"].dtype,
+            a.get("params"),
+            None,
+            a.get("grads"),
+            {"s": a["before"]},
+            {"s": a["after"]},
+            {},
+        )
+        for path, a in rows
+    ]
+    return _single(lambda c, leaf, o: _check_monotone(c, leaf, "s", o), ctx, leaves)
+
+
+def step_not_incremented(before: Any, after: Any, *, name: str = "state['step']") -> list[Violation]:
+    """``step-not-incremented``: the step counter did not grow by exactly one (numbers or 0-d arrays)."""
+    ctx = _Context(
+        rule=None, roles={"step": "counter"}, names={"step": name}, key_prefix={}, step=None, skip=frozenset()
+    )
+    out: list[Violation] = []
+    for label, x in (("before", before), ("after", after)):
+        try:
+            float(x)
+        except (TypeError, ValueError):
+            raise ValueError(f"{name} ({label}) is {describe(x)}; expected a number") from None
+    _check_counter(ctx, "step", before, after, out)
+    return out
+
+
+def update_without_gradient(
+    params: Tree,
+    grads: Tree,
+    new_params: Tree,
+    *,
+    momentum: Tree | None = None,
+    name: str = "params",
+    step: int | None = None,
+) -> list[Violation]:
+    """``update-without-gradient``: a parameter entry moved although its gradient (and ``momentum``) is zero.
+
+    Only meaningful for a rule without weight decay (a decayed parameter moves with a
+    zero gradient); :func:`check_update` decides that from the rule.
+    """
+    rows = _leaves_for(
+        {"params": params, "grads": grads, "new": new_params, "momentum": momentum},
+        "params",
+        {"params": name, "grads": "grads", "new": name, "momentum": "momentum"},
+    )
+    ctx = _Context(
+        rule=None,
+        roles={"momentum": "momentum"},
+        names={"params": name},
+        key_prefix={},
+        step=step,
+        skip=frozenset(),
+    )
+    leaves = [
+        _Leaf(
+            path,
+            _shape(a["params"]),
+            a["params"].dtype,
+            a["params"],
+            a["new"],
+            a["grads"],
+            {"momentum": a["momentum"]} if "momentum" in a else {},
+            {},
+            {},
+        )
+        for path, a in rows
+    ]
+    return _single(_check_no_grad_move, ctx, leaves)
+
+
+def update_too_large(
+    params: Tree,
+    new_params: Tree,
+    *,
+    bound: float,
+    decay: float = 0.0,
+    name: str = "params",
+    step: int | None = None,
+) -> list[Violation]:
+    """``update-too-large``: entries that moved by more than ``bound + decay·|p|`` (times 1.001, plus rounding)."""
+    for label, v in (("bound", bound), ("decay", decay)):
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not v >= 0:
+            raise ValueError(f"{label}={v!r} is invalid; expected a number >= 0")
+    rows = _leaves_for({"params": params, "new": new_params}, "params", {"params": name, "new": name})
+    ctx = _Context(rule=None, roles={}, names={"params": name}, key_prefix={}, step=step, skip=frozenset())
+    leaves = [
+        _Leaf(path, _shape(a["params"]), a["params"].dtype, a["params"], a["new"], None, {}, {}, {})
+        for path, a in rows
+    ]
+    return _single(lambda c, leaf, o: _check_too_large(c, leaf, (float(bound), float(decay)), o), ctx, leaves)
+
+
+def shape_changed(
+    before: Tree, after: Tree, *, name: str = "params", step: int | None = None
+) -> list[Violation]:
+    """``shape-changed``: leaves of ``after`` whose shape differs from the same leaf of ``before``."""
+    return [v for v in _structure(before, after, name, step) if v.id == "shape-changed"]
+
+
+def dtype_changed(
+    before: Tree, after: Tree, *, name: str = "params", step: int | None = None
+) -> list[Violation]:
+    """``dtype-changed``: leaves of ``after`` whose dtype differs from the same leaf of ``before``."""
+    return [v for v in _structure(before, after, name, step) if v.id == "dtype-changed"]
+
+
+def _structure(before: Tree, after: Tree, name: str, step: int | None) -> list[Violation]:
+    rows = _leaves_for({"before": before, "after": after}, "before", {"before": name, "after": name})
+    ctx = _Context(rule=None, roles={}, names={"x": name}, key_prefix={}, step=step, skip=frozenset())
+    out: list[Violation] = []
+    for path, a in rows:
+        _check_structure(ctx, "x", path, a["before"], a["after"], out)
+    return out
+
+
+def input_mutated(
+    before: Tree, after: Tree, *, name: str = "grads", step: int | None = None
+) -> list[Violation]:
+    """``input-mutated``: entries of an input that changed during the update (``before`` is a copy taken first).
+
+    NaN in the same place in both counts as unchanged.
+    """
+    rows = _leaves_for({"before": before, "after": after}, "before", {"before": name, "after": name})
+    ctx = _Context(rule=None, roles={}, names={"x": name}, key_prefix={}, step=step, skip=frozenset())
+    out: list[Violation] = []
+    for path, a in rows:
+        b, n = a["before"], a["after"]
+        if _shape(b) != _shape(n):
+            out.extend(v for v in _structure(b, n, name, step) if v.id == "shape-changed")
+            continue
+        leaf = _Leaf(path, _shape(n), n.dtype, None, None, None, {}, {}, {"x": (b, n)})
+        _check_mutated(ctx, leaf, "x", out)
+    return out
+
+
+def check_update(
+    rule: Rule | None,
+    params: Tree,
+    grads: Tree,
+    state: Mapping[str, Any] | None,
+    new_params: Tree,
+    new_state: Mapping[str, Any] | None,
+    *,
+    before: Mapping[str, Any] | None = None,
+    names: Mapping[str, str] | None = None,
+    step: int | None = None,
+    roles: Mapping[str, str] | None = None,
+    key_prefix: Mapping[str, str] | None = None,
+    immutable: Collection[str] = ("grads",),
+    skip: Collection[str] = (),
+    overrides: Mapping[Path, Rule] | None = None,
+) -> list[Violation]:
+    """Every invariant that applies to one step ``(params, grads, state) -> (new_params, new_state)``.
+
+    * ``rule``: the reference :class:`~optcheck.rules.Rule` the step implements (or ``None``:
+      only the rule-free checks run). Its ``state_roles`` say which state entries are second
+      moments (must be ≥ 0), accumulators (must not decrease), momenta and counters; its
+      :meth:`~optcheck.rules.Rule.update_bound` bounds the step; whether it moves a parameter
+      with a zero gradient is probed once on a tiny array (weight decay, ASGD's shrinkage).
+    * ``params``, ``grads``, ``state``: the inputs of the step; ``state`` and ``new_state``
+      are dicts keyed by the rule's state names (``{"step": 3, "exp_avg_sq": tree, ...}``),
+      with array entries shaped like ``params``.
+    * ``before``: copies of the inputs taken before the step, ``{"params": ..., "grads": ...,
+      "state": ...}``. When given they are the "before" values (needed when the update wrote
+      into its inputs), and each input named in ``immutable`` (default: the gradients) is
+      compared with its copy for ``input-mutated``.
+    * ``names``: the user's names for messages, keyed by ``"params"``, ``"grads"``, a state
+      key or a role: ``{"params": "parameters", "exp_avg_sq": "S"}`` makes ``where`` read
+      ``S['dW1']`` together with ``key_prefix={"exp_avg_sq": "d"}`` (the course layout, where
+      ``S['dW1']`` belongs to ``parameters['W1']``).
+    * ``step``: the step number for messages and bounds (default: ``new_state["step"]``).
+    * ``roles``: extra or overriding state roles (state key -> role).
+    * ``skip``: invariant ids not to check; ``overrides``: per-leaf rules (parameter groups).
+
+    The update-too-large bound holds for states the rule built from ``rule.init``; skip
+    that id when the state was made up. Pure: never mutates or keeps the arrays. Returns
+    the violations, causes first (see :data:`INVARIANTS`).
+    """
+    ctx, leaves, counters = _prepare(
+        rule,
+        params,
+        grads,
+        state,
+        new_params,
+        new_state,
+        before=before,
+        names=names,
+        step=step,
+        roles=roles,
+        key_prefix=key_prefix,
+        immutable=immutable,
+        skip=skip,
+        overrides=overrides,
+    )
+    return _run(ctx, leaves, counters)
+
+
+def _prepare(
+    rule: Rule | None,
+    params: Tree,
+    grads: Tree,
+    state: Mapping[str, Any] | None,
+    new_params: Tree,
+    new_state: Mapping[str, Any] | None,
+    *,
+    before: Mapping[str, Any] | None = None,
+    names: Mapping[str, str] | None = None,
+    step: int | None = None,
+    roles: Mapping[str, str] | None = None,
+    key_prefix: Mapping[str, str] | None = None,
+    immutable: Collection[str] = ("grads",),
+    skip: Collection[str] = (),
+    overrides: Mapping[Path, Rule] | None = None,
+    history: bool = True,
+) -> tuple[_Context, list[_Leaf], list[tuple[str, Any, Any]]]:
+    """Validate the arguments of :func:`check_update` and build the step records.
+
+    ``history=False``: only the values after the step are known (``params``/``state`` are
+    ignored); the records then have no "before" values.
+    """
+    if rule is not None and not isinstance(rule, Rule):
+        raise TypeError(
+            f"rule must be an optcheck Rule (optcheck.rules.get(name)) or None, got {type(rule).__name__}"
+        )
+    unknown = sorted(set(skip) - set(INVARIANTS))
+    if unknown:
+        raise ValueError(
+            f"skip={sorted(skip)} names unknown invariant(s) {unknown}; expected ids from {list(INVARIANTS)}"
+        )
+    before = dict(before or {})
+    bad_before = sorted(set(before) - {"params", "grads", "state"})
+    if bad_before:
+        raise ValueError(
+            f"before has unexpected key(s) {bad_before}; expected some of ['grads', 'params', 'state']"
+        )
+    role_map = _roles_for(rule, roles)
+    state = dict(state or {})
+    new_state = dict(new_state or {})
+    state0 = dict(before.get("state") or state)
+    p_old = before.get("params", params)
+    if step is None:
+        s = new_state.get("step")
+        try:
+            step = int(float(s)) if s is not None else None
+        except (TypeError, ValueError):
+            step = None
+    names = dict(names or {})
+    ctx = _Context(
+        rule=rule,
+        roles=role_map,
+        names=names,
+        key_prefix=dict(key_prefix or {}),
+        step=step,
+        skip=frozenset(skip),
+        leaf_rules=dict(overrides or {}),
+    )
+    scalar = {k for k in new_state if _is_scalar_entry(rule, k, role_map, new_state[k])}
+    array_keys = [k for k in new_state if k not in scalar and (k in state0 or not history)]
+    counters = (
+        [(k, state0[k], new_state[k]) for k in new_state if k in state0 and k in scalar] if history else []
+    )
+    trees: dict[str, Tree] = {"params": p_old, "new_params": new_params, "grads": grads}
+    label_names = {"params": ctx.name("params"), "new_params": ctx.name("params"), "grads": ctx.name("grads")}
+    if not history:
+        trees["params"] = new_params
+    for k in array_keys:
+        trees[f"s0:{k}"] = state0[k] if history else None
+        trees[f"s1:{k}"] = new_state[k]
+        label_names[f"s0:{k}"] = label_names[f"s1:{k}"] = ctx.name(k)
+    mut_pairs: list[tuple[str, str, str]] = []
+    for what in immutable:
+        if what not in before or what == "state":
+            continue
+        current = {"params": params, "grads": grads}.get(what)
+        if current is None:
+            continue
+        trees[f"mut0:{what}"] = before[what]
+        trees[f"mut1:{what}"] = current
+        label_names[f"mut0:{what}"] = label_names[f"mut1:{what}"] = ctx.name(what)
+        mut_pairs.append((what, f"mut0:{what}", f"mut1:{what}"))
+    rows = _leaves_for(trees, "params", label_names, allow_none=[k for k in trees if k[:3] in ("s0:", "s1:")])
+    leaves = []
+    for path, a in rows:
+        p0 = a["params"]
+        leaves.append(
+            _Leaf(
+                path=path,
+                shape=_shape(p0),
+                dtype=p0.dtype,
+                p0=p0 if history else None,
+                p1=a["new_params"],
+                g=a["grads"],
+                s0={k: a[f"s0:{k}"] for k in array_keys if a.get(f"s0:{k}") is not None},
+                s1={k: a[f"s1:{k}"] for k in array_keys if a[f"s1:{k}"] is not None},
+                mut={w: (a[b0], a[b1]) for w, b0, b1 in mut_pairs},
+            )
+        )
+    return ctx, leaves, counters
+
+
+def _is_scalar_entry(rule: Rule | None, key: str, roles: Mapping[str, str], x: Any) -> bool:
+    """Whether state entry ``key`` is a number (the step counter, a schedule) rather than a tree."""
+    if isinstance(x, Mapping):
+        return False
+    if rule is not None:
+        if key in rule.scalar_states:
+            return True
+        if key in rule.array_keys():
+            return False
+    if roles.get(key) in COUNTER_ROLES or roles.get(key) == "schedule":
+        return True
+    return isinstance(x, (int, float, np.generic)) and not isinstance(x, bool)
