@@ -1,0 +1,27 @@
+"""optax-style NAdam: no momentum schedule (``mu_t = beta1``).
+
+TARGET = "step"; rule nadam; expected verdict: pass, with the convention ``nadam-constant-momentum``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+TARGET = "step"
+RULE = "nadam"
+HYPER: dict[str, object] = {}
+ARGS: dict[str, object] = {}
+EXPECT: tuple[str, ...] = ()
+CONVENTION = "nadam-constant-momentum"
+
+
+def step(param, grad, state, lr=2e-3, betas=(0.9, 0.999), eps=1e-8):  # type: ignore[no-untyped-def]
+    if state is None:
+        state = {"t": 0, "m": np.zeros_like(param), "v": np.zeros_like(param)}
+    b1, b2 = betas
+    t = state["t"] + 1
+    m = b1 * state["m"] + (1 - b1) * grad
+    v = b2 * state["v"] + (1 - b2) * grad**2
+    m_hat = b1 * m / (1 - b1 ** (t + 1)) + (1 - b1) * grad / (1 - b1**t)
+    v_hat = v / (1 - b2**t)
+    return param - lr * m_hat / (np.sqrt(v_hat) + eps), {"t": t, "m": m, "v": v}
