@@ -229,6 +229,77 @@ def test_numerical_gradient_is_accurate_in_float64() -> None:
         assert err < bound, (method, err)
 
 
+def _flat(tree: Any) -> Array:
+    if isinstance(tree, dict):
+        return np.concatenate([_flat(tree[k]) for k in tree])
+    return np.ravel(np.asarray(tree, dtype=np.float64))
+
+
+@pytest.mark.parametrize(
+    ("name", "bound"),
+    [
+        ("softmax cross-entropy", 1e-12),
+        ("two-layer network (dict)", 1e-12),
+        # f ≈ 300 rounds to 3e-14 while the largest entry is about 1: round-off sets the floor
+        ("logsumexp, inputs in the hundreds", 2e-12),
+    ],
+)
+def test_richardson_is_accurate_and_its_predicted_errors_hold(name: str, bound: float) -> None:
+    """Richardson's table (to O(h^8), steps set per array) against the exact gradient, entry by entry."""
+    f, x, grad = SMOOTH[name]
+    exact = _flat(grad(x))
+    report = check_gradient(f, x, grad, method="richardson", mode="full")
+    numeric = _flat(report.numeric)
+    err = np.abs(numeric - exact)
+    assert np.max(err) / np.max(np.abs(exact)) < bound
+    # the entries the report lists as worst (largest discrepancy against their tolerance): the
+    # predicted error covers the actual error with the verdict's margin
+    predicted = np.array([e.predicted_error for e in report.worst if e.index is not None])
+    assert predicted.size and np.all(np.isfinite(predicted))
+    for e in report.worst:
+        assert abs(e.numeric - e.analytic) <= 10 * e.predicted_error, e
+    # a modest cost: about 8 evaluations per entry once each array has found its step
+    assert report.evaluations <= 10 * exact.size + 40
+
+
+def test_central_takes_a_balanced_step_where_f_varies_on_a_shorter_scale_than_x() -> None:
+    """logsumexp at inputs in the hundreds: h = eps^(1/3)·|x_i| ≈ 2e-3 is far too large for an f
+    that varies on the scale 1; the truncation measured from h and 2h sets a third step."""
+    exact = lse_grad(X_LSE)
+    default = check_gradient(lse, X_LSE, exact, method="central")
+    err = np.max(np.abs(default.numeric - exact)) / np.max(np.abs(exact))
+    assert err < 1e-9  # the prescribed step alone gives about 1e-7
+    # the refined step makes the check sharper: a relative error of 1e-6 in the largest entry is
+    # below what the prescribed step can resolve (its truncation, about 5e-8, times kappa)
+    top = int(np.argmax(exact))
+    bad = exact.copy()
+    bad[top] *= 1 + 1e-6
+    report = check_gradient(lse, X_LSE, bad, method="central")
+    assert [e.index for e in report.failures] == [(top,)], str(report)
+    h_default = np.finfo(np.float64).eps ** (1 / 3) * abs(X_LSE[top])
+    assert report.failures[0].step < h_default / 4
+
+
+@pytest.mark.parametrize("method", ["central", "richardson"])
+def test_steps_near_the_edge_of_the_domain_of_f(method: str) -> None:
+    """log(x) with x down to 1e-5: the larger steps leave the domain (f is nan there). Central
+    differences estimate the truncation from h/2 instead of 2h (and then refine the step);
+    Richardson moves its window down until f is finite. Both still catch a relative error of 1e-3."""
+
+    def f(v: Array) -> Any:
+        with np.errstate(invalid="ignore"):
+            return np.sum(np.log(v))
+
+    x = np.array([0.01, 0.1, 1.0, 100.0, 1e-5])
+    report = check_gradient(f, x, 1 / x, method=method)
+    assert report.passed, str(report)
+    assert report.complete
+    bad = 1 / x
+    bad[0] *= 1 + 1e-3
+    report = check_gradient(f, x, bad, method=method)
+    assert [e.index for e in report.failures] == [(0,)], str(report)
+
+
 # ------------------------------------------------------------------------------------------------
 # the bank of seeded bugs: each fails and names the right key and index
 # ------------------------------------------------------------------------------------------------

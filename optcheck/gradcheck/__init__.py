@@ -26,10 +26,22 @@ copies whatever their dtype. Torch tensors are accepted too (without optcheck im
 
 **Steps.** With ``eps = sigma/|f(x)|`` (between float64's epsilon and ``1e-3``): central
 differences use ``h_i = eps^(1/3)·max(1, |x_i|)``, the step that balances round-off against
-truncation; Richardson extrapolation combines central differences at ``h``, ``2h`` and ``4h``
-(error ``O(h^6)``) with ``h_i = eps^(1/7)·max(1, |x_i|)``, divided by 4 (up to four times)
-while successive differences do not grow 4- to 16-fold with the step, as they do where the
-Taylor series holds; the complex step uses ``h = 1e-20·max(1, |x_i|)`` and
+truncation when ``f`` varies on the scale ``max(1, |x_i|)``. Where it does not (logsumexp at
+inputs in the hundreds varies on the scale 1), the truncation measured from ``h`` and ``2h``
+shows it: when it exceeds 8 times the round-off, a third step ``h* = h·(round-off/(2·truncation))^(1/3)``
+is taken, where the two balance, and its difference is used if ``d(h) - d(h*)`` confirms the
+``h²`` behaviour (two more evaluations, only on such entries). Richardson extrapolation builds a
+table on central differences at ``h``, ``2h``, ``4h``, ``8h`` with ``h = 2^k·eps^(1/7)·max(1, |x_i|)``:
+its columns ``R1 = (4D(h) - D(2h))/3``, ``R2 = (16R1(h) - R1(2h))/15`` and
+``R3 = (64R2(h) - R2(2h))/63`` cancel the ``h²``, ``h^4`` and ``h^6`` terms (error ``O(h^8)``).
+Successive differences of the ``D`` must shrink 4-fold and those of the ``R1`` 16-fold as the
+step halves (the Taylor series holds); there the value is ``R3``, or the entry of the table with
+a smaller estimated error where ``f`` is nearly flat or polynomial along the probe. The window
+moves down the grid where the ``D`` do not converge, where ``f`` is not finite at ``8h``, or by
+the factor that balances truncation and round-off where truncation dominates; each array
+remembers where its last entry settled (one step lower while truncation dominates, one higher
+while it is a hundredth of the round-off), so its first entries find the scale of ``f`` and the
+others start there, at 8 evaluations each. The complex step uses ``h = 1e-20·max(1, |x_i|)`` and
 ``Im f(x + ih·e_i)/h``, which has no cancellation and is exact to round-off when ``f`` is
 complex-analytic. The step actually taken is recomputed after rounding (``(x + h) - x``), so it
 is exact. ``method="auto"`` evaluates ``f`` once at a complex point along a random direction
@@ -40,13 +52,15 @@ noise by less), else central differences. The report says which method was chose
 **Error model and verdict.** For each check (an entry, or a random direction ``u``) the error of
 the numerical value ``d`` is predicted as
 
-* round-off: ``sigma/h`` for central differences (``1.45·sigma/h`` for Richardson); for the
-  complex step ``4·eps·(|d| + scale of the array)``;
+* round-off: ``sigma/h`` for central differences (``1.46·sigma/h`` for Richardson's ``R3``, the
+  root sum of squares of its weights); for the complex step ``4·eps·(|d| + scale of the array)``;
 * truncation, for a check that the round-off alone does not explain: a second step ``2h`` is
-  taken and the truncation error of ``d`` estimated as ``|d(h) - d(2h)|/3`` (Richardson: ``8h``
-  is added and the extrapolation repeated from ``2h``, ``4h``, ``8h``; the error is
-  ``|R(h) - R(2h)|/63`` when the first-level extrapolants converge 16-fold, as they should,
-  and ``|R(h) - R(2h)|`` when they do not);
+  taken and the truncation error of ``d`` estimated as ``|d(h) - d(2h)|/3`` (at the refined
+  step ``h*``: that estimate times ``(h*/h)²``). Richardson estimates it for every entry: for
+  ``R3``, conservatively, the error of ``R2(h)``, ``|R2(h) - R2(2h)|/63``; for the other entries
+  of the table the difference with the same column at the next step, divided by ``4^j - 1``
+  (times ``4^j`` from the smaller step); where the table does not converge as it should, the
+  undivided ``|R(h) - R(2h)|``;
 * the round-off of the analytic value itself: ``10·eps(dtype)·(|g_i| + rms of its array +
   |f(x)|/(n·max(1, |x_i|)))``, which matters when ``grad`` comes in a low-precision dtype, or
   for entries that come out of a cancellation (``1 - tanh(z)**2`` at a saturated unit).

@@ -139,9 +139,11 @@ def check_gradient(
         x: where to check: an array (any shape, 0-d included), a float, or a (nested) dict of
             arrays such as ``{"W1": ..., "b1": ..., "W2": ..., "b2": ...}``. Never modified.
         grad: the analytic gradient, laid out like ``x``, or a callable ``grad(x)`` returning it.
-        method: ``"central"`` (differences with ``h = eps^(1/3)·max(1, |x_i|)``), ``"richardson"``
-            (central differences at ``h``, ``2h``, ``4h`` extrapolated, ``h = eps^(1/7)·max(1, |x_i|)``
-            reduced where f needs it), ``"complex-step"``
+        method: ``"central"`` (differences with ``h = eps^(1/3)·max(1, |x_i|)``, and a third,
+            balanced step where the measured truncation is large), ``"richardson"`` (a table on
+            central differences at ``h``, ``2h``, ``4h``, ``8h`` extrapolated to ``O(h^8)``,
+            ``h = 2^k·eps^(1/7)·max(1, |x_i|)`` with ``k`` set per array by the measured
+            truncation; about 8 evaluations per entry), ``"complex-step"``
             (``Im f(x + ih·e_i)/h``, exact to round-off when ``f`` accepts complex input), or
             ``"auto"``: the complex step when a probe shows ``f`` carries complex input correctly,
             else Richardson for a noisy (low-precision) ``f``, else central differences. ``eps``

@@ -40,9 +40,24 @@ DEFAULT_DIRECTIONS = 2
 MIN_EVALUATIONS = 4  # the determinism check (2) and one central difference (2)
 NOISY = 1e-10  # relative noise above which method="auto" prefers Richardson to central differences
 
+# Richardson: central differences at h, 2h, 4h, 8h (h = t_richardson·2^k·max(1, |x_i|)) form a
+# table whose third column is the O(h^8) extrapolant (4096 D(h) - 1344 D(2h) + 84 D(4h) - D(8h))/2835
+R3_WEIGHTS = (4096.0 / 2835.0, -1344.0 / 2835.0, 84.0 / 2835.0, -1.0 / 2835.0)
+RICH_MAX_SHIFTS = 6  # moves of one probe's window along the step grid (each costs 2 to 8 evaluations)
+RICH_MAX_TOP = 0.5  # the largest step of a window is at most this times max(1, |x_i|)
+REFINE = 8.0  # central differences take a third, balanced step where truncation > REFINE x round-off
+
+
+def _noise_factor(weights: tuple[float, ...]) -> float:
+    """Round-off of ``sum_m w_m D(2^m h)`` in units of ``sigma/h`` (that of ``D(h)``): ``D(2^m h)`` has ``2^-m``."""
+    return math.sqrt(sum((w / 2.0**m) ** 2 for m, w in enumerate(weights)))
+
+
 # noise multipliers of the finite-difference formulas, in units of nu = 2|c|·sigma = sigma/h
 NU_CENTRAL = 1.0
-NU_RICHARDSON = 1.45
+NU_R1 = _noise_factor((4.0 / 3.0, -1.0 / 3.0))  # 1.35
+NU_RICHARDSON = _noise_factor((64.0 / 45.0, -20.0 / 45.0, 1.0 / 45.0))  # 1.44
+NU_R3 = _noise_factor(R3_WEIGHTS)  # 1.46
 NU_ONE_SIDED = 2.55
 NU_JUMP = 4.2
 
@@ -304,11 +319,6 @@ class Result:
         return 0.0 if out == 0 else math.inf
 
 
-def _extrapolate(d1: float, d2: float, d4: float) -> float:
-    """Two Richardson steps on central differences at h, 2h, 4h: ``(64 d1 - 20 d2 + d4) / 45``."""
-    return (64.0 * d1 - 20.0 * d2 + d4) / 45.0
-
-
 class _FD:
     """Real finite differences for one probe, evaluated lazily and cached, judged for any analytic value."""
 
@@ -357,98 +367,220 @@ class _FD:
         return a, d, c, e_an
 
     def judge(self, g: FloatArray | None = None, a_fixed: float | None = None, extra: float = 0.0) -> Result:
+        step = self.t * (self.pr.norm if not self.pr.coordinate else float(self.pr.val[0]))
+        if self.method != "central":
+            return self._richardson(g, a_fixed, extra, step)
         chk = self.chk
         rho, sigma = chk.rtol, chk.sigma
-        step = self.t * (self.pr.norm if not self.pr.coordinate else float(self.pr.val[0]))
         # a step that does not move a coordinate (far below its dtype's resolution) cannot be used
-        w2_1 = self.pair(1)[2]
-        if self.pr.coordinate and w2_1[0] == 0:
-            return Result(
-                UNCHECKED,
-                math.nan,
-                math.nan,
-                math.nan,
-                math.nan,
-                self.method,
-                step,
-                note="the step is below the resolution of this entry's dtype",
-            )
-        if self.method == "central":
-            a1, d1, c1, e_an = self._stage(1, g, a_fixed)
-            if not math.isfinite(d1):
-                return self._unchecked(1, step)
-            nu = 2 * abs(c1) * sigma
-            e1 = NU_CENTRAL * nu + e_an + extra
-            tol1 = KAPPA * e1 + rho * max(abs(a1), abs(d1))
-            # the round-off model alone explains the discrepancy: no need for a truncation estimate
-            if abs(a1 - d1) <= KAPPA * e1 and not self._lopsided(c1, nu):
-                return Result(PASS, a1, d1, e1, tol1, "central", step)
-            a2, d2, _, _ = self._stage(2, g, a_fixed)
-            if not math.isfinite(d2):
+        if self._frozen(1):
+            return self._below_resolution(step)
+        a1, d1, c1, e_an = self._stage(1, g, a_fixed)
+        if not math.isfinite(d1):
+            return self._unchecked(1, step)
+        nu = 2 * abs(c1) * sigma
+        e1 = NU_CENTRAL * nu + e_an + extra
+        tol1 = KAPPA * e1 + rho * max(abs(a1), abs(d1))
+        # the round-off model alone explains the discrepancy: no need for a truncation estimate
+        if abs(a1 - d1) <= KAPPA * e1 and not self._lopsided(c1, nu):
+            return Result(PASS, a1, d1, e1, tol1, "central", step)
+        m2 = 2.0
+        a2, d2, _, _ = self._stage(m2, g, a_fixed)
+        if not math.isfinite(d2):  # 2h leaves the domain of f (log near 0): estimate from h/2
+            m2 = 0.5
+            if self._frozen(m2):
                 return self._verdict(a1, d1, e1, tol1, "central", step, note="f is not finite at the step 2h")
-            trunc = abs((d1 - a1) - (d2 - a2)) / 3.0
-            kink = self._kink(a1, c1, nu, trunc, e_an + extra, step, "central")
-            if kink is not None:
-                return kink
-            e = NU_CENTRAL * nu + trunc + e_an + extra
-            tol = KAPPA * e + rho * max(abs(a1), abs(d1))
-            return self._verdict(a1, d1, e, tol, "central", step)
-        return self._richardson(g, a_fixed, extra, step)
+            a2, d2, _, _ = self._stage(m2, g, a_fixed)
+            if not math.isfinite(d2):
+                return self._verdict(
+                    a1, d1, e1, tol1, "central", step, note="f is not finite at the step h/2"
+                )
+        # d(m·h) - d(h) = C·h²·(m² - 1): the truncation C·h² of d(h)
+        trunc = abs((d2 - a2) - (d1 - a1)) / abs(m2 * m2 - 1.0)
+        kink = self._kink(a1, c1, nu, trunc, e_an + extra, step, "central")
+        if kink is not None:
+            return kink
+        if trunc > REFINE * NU_CENTRAL * nu:
+            refined = self._refine(g, a_fixed, extra, step, d1 - a1, d2 - a2, m2, nu)
+            if refined is not None:
+                return refined
+        e = NU_CENTRAL * nu + trunc + e_an + extra
+        tol = KAPPA * e + rho * max(abs(a1), abs(d1))
+        return self._verdict(a1, d1, e, tol, "central", step)
+
+    def _frozen(self, m: float) -> bool:
+        """Whether the step ``m·t`` does not move a coordinate probe's entry at all (below its resolution)."""
+        return self.pr.coordinate and self.pair(m)[2][0] == 0
+
+    def _below_resolution(self, step: float) -> Result:
+        return Result(
+            UNCHECKED,
+            math.nan,
+            math.nan,
+            math.nan,
+            math.nan,
+            self.method,
+            step,
+            note="the step is below the resolution of this entry's dtype",
+        )
+
+    def _refine(
+        self,
+        g: FloatArray | None,
+        a_fixed: float | None,
+        extra: float,
+        step: float,
+        delta1: float,
+        delta2: float,
+        m2: float,
+        nu: float,
+    ) -> Result | None:
+        """Central differences at a third step ``h* = m·h`` where round-off and truncation balance.
+
+        At ``h`` the truncation ``C·h² = (d(m2·h) - d(h))/(m2² - 1)`` was measured from ``h`` and
+        ``m2·h`` (``2h``, or ``h/2`` where ``f`` is not finite at ``2h``; ``delta1``, ``delta2``:
+        numeric minus analytic there); its size ``trunc`` exceeds
+        the round-off ``nu`` several times over, so ``f`` varies on a shorter scale than
+        ``max(1, |x_i|)`` along this probe (logsumexp at inputs in the hundreds). The error
+        ``nu/m + trunc·m²`` is smallest at ``m = (nu/(2·trunc))^(1/3)``. The truncation at ``h*``
+        is predicted as ``trunc·m²``, and that prediction is checked: ``d(h) - d(h*)`` must be
+        ``C·h²·(1 - m²)``, sign included, within half of it plus noise. ``None`` (the verdict at
+        ``h`` stands) when it is not (``f`` does not behave like ``h²`` there: a kink within the
+        step), when ``f`` is not finite at ``h*`` or when ``h*`` does not move the entry.
+        """
+        ch2 = (delta2 - delta1) / (m2 * m2 - 1.0)  # C·h²
+        trunc = abs(ch2)
+        m = (NU_CENTRAL * nu / (2.0 * trunc)) ** (1.0 / 3.0)
+        if self._frozen(m):
+            return None
+        a3, d3, c3, e_an3 = self._stage(m, g, a_fixed)
+        if not math.isfinite(d3):
+            return None
+        nu3 = 2 * abs(c3) * self.chk.sigma
+        expected = ch2 * (1.0 - m * m)
+        if abs((delta1 - (d3 - a3)) - expected) > 0.5 * abs(expected) + 2.0 * (nu + nu3):
+            return None  # not the h² behaviour (a kink within the step?): the verdict at h stands
+        e = NU_CENTRAL * nu3 + trunc * m * m + e_an3 + extra
+        tol = KAPPA * e + self.chk.rtol * max(abs(a3), abs(d3))
+        return self._verdict(a3, d3, e, tol, "central", step * m)
 
     def _richardson(self, g: FloatArray | None, a_fixed: float | None, extra: float, step: float) -> Result:
-        """Central differences at h, 2h, 4h extrapolated twice (error O(h^6)), with step control.
+        """A Richardson table on central differences at ``h, 2h, 4h, 8h``, with step control.
 
-        Where the Taylor series is dominated by its h² and h^4 terms, successive differences of
-        the three central differences grow 4- to 16-fold with the step; outside that range (the
-        step is too large for f) the steps are divided by 4, reusing ``f(x ± h)`` as the new
-        ``f(x ± 4h)``. A failing comparison adds 8h for an error estimate (the extrapolation
-        repeated from 2h, 4h, 8h), and the steps shrink again while truncation is what keeps
-        the verdict open. At most four reductions (a factor 256).
+        The steps lie on a grid ``h = 2^k·t·max(1, |x_i|)`` (``t = eps^(1/7)``). The table's
+        columns are the central differences ``D`` (error ``O(h²)``), their extrapolants
+        ``R1 = (4D(h) - D(2h))/3`` (``O(h^4)``), ``R2 = (16R1(h) - R1(2h))/15`` (``O(h^6)``) and
+        ``R3 = (64R2(h) - R2(2h))/63`` (``O(h^8)``). In the asymptotic regime successive
+        differences of the ``D`` shrink 4-fold and those of the ``R1`` 16-fold as the step halves;
+        there the value is ``R3``, its truncation estimated, conservatively, by the error of
+        ``R2(h)``: ``|R2(h) - R2(2h)|/63``. Another entry of the table (a lower order at a larger
+        step, where ``f`` is nearly flat or polynomial along the probe) replaces it when its own
+        estimate (truncation from its neighbours in the column, plus round-off) is below the
+        round-off of ``R3`` alone. Where the ``R1`` do not converge 16-fold, the order (``R1`` or
+        ``R2`` at ``h``) is chosen by the smaller estimate ``|R(h) - R(2h)|`` plus round-off,
+        without the asymptotic divisor.
+
+        Step control: where the ``D`` do not converge 4-fold the window moves down by a factor 4;
+        where the truncation of ``R2`` exceeds the round-off of ``R3`` four times, down by the
+        factor that balances the two (at most 8); where ``f`` is not finite, down by 4 (at most
+        ``RICH_MAX_SHIFTS`` moves; central differences judge an entry where no window fits in the
+        domain of ``f``). Each array (directions apart from entries) remembers where its
+        last probe settled, one step lower where truncation still dominated, one step higher
+        where it was a hundredth of the round-off and visible in the ``D``; so the first entries
+        of an array find the scale on which ``f`` varies and the others start there, at 8
+        evaluations each.
         """
-        rho, sigma = self.chk.rtol, self.chk.sigma
-        q, shrunk = 1.0, 0
+        chk, pr = self.chk, self.pr
+        rho, sigma = chk.rtol, chk.sigma
+        key = (pr.leaf, pr.coordinate)
+        k = chk.rich_k.get(key, chk.k_start)
+        shifts = halved = 0
         while True:
-            stages = [self._stage(q * m, g, a_fixed) for m in (1, 2, 4)]
-            a1, _, c1, e_an = stages[0]
+            q = 2.0**k
+            if self._frozen(q):
+                return self._below_resolution(step * q)
+            stages = [self._stage(q * 2.0**m, g, a_fixed) for m in range(4)]
             if not all(math.isfinite(st[1]) for st in stages):
-                return self._unchecked(4, step * q)
+                if shifts < RICH_MAX_SHIFTS and k > chk.k_min:
+                    down = min(2, k - chk.k_min)
+                    k, shifts, halved = k - down, shifts + 1, halved + down
+                    continue
+                # no window of the grid fits in the domain of f here: central differences, which
+                # need only h and h/2, judge the entry
+                res = _FD(chk, pr, "central").judge(g, a_fixed, extra)
+                res.note = (res.note + "; " if res.note else "") + (
+                    "f is not finite at Richardson's steps (8h): judged by central differences"
+                )
+                return res
+            a1, _, c1, e_an = stages[0]
             deltas = [st[1] - st[0] for st in stages]
             nu = 2 * abs(c1) * sigma
-            diff1, diff2 = deltas[0] - deltas[1], deltas[1] - deltas[2]
-            noisy = max(abs(diff1), abs(diff2)) <= KAPPA * 2 * nu
-            if not (noisy or shrunk == 4 or (diff1 != 0 and 3.4 <= diff2 / diff1 <= 18.4)):
-                q, shrunk = q / 4.0, shrunk + 1
+            l0 = [deltas[m + 1] - deltas[m] for m in range(3)]
+            flat = max(abs(l0[0]), abs(l0[1])) <= KAPPA * 2 * nu  # the D differ by noise only
+            ok0 = flat or (l0[0] != 0 and 3.4 <= l0[1] / l0[0] <= 18.4)
+            if not ok0 and shifts < RICH_MAX_SHIFTS and k - 2 >= chk.k_min:
+                k, shifts, halved = k - 2, shifts + 1, halved + 2
                 continue
-            note = f"steps divided by {4**shrunk} for the extrapolation to hold" if shrunk else ""
             # f(x), f(x ± h), f(x ± 2h), f(x ± 4h) are at hand: the kink test costs nothing here
             kink = self._kink(
-                a1, c1, nu, abs(diff1) / 3.0, e_an + extra, step * q, "richardson", q, grow=True
+                a1, c1, nu, abs(l0[0]) / 3.0, e_an + extra, step * q, "richardson", q, grow=True
             )
             if kink is not None:
                 return kink
-            delta_r = _extrapolate(*deltas)
-            dr = a1 + delta_r
-            round_off = NU_RICHARDSON * nu + e_an + extra
-            tol1 = KAPPA * round_off + rho * max(abs(a1), abs(dr))
-            if abs(delta_r) <= KAPPA * round_off:
-                return Result(PASS, a1, dr, round_off, tol1, "richardson", step * q, note=note)
-            a8, d8, _, _ = self._stage(8 * q, g, a_fixed)
-            if not math.isfinite(d8):
-                return self._verdict(a1, dr, round_off, tol1, "richardson", step * q, note=note)
-            deltas.append(d8 - a8)
-            trunc = abs(delta_r - _extrapolate(*deltas[1:])) / 63.0
-            # the /63 assumes the O(h^6) regime; check it on the first-level extrapolants, whose
-            # successive differences shrink 16-fold there, and stay conservative when they do not
-            r1 = [(4.0 * deltas[k] - deltas[k + 1]) / 3.0 for k in range(3)]
-            num, den = abs(r1[1] - r1[2]), abs(r1[0] - r1[1])
-            if not (den > 0 and 8.0 <= num / den <= 32.0):
-                trunc *= 63.0
-            e = round_off + trunc
-            tol = KAPPA * e + rho * max(abs(a1), abs(dr))
-            if abs(delta_r) <= tol and trunc > round_off and shrunk < 4:
-                q, shrunk = q / 4.0, shrunk + 1  # only truncation lets it pass: look closer
+            r1 = [(4.0 * deltas[m] - deltas[m + 1]) / 3.0 for m in range(3)]
+            l1 = [r1[m + 1] - r1[m] for m in range(2)]
+            ok1 = max(abs(l1[0]), abs(l1[1])) <= KAPPA * 2 * nu or (
+                l1[0] != 0 and 8.0 <= l1[1] / l1[0] <= 32.0
+            )
+            r2 = [(16.0 * r1[m] - r1[m + 1]) / 15.0 for m in range(2)]
+            asymptotic = ok0 and ok1
+            # the truncation of R2(h) against the round-off of R3 steers the window
+            t2, r3_round = abs(r2[0] - r2[1]) / 63.0, NU_R3 * nu
+            if t2 > 4.0 * r3_round and shifts < RICH_MAX_SHIFTS and k > chk.k_min:
+                down = round(math.log2(6.0 * t2 / r3_round) / 7.0)
+                k, shifts = k - min(max(down, 1), 3, k - chk.k_min), shifts + 1
                 continue
-            return self._verdict(a1, dr, e, tol, "richardson", step * q, note=note)
+            break
+        if asymptotic:
+            # every entry of the table with its estimated error; the smallest wins (where f is
+            # nearly flat or a low-order polynomial along the probe, a lower order at a larger
+            # step has less round-off than R3 and no visible truncation)
+            options = [(t2, r3_round, sum(w * d for w, d in zip(R3_WEIGHTS, deltas, strict=True)), 1.0)]
+            for col, diffs, factor, nu_col in (
+                (deltas, l0, 4.0, NU_CENTRAL),
+                (r1, l1, 16.0, NU_R1),
+                (r2, [r2[1] - r2[0]], 64.0, NU_RICHARDSON),
+            ):
+                for m, value in enumerate(col):
+                    # its error from the differences with the next larger and next smaller step
+                    est = [abs(diffs[m]) / (factor - 1.0)] if m < len(diffs) else []
+                    est += [abs(diffs[m - 1]) * factor / (factor - 1.0)] if m > 0 else []
+                    options.append((max(est), nu_col * nu / 2.0**m, value, 2.0**m))
+        else:
+            # not the asymptotic regime: the order with the smaller conservative estimate
+            options = [
+                (math.inf, math.inf, 0.0, 1.0),
+                (abs(r1[0] - r1[1]), NU_R1 * nu, r1[0], 1.0),
+                (abs(r2[0] - r2[1]), NU_RICHARDSON * nu, r2[0], 1.0),
+            ]
+        # R3's truncation estimate is conservative (the error of R2), so another entry must
+        # beat R3's round-off alone
+        trunc, round_off, delta_n, smallest = options[0]
+        alt = min(options[1:], key=lambda o: o[0] + o[1])
+        if not asymptotic or alt[0] + alt[1] < r3_round:
+            trunc, round_off, delta_n, smallest = alt
+        if t2 > r3_round:
+            nxt = k - 1
+        elif asymptotic and not flat and t2 < r3_round / 100.0:
+            nxt = k + 1
+        else:
+            nxt = k
+        chk.rich_k[key] = min(max(nxt, chk.k_min), chk.k_max)
+        dr = a1 + delta_n
+        e = round_off + trunc + e_an + extra
+        tol = KAPPA * e + rho * max(abs(a1), abs(dr))
+        note = f"steps halved {halved} times for the extrapolation to hold" if halved else ""
+        return self._verdict(a1, dr, e, tol, "richardson", step * q * smallest, note=note)
 
     def _lopsided(self, c1: float, nu: float) -> bool:
         """Whether the one-sided differences at h disagree enough to suspect a kink (worth 2h more)."""
@@ -578,6 +710,8 @@ class Checker:
         self.eps_f = EPS
         self.t_central: float = EPS ** (1 / 3)
         self.t_richardson: float = EPS ** (1 / 7)
+        self.k_min, self.k_start, self.k_max = -10, 0, 3  # Richardson's step grid (set with the noise)
+        self.rich_k: dict[tuple[int, bool], int] = {}  # where each array's last Richardson probe settled
         self.method = "central"
         self.method_reason = ""
         self.notes: list[str] = []
@@ -745,6 +879,11 @@ class Checker:
             )
         self.t_central = self.eps_f ** (1 / 3)
         self.t_richardson = self.eps_f ** (1 / 7)
+        # Richardson's steps 2^k·t_richardson: the largest of a window (8h) at most RICH_MAX_TOP,
+        # the smallest no smaller than the central step (below it, extrapolation only adds noise)
+        self.k_max = math.floor(math.log2(RICH_MAX_TOP / (8.0 * self.t_richardson)))
+        self.k_min = min(math.floor(math.log2(self.t_central / self.t_richardson)), self.k_max)
+        self.k_start = min(0, self.k_max)
 
     def _choose_method(self) -> None:
         asked = self.method_asked
@@ -829,7 +968,7 @@ class Checker:
             return "sample", "samples= was given"
         if self.directions is not None:
             return "directional", "directions= was given"
-        per = {"complex-step": 1, "central": 2, "richardson": 6}[self.method]
+        per = {"complex-step": 1, "central": 2, "richardson": 8}[self.method]
         if n <= FULL_LIMIT and per * n <= self.ev.remaining():
             return "full", f"{n} entries <= {FULL_LIMIT}: every entry is checked"
         if n <= FULL_LIMIT:
@@ -1116,12 +1255,15 @@ class Checker:
             text = f"complex step h = {COMPLEX_STEP:.0e}·max(1, |x_i|); disagreements confirmed by central differences, {central}"
         elif self.method == "richardson":
             text = (
-                f"h = {self.t_richardson:.1e}·max(1, |x_i|) (seventh root of the relative noise "
-                f"{self.eps_f:.1e}); central differences at h, 2h, 4h extrapolated twice; 8h added for "
-                "an error estimate where needed"
+                f"central differences at h, 2h, 4h, 8h extrapolated to O(h^8), h = 2^k·{self.t_richardson:.1e}"
+                f"·max(1, |x_i|) (seventh root of the relative noise {self.eps_f:.1e}) with k from "
+                f"{self.k_min} to {self.k_max} set per array by the measured truncation"
             )
         else:
-            text = central + "; 2h added for a truncation estimate where needed"
+            text = central + (
+                f"; 2h added for a truncation estimate where needed, then a third step where truncation "
+                f"and round-off balance if the truncation exceeds {REFINE:g} x the round-off"
+            )
         if mode == "directional":
             text += (
                 "; a direction moves every entry of its range by the same relative step, with random signs"

@@ -26,7 +26,8 @@ class StepSweep:
     * ``central``, ``forward``: ``|numeric - analytic|`` for central and forward differences at
       each step; ``complex``: the same for the complex step, or ``None`` when ``f`` does not
       accept complex input;
-    * ``default_step``: the central-difference step ``check_gradient`` would use;
+    * ``default_step``: the central-difference step ``check_gradient`` starts from (it takes a
+      third, smaller step where the truncation measured there dominates the round-off);
       ``best_step``: the step with the smallest central error;
     * ``noise``: the measured noise of ``f`` (the left arm of the V is about ``noise/h``).
 
