@@ -8,24 +8,30 @@ Every rule is written once, against the array API (``array_api_compat``), so the
 same code serves numpy arrays, ``array_api_strict`` arrays and torch tensors.
 The arithmetic that bugs in the wild get wrong (the square in a second moment,
 the square root, where epsilon goes, bias correction, the running average, the
-weight-decay term, the descent sign) is written through an :class:`Ops` object.
-Diagnosis builds a *mutant* of a rule by swapping in an ``Ops`` with one
-sub-expression replaced; the rule's equations are never copied.
+weight-decay term, the momentum buffer, the descent sign) is written through an
+:class:`Ops` object. Diagnosis builds a *mutant* of a rule by swapping in an ``Ops``
+with one sub-expression replaced; the rule's equations are never copied.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import math
+import sys
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
+import numpy as np
 from array_api_compat import array_namespace
 
 from .._tree import Path, Tree, describe, flatten, path_str, unflatten, zip_trees
 
 __all__ = [
     "DEFAULT_OPS",
+    "MONOTONE_ROLES",
+    "NONNEGATIVE_ROLES",
+    "ROLES",
     "Hyper",
     "Ops",
     "Rule",
@@ -34,6 +40,33 @@ __all__ = [
 ]
 
 Array = Any
+
+# ---------------------------------------------------------------------------
+# State roles (what each state entry is; the invariant checkers rely on them)
+# ---------------------------------------------------------------------------
+
+ROLES: Mapping[str, str] = {
+    "counter": "the number of steps already taken (an int that grows by exactly one per step)",
+    "first-moment": "a running average of the gradient (any sign)",
+    "second-moment": "a running average of squared gradients or squared updates; never negative",
+    "max-second-moment": "the running maximum of a second moment (AMSGrad); never negative, never decreases",
+    "accumulator": "a running sum of squared gradients (Adagrad); never negative, never decreases",
+    "norm": "a decaying running max-norm of the gradient (Adamax); never negative, may decrease",
+    "momentum": "a momentum buffer or velocity (any sign)",
+    "average": "a running average of the parameters (ASGD)",
+    "step-size": "per-coordinate step sizes (Rprop); never negative",
+    "previous-gradient": "the gradient of the previous step, as the rule used it (Rprop)",
+    "schedule": "a number of the rule's own schedule (NAdam's mu_product, ASGD's eta and mu)",
+}
+"""Every role a state entry can have (``type(rule).state_roles`` maps state keys to these)."""
+
+NONNEGATIVE_ROLES: frozenset[str] = frozenset(
+    {"second-moment", "max-second-moment", "accumulator", "norm", "step-size"}
+)
+"""Roles whose entries are never negative in a correct rule (given finite inputs)."""
+
+MONOTONE_ROLES: frozenset[str] = frozenset({"max-second-moment", "accumulator"})
+"""Roles whose entries never decrease from one step to the next in a correct rule."""
 
 
 # ---------------------------------------------------------------------------
@@ -46,10 +79,11 @@ class Hyper:
     """The spec of one hyperparameter or convention keyword of a rule.
 
     ``kind`` is ``"float"``, ``"int"``, ``"bool"``, ``"choice"`` or ``"optional-float"``.
-    ``low``/``high`` bound a number (``low_open``/``high_open`` make the bound strict).
-    ``choices`` lists the valid values of a ``"choice"``; ``convention`` marks a
-    keyword that selects a published convention rather than a numeric setting.
-    ``doc`` is one sentence; ``library`` names who uses each convention value.
+    ``low``/``high`` bound a number (``low_open``/``high_open`` make the bound strict);
+    numbers must be finite. ``choices`` lists the valid values of a ``"choice"``;
+    ``convention`` marks a keyword that selects a published convention rather than a
+    numeric setting. ``doc`` is one sentence; ``library`` maps each convention value to
+    the libraries that use it.
     """
 
     name: str
@@ -83,27 +117,29 @@ class Hyper:
         """Check ``value`` against the spec; return it normalised, or raise ``ValueError``."""
         where = f"{rule_name}: {self.name}={value!r}"
         if self.kind == "bool":
-            if not isinstance(value, bool):
+            if not isinstance(value, (bool, np.bool_)):
                 raise ValueError(f"{where} is invalid; expected True or False")
-            return value
+            return bool(value)
         if self.kind == "choice":
             if value not in self.choices:
                 raise ValueError(f"{where} is invalid; expected {self.range_text()}")
             return value
         if self.kind == "optional-float" and value is None:
             return None
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
+        if isinstance(value, (bool, np.bool_)) or not isinstance(
+            value, (int, float, np.integer, np.floating)
+        ):
             raise ValueError(f"{where} is invalid; expected a number in {self.range_text()}")
-        if self.kind == "int" and float(value) != int(value):
-            raise ValueError(f"{where} is invalid; expected a whole number in {self.range_text()}")
         v = float(value)
-        if math.isnan(v):
-            raise ValueError(f"{where} is invalid; expected a number in {self.range_text()}, got NaN")
+        if not math.isfinite(v):
+            raise ValueError(f"{where} is invalid; expected a finite number in {self.range_text()}")
+        if self.kind == "int" and v != int(v):
+            raise ValueError(f"{where} is invalid; expected a whole number in {self.range_text()}")
         bad_low = self.low is not None and (v < self.low or (self.low_open and v == self.low))
         bad_high = self.high is not None and (v > self.high or (self.high_open and v == self.high))
         if bad_low or bad_high:
             raise ValueError(f"{where} is out of range; expected a value in {self.range_text()}")
-        return int(value) if self.kind == "int" else v
+        return int(v) if self.kind == "int" else v
 
 
 def hyper(
@@ -118,18 +154,32 @@ def hyper(
     doc: str = "",
 ) -> Any:
     """Declare a hyperparameter field of a rule dataclass (with its valid range)."""
-    spec = dict(
-        kind=kind, low=low, high=high, low_open=low_open, high_open=high_open,
-        choices=choices, doc=doc, convention=False, library={},
+    spec: dict[str, Any] = dict(
+        kind=kind,
+        low=low,
+        high=high,
+        low_open=low_open,
+        high_open=high_open,
+        choices=choices,
+        doc=doc,
+        convention=False,
+        library={},
     )
     return dataclasses.field(default=default, metadata={"optcheck": spec})
 
 
 def convention(default: str, *, choices: Mapping[str, str], doc: str = "") -> Any:
     """Declare a convention keyword: ``choices`` maps each value to the libraries that use it."""
-    spec = dict(
-        kind="choice", low=None, high=None, low_open=False, high_open=False,
-        choices=tuple(choices), doc=doc, convention=True, library=dict(choices),
+    spec: dict[str, Any] = dict(
+        kind="choice",
+        low=None,
+        high=None,
+        low_open=False,
+        high_open=False,
+        choices=tuple(choices),
+        doc=doc,
+        convention=True,
+        library=dict(choices),
     )
     return dataclasses.field(default=default, metadata={"optcheck": spec})
 
@@ -139,13 +189,35 @@ def convention(default: str, *, choices: Mapping[str, str], doc: str = "") -> An
 # ---------------------------------------------------------------------------
 
 
+def _divide_into(num: Array, den: Array) -> Array:
+    """``num / den``, written into ``den`` where the library allows it.
+
+    Only for a ``den`` the caller created itself (a temporary): it saves one
+    parameter-sized allocation per division on numpy arrays and torch tensors.
+    """
+    same = (
+        hasattr(num, "shape") and hasattr(den, "shape") and num.shape == den.shape and num.dtype == den.dtype
+    )
+    if same and isinstance(den, np.ndarray) and isinstance(num, np.ndarray) and den.flags.writeable:
+        return np.divide(num, den, out=den)
+    torch: Any = sys.modules.get("torch")
+    tensors = torch is not None and isinstance(den, torch.Tensor) and isinstance(num, torch.Tensor)
+    if same and tensors and not den.requires_grad:
+        return torch.div(num, den, out=den)
+    return num / den
+
+
 class Ops:
     """The sub-expressions of the update rules, as overridable methods.
 
-    The default implementations are the correct ones. Each method creates a new
-    array for its result (it may reuse the temporaries it creates itself, never
-    its arguments), so rules stay pure. Diagnosis subclasses this to build the
-    known bugs as mutants of the reference rules.
+    The default implementations are the correct ones. Contract for every method
+    (and every override): return a *new* array (never one of the arguments, which
+    may be a user's array or a state entry), and never mutate an argument; a method
+    may mutate temporaries it created itself, which is how temporaries are kept few.
+    The two exceptions are documented: :meth:`l2` and :meth:`decay` return their
+    input unchanged when the coefficient is 0. Rules never mutate what an ``Ops``
+    method returns. Diagnosis subclasses this to build the known bugs as mutants of
+    the reference rules (``rule.with_ops(MyOps())``).
     """
 
     name: ClassVar[str] = "reference"
@@ -155,7 +227,7 @@ class Ops:
         return -g
 
     def l2(self, g: Array, p: Array, wd: float) -> Array:
-        """Coupled L2 weight decay folded into the gradient: ``g + wd*p``."""
+        """Coupled L2 weight decay folded into the gradient: ``g + wd*p`` (``g`` itself when ``wd == 0``)."""
         if wd == 0:
             return g
         out = p * wd
@@ -163,7 +235,7 @@ class Ops:
         return out
 
     def decay(self, p: Array, lr: float, wd: float) -> Array:
-        """Decoupled, lr-scaled weight decay: ``p * (1 - lr*wd)``."""
+        """Decoupled, lr-scaled weight decay: ``p * (1 - lr*wd)`` (``p`` itself when ``wd == 0``)."""
         if wd == 0:
             return p
         return p * (1.0 - lr * wd)
@@ -178,8 +250,16 @@ class Ops:
 
     def ema(self, avg: Array, x: Array, beta: float) -> Array:
         """Exponential moving average ``beta*avg + (1-beta)*x``."""
-        out = avg * beta
-        out += x * (1.0 - beta)
+        # One array and three passes, no temporary: factor out the larger weight, so that the
+        # intermediate never exceeds |avg| + |x| (no overflow that the plain form would not have).
+        if beta >= 0.5:
+            out = x * ((1.0 - beta) / beta)
+            out += avg
+            out *= beta
+        else:
+            out = avg * (beta / (1.0 - beta))
+            out += x
+            out *= 1.0 - beta
         return out
 
     def accumulate(self, acc: Array, x: Array) -> Array:
@@ -192,24 +272,62 @@ class Ops:
 
     def div_eps(self, num: Array, den: Array, eps: float) -> Array:
         """``num / (den + eps)``: epsilon added to the denominator, outside the root."""
-        d = den + eps
-        return num / d
+        return _divide_into(num, den + eps)
 
     def bias_correction(self, beta: float, t: float) -> float:
         """``1 - beta**t``."""
-        return 1.0 - beta**t
+        return 1.0 - float(beta**t)
 
     def descend(self, p: Array, update: Array, lr: float) -> Array:
         """``p - lr*update``."""
-        out = update * lr
-        return p - out
+        out = update * (-lr)
+        out += p
+        return out
 
     def next_step(self, t: int) -> int:
         """The step counter after this step: ``t + 1``."""
         return t + 1
 
+    def momentum(self, buf: Array, x: Array, mu: float, dampening: float) -> Array:
+        """A heavy-ball momentum buffer: ``mu*buf + (1-dampening)*x`` (torch's form)."""
+        out = buf * mu
+        out += x if dampening == 0 else x * (1.0 - dampening)
+        return out
+
+    def momentum_init(self, g: Array, dampening: float) -> Array:
+        """torch's first momentum buffer: a copy of ``g`` (no dampening on the first step)."""
+        return g * 1.0
+
+    def nesterov(self, g: Array, buf: Array, mu: float) -> Array:
+        """Nesterov's look-ahead direction ``g + mu*buf``."""
+        out = buf * mu
+        out += g
+        return out
+
+    def maximum(self, xp: Any, a: Array, b: Array) -> Array:
+        """The elementwise maximum ``max(a, b)`` (AMSGrad's running maximum)."""
+        return xp.maximum(a, b)
+
+    def variance(self, sq_avg: Array, avg: Array) -> Array:
+        """Centered second moment ``sq_avg - avg*avg`` (centered RMSprop)."""
+        out = avg * avg
+        out *= -1.0
+        out += sq_avg
+        return out
+
+    def inf_norm(self, xp: Any, u: Array, g: Array, beta: float, eps: float) -> Array:
+        """Adamax's running infinity norm ``max(beta*u, |g| + eps)``."""
+        a = xp.abs(g)
+        a += eps
+        return xp.maximum(u * beta, a)
+
+    def sign(self, xp: Any, x: Array) -> Array:
+        """The elementwise sign (Lion's update, Rprop's direction)."""
+        return xp.sign(x)
+
 
 DEFAULT_OPS = Ops()
+"""The reference sub-expressions (every rule uses them unless built with :meth:`Rule.with_ops`)."""
 
 
 # ---------------------------------------------------------------------------
@@ -229,10 +347,10 @@ class Rule:
     * ``array_states``: state entries with the structure of ``params`` (override
       :meth:`array_keys` when they depend on the hyperparameters);
     * ``scalar_states``: state entries that are plain numbers (``"step"``, ...);
-    * ``state_roles``: what each state entry is, for invariant checking:
-      ``"first-moment"``, ``"second-moment"``, ``"max-second-moment"``,
-      ``"accumulator"`` (never decreases), ``"momentum"``, ``"counter"``,
-      ``"average"``, ``"other"``;
+    * ``state_roles``: what each state entry is, one of :data:`ROLES`
+      (``"second-moment"``, ``"accumulator"``, ``"momentum"``, ``"counter"``, ...);
+    * ``tuple_aliases``: torch's tuple arguments accepted by :func:`optcheck.rules.get`
+      (``{"betas": ("beta1", "beta2")}``);
 
     and implement ``_init_leaf`` and ``_step_leaf`` (and ``_scalars`` when the
     step needs per-step numbers shared by every array).
@@ -242,6 +360,7 @@ class Rule:
     array_states: ClassVar[tuple[str, ...]] = ()
     scalar_states: ClassVar[tuple[str, ...]] = ("step",)
     state_roles: ClassVar[Mapping[str, str]] = {}
+    tuple_aliases: ClassVar[Mapping[str, tuple[str, ...]]] = {}
 
     # Not a hyperparameter: the sub-expressions (replaced by diagnosis mutants).
     ops: Ops = dataclasses.field(default=DEFAULT_OPS, repr=False, compare=False, kw_only=True)
@@ -252,6 +371,8 @@ class Rule:
         for spec in self.hyper_specs():
             value = spec.validate(self.name, getattr(self, spec.name))
             object.__setattr__(self, spec.name, value)
+        if not isinstance(self.ops, Ops):
+            raise TypeError(f"{self.name}: ops must be an optcheck.rules.Ops, got {type(self.ops).__name__}")
         self._validate()
 
     def _validate(self) -> None:
@@ -274,8 +395,38 @@ class Rule:
         return {s.name: getattr(self, s.name) for s in self.hyper_specs()}
 
     def replace(self, **changes: Any) -> Rule:
-        """A copy with some hyperparameters changed (validated again)."""
-        return dataclasses.replace(self, **changes)
+        """A copy with some hyperparameters changed (validated again; ``betas=`` and the like accepted)."""
+        return dataclasses.replace(self, **self.normalise_hyper(changes))
+
+    @classmethod
+    def normalise_hyper(cls, hyper: Mapping[str, Any]) -> dict[str, Any]:
+        """``hyper`` with torch's tuples split (``betas`` -> ``beta1``, ``beta2``), unknown names refused."""
+        out = dict(hyper)
+        for alias, fields in cls.tuple_aliases.items():
+            if alias not in out:
+                continue
+            value = out.pop(alias)
+            try:
+                parts = tuple(value)
+            except TypeError:
+                parts = ()
+            if len(parts) != len(fields):
+                raise ValueError(
+                    f"{cls.name}: {alias}={value!r} is invalid; expected a tuple ({', '.join(fields)})"
+                )
+            for field, part in zip(fields, parts, strict=True):
+                if field in out:
+                    raise ValueError(f"{cls.name}: {field} given twice, in {alias}= and as {field}=")
+                out[field] = part
+        valid = [s.name for s in cls.hyper_specs()]
+        unknown = [k for k in out if k not in valid]
+        if unknown:
+            close = difflib.get_close_matches(unknown[0], [*valid, *cls.tuple_aliases], n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            raise ValueError(
+                f"{cls.name}: unknown hyperparameter(s) {unknown}; {cls.name} takes {valid}.{hint}"
+            )
+        return out
 
     def with_ops(self, ops: Ops) -> Rule:
         """The same rule computed through other sub-expressions (used to build mutants)."""
@@ -289,23 +440,24 @@ class Rule:
         for path, p in leaves:
             _check_float_leaf("params", path, p)
         per_leaf = [self._init_leaf(array_namespace(p), p) for _, p in leaves]
-        state: dict[str, Any] = {k: v for k, v in self._init_scalars().items()}
+        state: dict[str, Any] = dict(self._init_scalars())
         for key in self.array_keys():
             state[key] = unflatten(params, [s[key] for s in per_leaf])
         return state
 
     def step(self, params: Tree, grads: Tree, state: Mapping[str, Any]) -> tuple[Tree, dict[str, Any]]:
         """One update: returns ``(new_params, new_state)``; the inputs are never mutated."""
-        rows = self._check(params, grads, state)
-        t = self.ops.next_step(_as_int_step(state["step"]))
-        scal = self._scalars(state, t)
+        rows, scalars = self._check(params, grads, state)
+        t = self.ops.next_step(scalars["step"])
+        scal = self._scalars(scalars, t)
         new_p: list[Any] = []
         per_leaf: list[dict[str, Any]] = []
-        for _, p, g, s in rows:
-            xp = array_namespace(p, g)
-            p2, s2 = self._step_leaf(xp, p, g, s, scal)
-            new_p.append(p2)
-            per_leaf.append(s2)
+        # NaN and inf are not errors here (the invariant checkers report them): no numpy warnings
+        with np.errstate(all="ignore"):
+            for xp, p, g, s in rows:
+                p2, s2 = self._step_leaf(xp, p, g, s, scal)
+                new_p.append(_as_array(p2))
+                per_leaf.append({k: _as_array(v) for k, v in s2.items()})
         new_state: dict[str, Any] = {k: v for k, v in scal.items() if k in self.scalar_states}
         new_state["step"] = t
         for key in self.array_keys():
@@ -318,11 +470,23 @@ class Rule:
         """The state entries that hold arrays with the structure of ``params``."""
         return self.array_states
 
+    def update_bound(self, t: int) -> tuple[float, float] | None:
+        """A bound on one step's move of each coordinate: ``|Δp| <= a + b·|p|`` at step ``t`` (from 1).
+
+        Returns ``(a, b)`` (``b`` covers decoupled weight decay), or ``None`` when the rule
+        has no such bound. It must hold for every gradient sequence when the state was built
+        by this rule from :meth:`init`; the ``update-too-large`` invariant checks it.
+        """
+        return None
+
     def _init_scalars(self) -> dict[str, Any]:
         return {"step": 0}
 
     def _scalars(self, state: Mapping[str, Any], t: int) -> dict[str, Any]:
-        """Numbers shared by every array for step ``t`` (new scalar states included)."""
+        """Numbers shared by every array for step ``t`` (new scalar states included).
+
+        ``state`` holds the validated scalar states (``step`` as an int, the others as floats).
+        """
         return {"step": t}
 
     def _init_leaf(self, xp: Any, p: Array) -> dict[str, Array]:
@@ -334,14 +498,19 @@ class Rule:
         raise NotImplementedError
 
     def _state_leaf_shape(self, key: str, p: Array) -> tuple[int, ...] | None:
-        """The expected shape of state entry ``key`` for parameter ``p`` (None: no check)."""
+        """The expected shape of state entry ``key`` for parameter ``p``.
+
+        ``None`` means the entry does not apply to this parameter (Adafactor's factored
+        ``row_var``/``col_var`` for a vector): the state then holds ``None`` at that leaf.
+        """
         return tuple(p.shape)
 
     # -- validation ------------------------------------------------------------------------
 
     def _check(
         self, params: Tree, grads: Tree, state: Mapping[str, Any]
-    ) -> list[tuple[Path, Array, Array, dict[str, Array]]]:
+    ) -> tuple[list[tuple[Any, Array, Array, dict[str, Array]]], dict[str, Any]]:
+        """Validate the inputs; returns ``(xp, p, g, state leaves)`` per parameter, and the scalar states."""
         if not isinstance(state, Mapping):
             raise TypeError(
                 f"{self.name}: state must be a dict (from rule.init(params)), got {type(state).__name__}"
@@ -359,6 +528,10 @@ class Rule:
                 f"{self.name}: state has unexpected key(s) {extra}; a {self.name} state has the keys "
                 f"{sorted(expected)}"
             )
+        scalars: dict[str, Any] = {"step": _as_int_step(state["step"])}
+        for key in self.scalar_states:
+            if key != "step":
+                scalars[key] = _as_float_state(key, state[key])
         trees: dict[str, Tree] = {"params": params, "grads": grads}
         for key in self.array_keys():
             trees[f"state[{key!r}]"] = state[key]
@@ -373,18 +546,31 @@ class Rule:
                     f"{path_str('params', path)} has shape {tuple(p.shape)}; grads must have the "
                     "shape of the parameter they belong to"
                 )
+            xp = _namespace_of_both("grads", g, "params", p, path)
             if g.dtype != p.dtype:
                 raise TypeError(
                     f"{path_str('grads', path)} has dtype {g.dtype} but {path_str('params', path)} "
                     f"has dtype {p.dtype}; cast the gradient to the parameter's dtype"
                 )
             s: dict[str, Array] = {}
-            for key, leaf in zip(self.array_keys(), leaves[2:]):
+            for key, leaf in zip(self.array_keys(), leaves[2:], strict=True):
                 s[key] = leaf
                 want = self._state_leaf_shape(key, p)
-                if want is None:
-                    continue
+                if (
+                    want is not None
+                    and type(leaf) is type(p)
+                    and tuple(leaf.shape) == want
+                    and leaf.dtype == p.dtype
+                ):
+                    continue  # the usual case, checked cheaply
                 name = path_str(f"state[{key!r}]", path)
+                if want is None:
+                    if leaf is not None:
+                        raise ValueError(
+                            f"{name} is {describe(leaf)} but {self.name} keeps no {key!r} for "
+                            f"{path_str('params', path)} (shape {tuple(p.shape)}); expected None there"
+                        )
+                    continue
                 if not hasattr(leaf, "shape") or not hasattr(leaf, "dtype"):
                     raise TypeError(f"{name} is {describe(leaf)}; expected an array of shape {want}")
                 if tuple(leaf.shape) != want:
@@ -392,28 +578,59 @@ class Rule:
                         f"{name} has shape {tuple(leaf.shape)} but {path_str('params', path)} has "
                         f"shape {tuple(p.shape)}; expected state shape {want}"
                     )
+                _namespace_of_both(f"state[{key!r}]", leaf, "params", p, path)
                 if leaf.dtype != p.dtype:
                     raise TypeError(
                         f"{name} has dtype {leaf.dtype} but {path_str('params', path)} has dtype "
                         f"{p.dtype}; state arrays must have the parameter's dtype"
                     )
-            out.append((path, p, g, s))
-        return out
+            out.append((xp, p, g, s))
+        return out, scalars
+
+
+def _namespace_of_both(name: str, x: Any, ref_name: str, ref: Any, path: Path) -> Any:
+    """The array namespace of ``x`` and ``ref``; ``TypeError`` naming both when they differ."""
+    try:
+        return array_namespace(x, ref)
+    except TypeError:
+        raise TypeError(
+            f"{path_str(name, path)} is a {type(x).__module__}.{type(x).__name__} but "
+            f"{path_str(ref_name, path)} is a {type(ref).__module__}.{type(ref).__name__}; params, grads "
+            "and state must come from the same array library"
+        ) from None
+
+
+def _as_array(x: Any) -> Any:
+    """numpy turns 0-d results into scalars (``np.float64``); give them back as 0-d arrays."""
+    return np.asarray(x) if isinstance(x, np.generic) else x
 
 
 def _as_int_step(step: Any) -> int:
+    if isinstance(step, (str, bytes, bool, np.bool_)):
+        raise TypeError(f"state['step'] must be a whole number >= 0, got {step!r}")
     try:
         value = float(step)
     except (TypeError, ValueError):
         raise TypeError(f"state['step'] must be a whole number >= 0, got {step!r}") from None
-    if value != int(value) or value < 0:
+    if not math.isfinite(value) or value != int(value) or value < 0:
         raise ValueError(f"state['step'] must be a whole number >= 0, got {step!r}")
     return int(value)
 
 
+def _as_float_state(key: str, value: Any) -> float:
+    if isinstance(value, (str, bytes, bool, np.bool_)):
+        raise TypeError(f"state[{key!r}] must be a number, got {value!r}")
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise TypeError(f"state[{key!r}] must be a number, got {describe(value)}: {value!r}") from None
+
+
 def _check_float_leaf(name: str, path: Path, x: Any) -> None:
+    if isinstance(x, np.ndarray) and x.dtype.kind == "f":
+        return  # the usual case, checked cheaply
     where = path_str(name, path)
-    if not (hasattr(x, "shape") and hasattr(x, "dtype")):
+    if not (hasattr(x, "shape") and hasattr(x, "dtype")) or isinstance(x, type):
         raise TypeError(f"{where} is {describe(x)}; expected an array (numpy array or torch tensor)")
     try:
         xp = array_namespace(x)

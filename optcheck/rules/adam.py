@@ -13,7 +13,7 @@ Array = Any
 
 EPS_PLACEMENT = {
     "outside-sqrt": "m̂/(√v̂ + ε): torch.optim.Adam/AdamW, optax.adam (eps_root=0)",
-    "inside-sqrt": "m̂/√(v̂ + ε): some course notebooks and TF1-style code",
+    "inside-sqrt": "m̂/√(v̂ + ε): optax.adam(eps=0, eps_root=ε), many from-scratch course implementations",
     "hat": "lr·√bc2/bc1 · m/(√v + ε̂), ε added before bias correction: Keras/TF Adam",
 }
 AMSGRAD_ON = {
@@ -34,14 +34,22 @@ class Adam(Rule):
     * exp_avg:    m ← beta1·m + (1 − beta1)·g
     * exp_avg_sq: v ← beta2·v + (1 − beta2)·g²
     * amsgrad:    max_exp_avg_sq ← max(max_exp_avg_sq, v); v is replaced by it below
-    * ``eps_placement="outside-sqrt"`` (torch, optax):  p ← p − (lr/bc1)·m / (√v/√bc2 + eps)
+    * ``eps_placement="outside-sqrt"`` (torch, optax):  p ← p − (lr/bc1)·m / (√(v/bc2) + eps)
     * ``eps_placement="inside-sqrt"``:                   p ← p − (lr/bc1)·m / √(v/bc2 + eps)
     * ``eps_placement="hat"`` (Keras/TF):                 p ← p − (lr·√bc2/bc1)·m / (√v + eps)
-    * ``amsgrad_on="corrected"`` (optax): max_exp_avg_sq ← max(max_exp_avg_sq, v/bc2) and the
-      denominator is √max_exp_avg_sq + eps.
+    * ``amsgrad_on="corrected"`` (optax): max_exp_avg_sq ← max(max_exp_avg_sq, v/bc2), already
+      bias-corrected, so the denominator is √max_exp_avg_sq + eps (or √(max_exp_avg_sq + eps)
+      with ``eps_placement="inside-sqrt"``; ``"hat"`` does not apply).
 
     Defaults are torch's: lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.
     State: ``step``, ``exp_avg``, ``exp_avg_sq`` and, with amsgrad, ``max_exp_avg_sq``.
+
+    Examples:
+        >>> import numpy as np, optcheck
+        >>> rule = optcheck.rules.get("adam", lr=0.1)
+        >>> p, s = rule.step(np.array([1.0]), np.array([0.5]), rule.init(np.array([1.0])))
+        >>> p  # the first Adam step moves each coordinate by lr (up to eps)
+        array([0.9])
     """
 
     name: ClassVar[str] = "adam"
@@ -51,6 +59,7 @@ class Adam(Rule):
         "exp_avg_sq": "second-moment",
         "max_exp_avg_sq": "max-second-moment",
     }
+    tuple_aliases: ClassVar[Mapping[str, tuple[str, ...]]] = {"betas": ("beta1", "beta2")}
 
     lr: float = hyper(1e-3, low=0.0, doc="learning rate")
     beta1: float = hyper(0.9, low=0.0, high=1.0, high_open=True, doc="decay of the first moment")
@@ -69,10 +78,39 @@ class Adam(Rule):
         "raw", choices=AMSGRAD_ON, doc="whether AMSGrad's maximum is taken on raw or bias-corrected v"
     )
 
+    def _validate(self) -> None:
+        if self.amsgrad and self.amsgrad_on == "corrected" and self.eps_placement == "hat":
+            raise ValueError(
+                f"{self.name}: amsgrad_on='corrected' keeps the maximum of the bias-corrected v, so "
+                "eps_placement='hat' (epsilon added before bias correction) does not apply; use "
+                "'outside-sqrt' (optax.amsgrad) or 'inside-sqrt'"
+            )
+
     def array_keys(self) -> tuple[str, ...]:
         """``exp_avg``, ``exp_avg_sq`` and, with amsgrad, ``max_exp_avg_sq``."""
         base = ("exp_avg", "exp_avg_sq")
         return (*base, "max_exp_avg_sq") if self.amsgrad else base
+
+    def update_bound(self, t: int) -> tuple[float, float] | None:
+        """``|Δp| <= lr·(1−β1)·√bc2·√(Σ_{k<t} (β1²/β2)^k) / (bc1·√(1−β2))`` (+ lr·weight_decay·|p| when decoupled).
+
+        By Cauchy–Schwarz on m and v built from zero: |m|/√v <= (1−β1)·√(Σ_k (β1²/β2)^k)/√(1−β2);
+        it is exactly lr at t = 1 and about 7.3·lr at most with the defaults. Epsilon, AMSGrad's
+        maximum and every ``eps_placement`` only shrink the step. ``None`` when beta2 = 0.
+        """
+        if self.beta2 == 0.0 or t < 1:
+            return None
+        gamma = self.beta1**2 / self.beta2
+        try:
+            series = float(t) if gamma == 1.0 else (1.0 - gamma**t) / (1.0 - gamma)
+        except OverflowError:  # gamma > 1 and t large: no finite bound
+            return None
+        bc1, bc2 = 1.0 - self.beta1**t, 1.0 - self.beta2**t
+        if bc1 <= 0.0 or not math.isfinite(series):
+            return None
+        a = self.lr * (1.0 - self.beta1) * math.sqrt(bc2 * series) / (bc1 * math.sqrt(1.0 - self.beta2))
+        b = self.lr * self.weight_decay if self.decoupled_weight_decay else 0.0
+        return a, b
 
     def _scalars(self, state: Mapping[str, Any], t: int) -> dict[str, Any]:
         o = self.ops
@@ -98,32 +136,25 @@ class Adam(Rule):
         m = o.ema(s["exp_avg"], g_step, self.beta1)
         v = o.ema(s["exp_avg_sq"], o.second_moment_input(g_step, p, wd), self.beta2)
         new = {"exp_avg": m, "exp_avg_sq": v}
-        v_used = v
-        corrected = False
-        if self.amsgrad:
-            if self.amsgrad_on == "corrected":
-                v_used = xp.maximum(s["max_exp_avg_sq"], v / bc2)
-                corrected = True
-            else:
-                v_used = xp.maximum(s["max_exp_avg_sq"], v)
-            new["max_exp_avg_sq"] = v_used
+        corrected = self.amsgrad and self.amsgrad_on == "corrected"
         if corrected:
-            den = o.sqrt(xp, v_used)
-            upd = o.div_eps(m, den, eps)
-            step_size = lr / bc1
-        elif self.eps_placement == "outside-sqrt":
-            den = o.sqrt(xp, v_used)
-            den /= math.sqrt(bc2)
-            upd = o.div_eps(m, den, eps)
-            step_size = lr / bc1
-        elif self.eps_placement == "inside-sqrt":
-            den = v_used / bc2
-            upd = o.div_eps(m, o.sqrt(xp, den + eps), 0.0)
-            step_size = lr / bc1
-        else:  # "hat"
-            den = o.sqrt(xp, v_used)
-            upd = o.div_eps(m, den, eps)
+            v_used = o.maximum(xp, s["max_exp_avg_sq"], v / bc2)
+            new["max_exp_avg_sq"] = v_used
+        elif self.amsgrad:
+            v_used = o.maximum(xp, s["max_exp_avg_sq"], v)
+            new["max_exp_avg_sq"] = v_used
+        else:
+            v_used = v
+        # the temporaries are not bound to names, so that at most two are alive at once
+        if self.eps_placement == "hat":
+            upd = o.div_eps(m, o.sqrt(xp, v_used), eps)
             step_size = lr * math.sqrt(bc2) / bc1
+        elif self.eps_placement == "outside-sqrt":
+            upd = o.div_eps(m, o.sqrt(xp, v_used if corrected else v_used / bc2), eps)
+            step_size = lr / bc1
+        else:  # "inside-sqrt"
+            upd = o.div_eps(m, o.sqrt(xp, (v_used if corrected else v_used / bc2) + eps), 0.0)
+            step_size = lr / bc1
         return o.descend(p, upd, step_size), new
 
 
