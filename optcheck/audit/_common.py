@@ -1,0 +1,151 @@
+"""Records shared by the parent (engine, report) and the isolated child (adapters).
+
+Everything here is plain data that pickles, so it travels over the worker pipe.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+__all__ = [
+    "AuditUsageError",
+    "Call",
+    "ParamInfo",
+    "Plan",
+    "StepOutput",
+    "TargetInfo",
+]
+
+
+class AuditUsageError(ValueError):
+    """The audit could not run: bad arguments, an unknown rule, a target that cannot be loaded or bound.
+
+    ``python -m optcheck audit`` prints the message as one line on stderr and exits with status 2.
+    """
+
+
+@dataclasses.dataclass(frozen=True)
+class ParamInfo:
+    """One parameter of a target's signature, as the child process saw it.
+
+    ``kind`` is ``inspect.Parameter.kind``'s name (``POSITIONAL_OR_KEYWORD``, ``VAR_KEYWORD``, ...).
+    ``default`` is the default value when it is a plain literal (number, bool, string, None, tuple
+    of those), else its ``repr`` in ``default_repr``; ``has_default`` says whether there is one.
+    """
+
+    name: str
+    kind: str
+    has_default: bool = False
+    default: Any = None
+    default_repr: str = ""
+
+    @property
+    def is_var(self) -> bool:
+        """Whether this is ``*args`` or ``**kwargs``."""
+        return self.kind in ("VAR_POSITIONAL", "VAR_KEYWORD")
+
+    @property
+    def positional_only(self) -> bool:
+        """Whether the parameter can only be passed by position."""
+        return self.kind == "POSITIONAL_ONLY"
+
+
+@dataclasses.dataclass(frozen=True)
+class TargetInfo:
+    """What the child process learnt about the target after importing it.
+
+    ``kind`` is ``"function"`` or ``"class"``. For a function, ``params`` is its signature; for a
+    class, ``params`` is the constructor's (without ``self``) and ``step_params`` the signature of
+    its ``step`` method (``None`` when it has none). ``is_torch_optimizer`` is true for a subclass
+    of ``torch.optim.Optimizer``.
+    """
+
+    spec: str
+    name: str
+    kind: str
+    params: tuple[ParamInfo, ...]
+    step_params: tuple[ParamInfo, ...] | None = None
+    is_torch_optimizer: bool = False
+    file: str | None = None
+    module: str = ""
+    import_line: str = ""
+
+    def signature_text(self) -> str:
+        """``name(a, b, c=1)`` for messages."""
+        parts = []
+        for p in self.params:
+            prefix = "*" if p.kind == "VAR_POSITIONAL" else "**" if p.kind == "VAR_KEYWORD" else ""
+            parts.append(prefix + p.name + (f"={p.default_repr}" if p.has_default else ""))
+        return f"{self.name}({', '.join(parts)})"
+
+    def param(self, name: str) -> ParamInfo | None:
+        """The parameter called ``name``, if any."""
+        return next((p for p in self.params if p.name == name), None)
+
+
+@dataclasses.dataclass(frozen=True)
+class Call:
+    """How one argument of a target call is filled.
+
+    ``role`` is ``"params"``, ``"grads"``, ``"state"`` (``state`` names which), ``"step"``,
+    ``"hyper"`` or ``"arg"`` (``value`` holds the value), or ``"config"`` (the cs231n config dict).
+    ``positional`` passes the value by position (positional-only parameters, ``w, dw`` of the
+    config style); otherwise it is passed by keyword.
+    """
+
+    name: str
+    role: str
+    value: Any = None
+    state: str = ""
+    positional: bool = False
+    source: str = ""
+
+
+@dataclasses.dataclass
+class Plan:
+    """How to call the target: the adapter style and the bound arguments.
+
+    * ``calls``: the arguments of the function (function styles), of the constructor
+      (``object``) or of the torch optimizer's constructor (``torch``, without ``params``);
+    * ``step_calls``: the arguments of ``step`` for the ``object`` style;
+    * ``state_names``: the user's names of the state containers, in call order
+      (``["v", "s"]``, the config's array keys, ...);
+    * ``config``: the hyperparameter entries the config style puts in the first ``config``;
+    * ``grad_prefix``/``state_prefix``: the key forms of the dict style (``"d"``: ``grads["dW1"]``);
+    * ``ctor_params``: whether the object style's constructor takes the parameters;
+    * ``param_names``: the user's name for the parameter container (``parameters``, ``w``, ...).
+    """
+
+    style: str
+    calls: list[Call] = dataclasses.field(default_factory=list)
+    step_calls: list[Call] = dataclasses.field(default_factory=list)
+    state_names: list[str] = dataclasses.field(default_factory=list)
+    config: dict[str, Any] = dataclasses.field(default_factory=dict)
+    grad_prefix: str = "d"
+    state_prefix: str = "d"
+    ctor_params: str = ""
+    param_names: str = "params"
+    grad_names: str = "grads"
+    kwargs_hyper: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass
+class StepOutput:
+    """What one call of the target produced, converted to numpy.
+
+    ``params`` has the structure of the parameters given (a dict keyed by the parameter names, or
+    one array); ``states`` maps the user's name of each state entry (``"S"``, ``"config['cache']"``,
+    ``"exp_avg"``) to a tree with that structure, or to a number (step counters);
+    ``mutated`` names the inputs the call changed in place that it should not have (gradients);
+    ``printed`` counts the characters the target printed, ``printed_head`` is the start of it;
+    ``returned`` says what the call returned (``"none"``, ``"params"``, ``"tuple:3"``), for snippets.
+    """
+
+    params: Any
+    states: dict[str, Any]
+    mutated: list[str] = dataclasses.field(default_factory=list)
+    printed: int = 0
+    printed_head: str = ""
+    note: str = ""
+    returned: str = ""

@@ -1,0 +1,1489 @@
+"""The audit engine: generated inputs -> the target (isolated) -> invariants + differential test -> findings.
+
+:func:`run_audit` is what ``python -m optcheck audit`` and :func:`optcheck.testing.audit` call.
+The order of work:
+
+1. load the target in a child process and bind its arguments (:mod:`.adapters`);
+2. run a few fixed *probe* trajectories (seeded normal values, one with zero gradients, one
+   where epsilon matters), re-run the first to detect nondeterminism, and when the target
+   disagrees with the reference, ask :func:`optcheck.diagnose.explain` whether a known
+   convention explains it (then the rest of the audit uses that convention as the reference);
+3. let Hypothesis search generated trajectories (``optcheck.strategies``, adversarial values
+   included) for every kind of error finding, shrinking each to a minimal example;
+4. explain the differences from the reference with diagnosis, and build the report.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import random
+import time
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from .. import rules as rules_mod
+from .._compare import compare_trajectory
+from .._trajectory import Trajectory, replay
+from .._tree import Path, flatten, map_tree, path_str
+from ..rules import Rule
+from . import adapters
+from ._common import AuditUsageError, Plan, StepOutput, TargetInfo
+from .report import AuditReport, Finding
+from .targets import InProcessWorker, ProcessWorker, TargetFailure, TargetSpec, parse_target, spec_for_object
+
+__all__ = ["DEFAULT_EXAMPLES", "DEFAULT_STEPS", "DEFAULT_TIMEOUT", "run_audit"]
+
+DEFAULT_EXAMPLES = 60
+DEFAULT_STEPS = 5
+DEFAULT_TIMEOUT = 10.0
+
+#: Finding ids that end the search: the target is broken in a way that costs a restart per example.
+FATAL = ("timeout", "crashed", "exited")
+
+#: Invariants whose bound depends on the reference rule: reported only when the target also
+#: disagrees with the reference (a convention may legitimately move differently).
+RULE_BOUND_INVARIANTS = ("update-too-large", "update-without-gradient")
+
+#: Rounds of find-and-shrink (one per kind of error finding, at most).
+MAX_ROUNDS = 3
+
+#: Runs of the target one round may spend shrinking its example.
+SHRINK_CALLS = 25
+
+#: Runs of the target spent replacing the odd values of a shrunk case by 0, 1 or -1.
+ROUND_VALUE_CALLS = 8
+
+#: Seconds diagnosis may spend explaining a difference from the reference.
+DIAGNOSE_BUDGET_S = 1.5
+
+#: The rules ``--rule auto`` binds the target's argument names against, in order of preference.
+AUTO_ORDER = (
+    "adam",
+    "sgd",
+    "rmsprop",
+    "adagrad",
+    "adadelta",
+    "adamax",
+    "nadam",
+    "radam",
+    "adamw",
+    "lion",
+    "asgd",
+    "rprop",
+    "adafactor",
+)
+
+#: Seconds ``--rule auto`` may spend identifying the rule.
+IDENTIFY_BUDGET_S = 5.0
+
+#: Characters of output above which a target's printing is reported.
+PRINT_REPORT_THRESHOLD = 100_000
+
+
+@dataclasses.dataclass
+class Case:
+    """One generated input: the parameters before the first step and the gradient of each step."""
+
+    params0: Any
+    grads: list[Any]
+    label: str = ""
+
+    def truncated(self, steps: int) -> Case:
+        """The case with only the first ``steps`` gradients."""
+        return Case(self.params0, self.grads[:steps], self.label)
+
+
+@dataclasses.dataclass
+class CaseResult:
+    """What the target did on one case, and the findings it shows (without examples yet)."""
+
+    case: Case
+    outputs: list[StepOutput]
+    traj: Trajectory
+    failure: tuple[int, TargetFailure] | None
+    findings: list[Finding]
+    divergence: Any = None
+
+    def error_ids(self) -> set[str]:
+        """The ids of the error findings."""
+        return {f.id for f in self.findings if f.severity == "error"}
+
+
+class _Round:
+    """The condition of one ``hypothesis.find`` round: a case showing an error finding not in ``done``.
+
+    ``last`` is the latest (smallest) such case. Shrinking stops after ``SHRINK_CALLS`` more runs
+    of the target (a budget counted in runs, not seconds, so that ``--seed`` reproduces a run
+    exactly on any machine): from then on a case not seen before counts as not interesting
+    without running it, and a case seen before gets its first answer again, so Hypothesis sees
+    a consistent condition and ends with the smallest case found. After a hang, crash or exit
+    (``fatal``) nothing runs any more.
+    """
+
+    def __init__(self, auditor: Auditor, done: frozenset[str]) -> None:
+        self.auditor = auditor
+        self.done = done
+        self.last: CaseResult | None = None
+        self.shrink_calls = 0
+        self.fatal = False
+        self._seen: dict[bytes, bool] = {}
+
+    def __call__(self, case: Case) -> bool:
+        key = _case_key(case)
+        if key in self._seen:
+            return self._seen[key]
+        if self.fatal:
+            return False
+        if self.last is not None:
+            self.shrink_calls += 1
+            if self.shrink_calls > SHRINK_CALLS:
+                return False
+        a = self.auditor
+        res = a.run_case(case, 100 + a.cases_run)
+        if res.failure is not None and res.failure[1].id in FATAL:
+            self.last = res
+            self.fatal = True
+            self._seen[key] = True
+            return True
+        new = res.error_ids() - self.done
+        if new:
+            if self.last is None:
+                a._record(res, shrunk=False)
+                a.failing.append(res)
+            self.last = res
+        self._seen[key] = bool(new)
+        return bool(new)
+
+
+def _replace_entry(tree: Any, path: Path, index: int, value: float) -> Any:
+    """A copy of ``tree`` with entry ``index`` (flat) of the leaf at ``path`` set to ``value``."""
+
+    def visit(p: Path, leaf: Any) -> Any:
+        if p != path:
+            return leaf
+        out = np.array(leaf, copy=True)
+        out.reshape(-1)[index] = value
+        return out
+
+    return _map_with_path(tree, (), visit)
+
+
+def _map_with_path(tree: Any, prefix: Path, fn: Callable[[Path, Any], Any]) -> Any:
+    if isinstance(tree, Mapping):
+        return {k: _map_with_path(v, (*prefix, k), fn) for k, v in tree.items()}
+    return fn(prefix, tree)
+
+
+def _case_key(case: Case) -> bytes:
+    """A key identifying a case's arrays exactly (shapes, dtypes and bytes)."""
+    parts: list[bytes] = []
+    for tree in (case.params0, *case.grads):
+        for path, leaf in flatten(tree):
+            arr = np.ascontiguousarray(leaf)
+            parts.append(f"{path}{arr.shape}{arr.dtype}".encode())
+            parts.append(arr.tobytes())
+    return b"|".join(parts)
+
+
+def _parse_hyper(rule_cls: type[Rule], hyper: Mapping[str, Any]) -> dict[str, tuple[str, Any]]:
+    names = [s.name for s in rule_cls.hyper_specs()]
+    out: dict[str, tuple[str, Any]] = {}
+    for given, value in hyper.items():
+        if given == "betas" and "beta1" in names:
+            try:
+                b1, b2 = value
+            except (TypeError, ValueError):
+                raise AuditUsageError(
+                    f"--hyper betas={value!r} is invalid; expected a pair such as (0.9, 0.999)"
+                ) from None
+            out["beta1"] = ("betas", b1)
+            out["beta2"] = ("betas", b2)
+            continue
+        rname = adapters.resolve_hyper(given, names)
+        if rname is None:
+            aliases = adapters.aliases_for(names)
+            common = [a for a in adapters.COMMON_ALIASES if a in aliases][:6]
+            alias_text = f" (or an alias such as {', '.join(common)})" if common else ""
+            raise AuditUsageError(
+                f"--hyper {given}: {rule_cls.name} has no hyperparameter {given!r}; it takes {names}{alias_text}"
+            )
+        if rname in out and out[rname][1] != value:
+            raise AuditUsageError(
+                f"--hyper {given}={value!r} and --hyper {out[rname][0]}={out[rname][1]!r} both set {rname}; give one"
+            )
+        out[rname] = (given, value)
+    return out
+
+
+class Auditor:
+    """One audit: owns the worker, the binding, the reference and the findings so far."""
+
+    def __init__(
+        self,
+        target: Any,
+        rule: str,
+        *,
+        hyper: Mapping[str, Any] | None = None,
+        args: Mapping[str, Any] | None = None,
+        style: str = "auto",
+        seed: int = 0,
+        examples: int | None = None,
+        steps: int | None = None,
+        timeout: float | None = None,
+        progress: Callable[[str], None] | None = None,
+        isolate: bool | None = None,
+        cwd: str | None = None,
+    ) -> None:
+        self.t0 = time.monotonic()
+        self.seed = _check_int("seed", seed, 0)
+        self.examples = _check_int("examples", DEFAULT_EXAMPLES if examples is None else examples, 1)
+        self.steps = _check_int("steps", DEFAULT_STEPS if steps is None else steps, 1)
+        self.timeout = float(DEFAULT_TIMEOUT if timeout is None else timeout)
+        if not (self.timeout > 0 and math.isfinite(self.timeout)):
+            raise AuditUsageError(f"--timeout {timeout!r} is invalid; expected a positive number of seconds")
+        if style != "auto" and style not in adapters.STYLES:
+            raise AuditUsageError(
+                f"--style {style!r} is invalid; expected auto or one of {list(adapters.STYLES)}"
+            )
+        self.style_arg = style
+        self.auto = isinstance(rule, str) and rule.strip().lower() == "auto"
+        self.hyper_given = dict(hyper or {})
+        if self.auto:
+            self.rule_cls = rules_mod.rule_class(AUTO_ORDER[0])
+        else:
+            try:
+                self.rule_cls = rules_mod.rule_class(rule)
+            except (ValueError, TypeError) as e:
+                raise AuditUsageError(f"--rule: {e}") from None
+            self.hyper_in = _parse_hyper(self.rule_cls, self.hyper_given)
+        self.rule_name = self.rule_cls.name
+        self.args = dict(args or {})
+        self.progress = progress
+        self._last_progress = 0.0
+        self.cases_run = 0
+        # the worker
+        if isinstance(target, str):
+            self.spec: TargetSpec | None = parse_target(target, cwd)
+            self.target_text = target
+            obj = None
+        else:
+            if not callable(target):
+                raise AuditUsageError(f"target must be a function or a class, got {type(target).__name__}")
+            self.spec = spec_for_object(target) if isolate is not False else None
+            self.target_text = getattr(target, "__qualname__", repr(target))
+            obj = target
+        self._object = obj
+        self._isolate_required = isolate is True
+        if isolate is True and self.spec is None:
+            raise AuditUsageError(
+                f"isolate=True: {self.target_text} cannot be re-imported in a child process (define it at the "
+                "top level of a .py file or module), or pass isolate=None to run it in this process"
+            )
+        if self.spec is not None and isolate is not False:
+            self.worker: Any = ProcessWorker(self.spec, cwd=cwd, load_timeout=max(60.0, self.timeout))
+            self.worker.start()
+        else:
+            if obj is None:
+                from .targets import load_target
+
+                try:
+                    obj = load_target(self.spec)  # type: ignore[arg-type]
+                except Exception as e:
+                    raise AuditUsageError(f"target {self.target_text!r} could not be imported: {e}") from None
+            self.worker = InProcessWorker(obj, self.target_text)
+        self.notes: list[str] = []
+        self.findings: dict[str, Finding] = {}
+        self.provisional: dict[str, tuple[Finding, Case]] = {}
+        self.conventions: list[str] = []
+        self.convention_findings: list[Finding] = []
+        self.failing: list[CaseResult] = []
+        self.printed = 0
+        self.printed_head = ""
+        self.returned = ""
+        self.probe_results: list[CaseResult] = []
+        self.explanation: Any = None
+        self.config_failure: TargetFailure | None = None
+        self._cases: dict[str, Case] = {}
+
+    # -- setup --------------------------------------------------------------------------------
+
+    def setup(self) -> None:
+        """Load and describe the target, pick the style, bind the arguments, build the reference."""
+        if isinstance(self.worker, ProcessWorker) and self._object is not None and not self._isolate_required:
+            try:
+                self.worker.load()
+            except AuditUsageError as e:  # the child cannot re-import it: run it here instead
+                self.worker.close()
+                self.worker = InProcessWorker(self._object, self.target_text)
+                self.notes.append(
+                    f"ran in this process: a child process could not re-import the target ({e})"
+                )
+        if isinstance(self.worker, ProcessWorker):
+            info: TargetInfo = self.worker.load()
+        else:
+            info = self.worker.request(("describe",))
+        self.info = info
+        style = adapters.detect_style(info) if self.style_arg == "auto" else self.style_arg
+        if style == "torch" and not info.is_torch_optimizer:
+            raise AuditUsageError(
+                f"--style torch needs a torch.optim.Optimizer subclass; {info.name} is a {info.kind}"
+                + (" (is torch installed?)" if info.kind == "class" else "")
+            )
+        if style in ("object", "torch") and info.kind != "class":
+            raise AuditUsageError(f"--style {style} needs a class; {info.name} is a function")
+        if style in ("dict", "config", "functional") and info.kind != "function":
+            raise AuditUsageError(
+                f"--style {style} needs a function; {info.name} is a class (use --style object or torch)"
+            )
+        self.style = style
+        config_defaults = None
+        if style == "config":
+            probe_plan = adapters.bind(info, "config", self.rule_cls, {}, self.args, {}).plan
+            w, dw = self._probe_arrays()
+            try:
+                config_defaults = self.worker.request(("probe_config", probe_plan, w, dw), self.timeout)
+            except TargetFailure as f:
+                self.config_failure = f
+                config_defaults = {}
+                self.notes.append(f"calling it with config=None {f.detail}; its defaults are unknown")
+        if self.auto:
+            self._bind_auto(info, style, config_defaults)
+        else:
+            self.binding = adapters.bind(
+                info, style, self.rule_cls, self.hyper_in, self.args, config_defaults
+            )
+        self.plan: Plan = self.binding.plan
+        self.notes.extend(self.binding.notes)
+        try:
+            self.rule = rules_mod.get(self.rule_name, **self.binding.ref_hyper)
+        except (ValueError, TypeError) as e:
+            raise AuditUsageError(f"--hyper: {e}") from None
+        self.conventions_base: list[str] = []
+        if self.binding.l2 is not None:
+            self.conventions_base.append("course-l2")
+        for key, default, used in self.binding.defaults_differ:
+            self.convention_findings.append(
+                Finding(
+                    "config-default-differs",
+                    "info",
+                    f"config[{key!r}] defaults to {default!r} in the target; the audit used {used!r} (--hyper)",
+                    where=f"config[{key!r}]",
+                )
+            )
+        self.ref_variant: Any = None
+        self.state_map: dict[str, str] | None = None
+
+    def _bind_auto(self, info: TargetInfo, style: str, config_defaults: Mapping[str, Any] | None) -> None:
+        """``--rule auto``: bind against the rule whose names fit the target best (identified later)."""
+        best: tuple[int, int, type[Rule], Any] | None = None
+        first_error: AuditUsageError | None = None
+        for order, name in enumerate(AUTO_ORDER):
+            cls = rules_mod.rule_class(name)
+            try:
+                hyper_in = _parse_hyper(cls, self.hyper_given)
+                binding = adapters.bind(info, style, cls, hyper_in, self.args, config_defaults)
+                rules_mod.get(name, **binding.ref_hyper)
+            except (AuditUsageError, ValueError, TypeError) as e:
+                if first_error is None and isinstance(e, AuditUsageError):
+                    first_error = e
+                continue
+            score = sum(c.role == "hyper" for c in binding.plan.calls) + len(binding.plan.config)
+            if best is None or score > best[0]:
+                best = (score, order, cls, (hyper_in, binding))
+        if best is None:
+            raise first_error or AuditUsageError(
+                "--rule auto: the target's arguments fit no rule; name one with --rule"
+            )
+        self.rule_cls = best[2]
+        self.rule_name = self.rule_cls.name
+        self.hyper_in, self.binding = best[3]
+
+    def _identify(self) -> bool:
+        """``--rule auto``: which rule the probes show; switch the reference to it. False: none fits."""
+        diag = _diagnose_module()
+        trajs = [r.traj for r in self.probe_results if r.failure is None and r.traj.steps]
+        if diag is None or not hasattr(diag, "identify") or not trajs:
+            raise AuditUsageError("--rule auto needs optcheck.diagnose.identify; name the rule with --rule")
+        plain = [dataclasses.replace(t, states=None) for t in trajs]
+        ident = diag.identify(plain, budget_s=IDENTIFY_BUDGET_S)
+        self.identification = ident
+        if ident.rule is None or (not ident.matched and not ident.bugs):
+            self.rule_name = "auto"
+            self.findings["differs-from-reference"] = Finding(
+                "differs-from-reference",
+                "error",
+                f"--rule auto: {ident.message()}",
+                step=1,
+            )
+            return False
+        self.rule = ident.rule
+        self.rule_cls = type(ident.rule)
+        self.rule_name = ident.rule.name
+        self.state_map = None
+        self.ref_variant = None
+        self.notes.append(f"--rule auto: {ident.message()}")
+        self.convention_findings.append(Finding("rule-identified", "info", f"--rule auto: {ident.message()}"))
+        for fid in list(self.findings):
+            if fid not in ("nondeterministic",):
+                self.findings.pop(fid)
+        self.provisional.clear()
+        self.explanation = None
+        return True
+
+    def _probe_arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        rng = np.random.default_rng(self.seed)
+        return rng.normal(size=(4, 3)), rng.normal(size=(4, 3))
+
+    def reference_for(self, params0: Any) -> tuple[Rule, dict[Path, Rule], str | None]:
+        """The reference rule, its parameter-group overrides and compute dtype for one case."""
+        base = self._overrides_for(params0)
+        variant = self.ref_variant
+        if variant is None:
+            return self.rule, base, None
+        from ..diagnose._mutants import realize
+
+        rule, overrides = realize(variant, self.rule, base, params0)
+        return rule, {**base, **overrides}, variant.compute_dtype
+
+    def _overrides_for(self, params0: Any) -> dict[Path, Rule]:
+        if self.binding.l2 is None or not isinstance(params0, Mapping):
+            return {}
+        no_decay = self.rule.replace(weight_decay=0.0)
+        return {path: no_decay for path, _ in flatten(params0) if not path[-1].startswith("W")}
+
+    # -- names for messages -----------------------------------------------------------------------
+
+    def names(self) -> dict[str, str]:
+        """The user's names for the roles (``{"params": "parameters", "exp_avg_sq": "S"}``)."""
+        out = {"params": self.plan.param_names, "grads": self.plan.grad_names}
+        for user, key in (self.state_map or {}).items():
+            out[key] = self._state_label(user)
+        return out
+
+    def _state_label(self, user: str) -> str:
+        if self.style == "config":
+            return f"config[{user!r}]"
+        if self.style == "functional":
+            return "state" if user == "state" else f"state[{user!r}]"
+        if self.style in ("object",):
+            return f"opt.{user}"
+        if self.style == "torch":
+            return f"opt.state[p][{user!r}]"
+        return user
+
+    def where(self, what: str, path: Path, index: Sequence[int] | None = None) -> str:
+        """``parameters['W1'][0, 2]`` / ``S['dW1']`` / ``grads['dW1']`` in the user's key form."""
+        names = self.names()
+        base = names.get(what, what)
+        if self.style == "torch" and what == "params":
+            text = f"params[{path[0]!r}]" if path else "params"
+        elif self.style in ("config", "functional"):
+            text = base
+        else:
+            prefix = ""
+            if what == "grads":
+                prefix = self.plan.grad_prefix
+            elif what not in ("params",) and self.style == "dict":
+                prefix = self.plan.state_prefix
+            text = path_str(base, tuple(prefix + p if i == 0 else p for i, p in enumerate(path)))
+        if index:
+            text += "[" + ", ".join(str(i) for i in index) + "]"
+        return text
+
+    # -- running one case --------------------------------------------------------------------------
+
+    def _tick(self, what: str) -> None:
+        if self.progress is None:
+            return
+        now = time.monotonic()
+        if now - self.t0 > 2.0 and now - self._last_progress > 0.2:
+            self._last_progress = now
+            self.progress(f"{what}: {self.cases_run} cases run, {now - self.t0:.1f} s")
+
+    def _map_states(self, states: Mapping[str, Any], params0: Any) -> dict[str, Any]:
+        """The target's states under the rule's names, only those with the structure of the params."""
+        if self.state_map is None:
+            arrays = [n for n, v in states.items() if not isinstance(v, float)]
+            if not arrays:
+                return {}
+            self.state_map = adapters.map_states(arrays, self.rule)
+        out: dict[str, Any] = {}
+        shapes = [tuple(np.shape(p)) for _, p in flatten(params0)]
+        for user, key in self.state_map.items():
+            tree = states.get(user)
+            if tree is None or isinstance(tree, float):
+                continue
+            leaves = flatten(tree)
+            if len(leaves) != len(shapes) or any(
+                tuple(np.shape(v)) != s for (_, v), s in zip(leaves, shapes, strict=True)
+            ):
+                continue
+            out[key] = tree
+        return out
+
+    def run_case(self, case: Case, index: int = 0) -> CaseResult:
+        """Run the target over ``case`` and check it."""
+        self.cases_run += 1
+        self._tick("searching")
+        outputs: list[StepOutput] = []
+        failure: tuple[int, TargetFailure] | None = None
+        try:
+            self.worker.request(("begin", self.plan, case.params0), self.timeout)
+            for g in case.grads:
+                out = self.worker.request(("step", g), self.timeout)
+                if out.note and "|" in out.note:
+                    self.plan.grad_prefix, self.plan.state_prefix = out.note.split("|")
+                self.printed += out.printed
+                if out.returned:
+                    self.returned = out.returned
+                if out.printed and len(self.printed_head) < 500:
+                    self.printed_head += out.printed_head[: 500 - len(self.printed_head)]
+                outputs.append(out)
+        except TargetFailure as f:
+            failure = (len(outputs) + 1, f)
+        overrides = self._overrides_for(case.params0)
+        mapped = [self._map_states(o.states, case.params0) for o in outputs]
+        traj = Trajectory(
+            rule=self.rule,
+            params0=case.params0,
+            grads=list(case.grads[: len(outputs)]),
+            params=[o.params for o in outputs],
+            states=mapped if any(mapped) else None,
+            overrides=overrides,
+            names=self.names(),
+            error=None,
+        )
+        res = CaseResult(case, outputs, traj, failure, [])
+        self._check(res, index)
+        return res
+
+    def _structure_findings(self, res: CaseResult) -> bool:
+        """``shape-changed``/``dtype-changed``/``bad-return``; True when the outputs are unusable."""
+        params0 = res.case.params0
+        ref: dict[Path, Any] = dict(flatten(params0))
+        for k, out in enumerate(res.outputs):
+            got: dict[Path, Any] = (
+                dict(flatten(out.params)) if isinstance(params0, Mapping) else {(): out.params}
+            )
+            for path, p0 in ref.items():
+                p1 = got.get(path)
+                if p1 is None:
+                    continue
+                if tuple(p1.shape) != tuple(p0.shape):
+                    res.findings.append(
+                        Finding(
+                            "shape-changed",
+                            "error",
+                            f"{self.where('params', path)} has shape {tuple(p1.shape)} after step {k + 1}; it was "
+                            f"{tuple(p0.shape)}. "
+                            + (
+                                "Two arrays of different shapes were broadcast to a larger one (for example "
+                                "(n, 1) + (n,) gives (n, n)); keep every term in the parameter's shape."
+                                if p1.size > p0.size
+                                else "Return every parameter in the shape it was given."
+                            ),
+                            where=self.where("params", path),
+                            step=k + 1,
+                            expected=f"shape {tuple(p0.shape)}",
+                            got=f"shape {tuple(p1.shape)}",
+                        )
+                    )
+                    return True
+                if p1.dtype != p0.dtype:
+                    res.findings.append(
+                        Finding(
+                            "dtype-changed",
+                            "error",
+                            f"{self.where('params', path)} came back as {p1.dtype} after step {k + 1}; it was given as "
+                            f"{p0.dtype}. Keep the parameter's dtype (cast the result back, or compute in it).",
+                            where=self.where("params", path),
+                            step=k + 1,
+                            expected=str(p0.dtype),
+                            got=str(p1.dtype),
+                        )
+                    )
+                    return True
+        return False
+
+    def _check(self, res: CaseResult, index: int) -> None:
+        """Fill ``res.findings``: failures, structure, invariants, state updates, differential test."""
+        case = res.case
+        if res.failure is not None:
+            step, f = res.failure
+            action = {"timeout": "hung", "crashed": "crashed", "exited": "exited"}.get(f.id, "failed")
+            res.findings.append(
+                Finding(
+                    f.id,
+                    "error",
+                    f"the target {f.detail} at step {step}"
+                    if f.id != "bad-return"
+                    else f"at step {step}, the target {f.detail}",
+                    step=step,
+                    detail=f.traceback or None,
+                    got=action,
+                )
+            )
+        for k, out in enumerate(res.outputs):
+            for name in out.mutated:
+                res.findings.append(
+                    Finding(
+                        "input-mutated",
+                        "error",
+                        f"the target changed {name} in place at step {k + 1}; gradients are inputs and must not "
+                        "be modified (compute g = grad + ... into a new array instead of grad += ...)",
+                        where=name,
+                        step=k + 1,
+                    )
+                )
+                break
+        if self._structure_findings(res):
+            return
+        self._invariants(res)
+        self._state_updates(res)
+        if res.traj.steps == 0:
+            return
+        ref_rule, ref_overrides, compute_dtype = self.reference_for(case.params0)
+        with warnings.catch_warnings(), np.errstate(all="ignore"):
+            warnings.simplefilter("ignore")
+            cmp = compare_trajectory(
+                res.traj,
+                ref_rule,
+                ref_overrides,
+                index=index,
+                compute_dtype=compute_dtype,
+                ignore_state=set(self.rule.array_keys()),
+            )
+        if (
+            not cmp.matched
+            and cmp.divergence is not None
+            and not self._rounding_only(res.traj, cmp.divergence)
+        ):
+            d = cmp.divergence
+            res.divergence = d
+            where = self.where(d.what, d.path, d.index)
+            if d.target is not None and d.reference is not None:
+                msg = f"{where} is {d.target:.10g} after step {d.step}; {self._ref_text()} gives {d.reference:.10g}"
+            else:
+                msg = d.message(self.names(), self._ref_text())
+            res.findings.append(
+                Finding(
+                    "differs-from-reference",
+                    "error",
+                    msg,
+                    where=where,
+                    step=d.step,
+                    expected=None if d.reference is None else f"{d.reference:.10g}",
+                    got=None if d.target is None else f"{d.target:.10g}",
+                )
+            )
+        # invariants whose bound comes from the reference only count when the target also disagrees
+        if not any(f.id == "differs-from-reference" for f in res.findings):
+            res.findings[:] = [f for f in res.findings if f.id not in RULE_BOUND_INVARIANTS]
+
+    def _rounding_only(self, traj: Trajectory, d: Any) -> bool:
+        """Whether a divergence is rounding: tiny next to what the entry's array held during the trajectory.
+
+        ``optcheck._compare`` measures a difference against the largest entry of the array at that
+        step; after a cancellation (``p`` near 0 after ``p - lr*u`` with ``p`` and ``lr*u`` large)
+        that hides how large the numbers that were subtracted were. Here the scale is the largest
+        value the array held at any step so far, in the target or the reference.
+        """
+        if _negligible(d):
+            return True
+        if d.what != "params" or d.target is None or d.reference is None:
+            return False
+        if not (math.isfinite(d.target) and math.isfinite(d.reference)):
+            return False
+        rule, overrides, _ = self.reference_for(traj.params0)
+        try:
+            with warnings.catch_warnings(), np.errstate(all="ignore"):
+                warnings.simplefilter("ignore")
+                ref = replay(rule, traj.params0, traj.grads[: d.step], None, overrides)
+        except Exception:
+            return False
+        history = [traj.params0, *traj.params[: d.step], *[p for p, _ in ref]]
+        scale = 0.0
+        for tree in history:
+            leaf = dict(flatten(tree)).get(d.path)
+            if leaf is None:
+                continue
+            a = np.abs(np.asarray(leaf, dtype=np.float64))
+            a = a[np.isfinite(a)]
+            if a.size:
+                scale = max(scale, float(a.max()))
+        return bool(abs(d.target - d.reference) <= _rtol(traj.params[0]) * scale)
+
+    def _ref_text(self) -> str:
+        if self.ref_variant is None:
+            return (
+                f"torch's {self.rule_name}"
+                if self.rule_name not in ("lion",)
+                else f"the reference {self.rule_name}"
+            )
+        return "the reference (under the convention " + ", ".join(self.conventions) + ")"
+
+    def _invariants(self, res: CaseResult) -> None:
+        from ..invariants import check_update
+
+        traj = res.traj
+        if not res.outputs:
+            return
+        state_prev: dict[str, Any] = {k: v for k, v in self.rule.init(traj.params0).items() if k != "step"}
+        params_prev = traj.params0
+        names = self.names()
+        prefix = {}
+        if self.style == "dict":
+            prefix = {"grads": self.plan.grad_prefix}
+            for key in (self.state_map or {}).values():
+                prefix[key] = self.plan.state_prefix
+        seen: set[str] = set()
+        for k, out in enumerate(res.outputs):
+            new_state = traj.states[k] if traj.states is not None else {}
+            with warnings.catch_warnings(), np.errstate(all="ignore"):
+                warnings.simplefilter("ignore")
+                try:
+                    viols = check_update(
+                        self.rule,
+                        params_prev,
+                        traj.grads[k],
+                        {kk: v for kk, v in state_prev.items() if kk in new_state},
+                        out.params,
+                        new_state,
+                        names=names,
+                        step=k + 1,
+                        key_prefix=prefix,
+                        skip=(
+                            "input-mutated",
+                            "shape-changed",
+                            "dtype-changed",
+                            "differs-from-reference",
+                            "step-not-incremented",
+                        ),
+                        overrides=traj.overrides or None,
+                    )
+                except (ValueError, TypeError):
+                    viols = []
+            for v in viols:
+                if v.id in seen:
+                    continue
+                if v.id == "non-finite" and (v.became is False or self._reference_nonfinite(traj, k)):
+                    continue
+                seen.add(v.id)
+                res.findings.append(
+                    Finding(
+                        v.id,
+                        "error",
+                        v.message,
+                        where=v.where,
+                        step=v.step if v.step is not None else k + 1,
+                        fix=v.hint or None,
+                        got=None if v.value is None else f"{v.value:.6g}",
+                    )
+                )
+            params_prev = out.params
+            state_prev = {**state_prev, **new_state}
+
+    def _replay_states(self, traj: Trajectory) -> list[Any]:
+        """The reference's states after each step of ``traj`` (in its compute dtype); ``[]`` if it fails."""
+        return [st for _, st in self._replay(traj)]
+
+    def _replay(self, traj: Trajectory) -> list[tuple[Any, dict[str, Any]]]:
+        """The reference (convention and compute dtype included) replayed over ``traj``."""
+        try:
+            with warnings.catch_warnings(), np.errstate(all="ignore"):
+                warnings.simplefilter("ignore")
+                rule, overrides, dtype = self.reference_for(traj.params0)
+                params0, grads = traj.params0, traj.grads
+                if dtype is not None:
+                    params0 = map_tree(lambda a: np.asarray(a).astype(dtype), params0)
+                    grads = [map_tree(lambda a: np.asarray(a).astype(dtype), g) for g in grads]
+                return replay(rule, params0, grads, None, overrides)
+        except Exception:
+            return []
+
+    def _reference_nonfinite(self, traj: Trajectory, k: int) -> bool:
+        """Whether the reference itself is non-finite after step ``k + 1`` (then the target is not to blame)."""
+        ref = self._replay(traj)
+        if k >= len(ref):
+            return True
+        params, state = ref[k]
+        trees = [params, *(state[key] for key in self.rule.array_keys() if key in state)]
+        return any(not np.all(np.isfinite(np.asarray(leaf))) for tree in trees for _, leaf in flatten(tree))
+
+    def _state_updates(self, res: CaseResult) -> None:
+        """``state-not-updated``: a state the rule changes that the target left as it was."""
+        if not self.rule.array_keys() or not res.outputs:
+            return
+        if self.style == "functional" and all(not o.states for o in res.outputs):
+            res.findings.append(
+                Finding(
+                    "state-not-updated",
+                    "error",
+                    f"the target returned no state (None) although {self.rule_name} keeps "
+                    f"{list(self.rule.array_keys())} between calls; return (param, state) and use that state",
+                    where="state",
+                    step=1,
+                )
+            )
+            return
+        traj = res.traj
+        if traj.states is None:
+            return
+        ref: list[Any] | None = None
+        init = self.rule.init(traj.params0)
+        for key in traj.states[0] if traj.states else {}:
+            for k in range(len(traj.states)):
+                if k == 0 and self.style != "dict":
+                    continue
+                before = init[key] if k == 0 else traj.states[k - 1].get(key)
+                after = traj.states[k].get(key)
+                if before is None or after is None:
+                    continue
+                leaves = [
+                    (np.asarray(a), np.asarray(b))
+                    for (_, a), (_, b) in zip(flatten(before), flatten(after), strict=False)
+                ]
+                if not all(np.isfinite(a).all() and np.isfinite(b).all() for a, b in leaves):
+                    continue
+                if not all(np.array_equal(a, b) for a, b in leaves):
+                    continue
+                if not any(np.any(np.asarray(g) != 0) for _, g in flatten(traj.grads[k])):
+                    continue
+                if ref is None:
+                    ref = self._replay_states(traj)
+                if k >= len(ref):
+                    continue
+                # the reference's step from the target's own previous parameters and state: would it change?
+                if not self._reference_changes(traj, ref, k, key, before):
+                    continue
+                same = ref_changed = True
+                if same and ref_changed:
+                    label = self.names().get(key, key)
+                    res.findings.append(
+                        Finding(
+                            "state-not-updated",
+                            "error",
+                            f"{label} did not change at step {k + 1} although {self.rule_name}'s {key} does: the new "
+                            f"value never reaches the state the next call receives (a local variable rebound instead "
+                            f"of {label}[key] = ..., or the updated {label} not returned)",
+                            where=label,
+                            step=k + 1,
+                        )
+                    )
+                    return
+
+    def _reference_changes(self, traj: Trajectory, ref: list[Any], k: int, key: str, before: Any) -> bool:
+        """Whether the reference, stepped from the target's parameters and ``key`` state before step
+        ``k + 1``, changes that state (so an unchanged state is a bug, not rounding)."""
+        from .._trajectory import step_tree
+
+        rule, overrides, _ = self.reference_for(traj.params0)
+        state = dict(self.rule.init(traj.params0)) if k == 0 else dict(ref[k - 1])
+        state[key] = before
+        params = traj.params0 if k == 0 else traj.params[k - 1]
+        try:
+            with warnings.catch_warnings(), np.errstate(all="ignore"):
+                warnings.simplefilter("ignore")
+                _, new = step_tree(rule, params, traj.grads[k], state, overrides)
+        except Exception:
+            return False
+        return any(
+            not np.array_equal(np.asarray(a), np.asarray(b), equal_nan=True)
+            for (_, a), (_, b) in zip(flatten(before), flatten(new[key]), strict=False)
+        )
+
+    # -- the phases ----------------------------------------------------------------------------------
+
+    def probe_cases(self) -> list[Case]:
+        """Three fixed cases from the seed: ordinary values, zero gradients, values where epsilon matters."""
+        rng = np.random.default_rng(self.seed)
+        cases = []
+        for i in range(3):
+            if self.style in ("config", "functional"):
+                shapes: dict[str, tuple[int, ...]] | tuple[int, ...] = (4, 3)
+            else:
+                shapes = {"W1": (4, 3), "b1": (4, 1), "W2": (2, 4), "b2": (2, 1)}
+
+            def draw(scale: float, shapes: Any = shapes) -> Any:
+                if isinstance(shapes, tuple):
+                    return rng.normal(size=shapes) * scale
+                return {k: rng.normal(size=s) * scale for k, s in shapes.items()}
+
+            params0 = draw(1.0)
+            if i == 0:
+                grads = [draw(1.0) for _ in range(self.steps)]
+            elif i == 1:
+                grads = [draw(0.5) for _ in range(self.steps)]
+                for g in grads:
+                    for _, leaf in flatten(g):
+                        leaf.reshape(-1)[: max(1, leaf.size // 3)] = 0.0
+            else:
+                grads = [draw(1e-4) for _ in range(self.steps)]
+            cases.append(
+                Case(params0, grads, label=("ordinary values", "zero gradients", "small gradients")[i])
+            )
+        return cases
+
+    def _record(self, res: CaseResult, shrunk: bool) -> None:
+        for f in res.findings:
+            if f.id in self.findings:
+                continue
+            step = f.step or len(res.case.grads)
+            case = res.case.truncated(max(1, step))
+            if shrunk:
+                f.example = self.example(case)
+                f.shrunk = True
+                self.findings[f.id] = f
+                self.provisional.pop(f.id, None)
+                self._cases[f.id] = case
+            elif f.id not in self.provisional:
+                f.example = self.example(case)
+                self.provisional[f.id] = (f, case)
+
+    def example(self, case: Case) -> dict[str, Any]:
+        """The inputs of ``case`` in the user's names and key forms."""
+        gp = self.plan.grad_prefix if self.style in ("dict", "object") else ""
+
+        def keyed(tree: Any, prefix: str) -> Any:
+            if isinstance(tree, Mapping):
+                return {prefix + k: v for k, v in tree.items()}
+            return tree
+
+        return {
+            self.plan.param_names: keyed(case.params0, ""),
+            "grads": [keyed(g, gp) for g in case.grads],
+        }
+
+    def run(self) -> AuditReport:
+        """The whole audit."""
+        try:
+            self.setup()
+            if self.config_failure is not None:
+                f = self.config_failure
+                w, dw = self._probe_arrays()
+                self.findings[f.id] = Finding(
+                    f.id,
+                    "error",
+                    f"called with config=None, the target {f.detail}",
+                    step=1,
+                    example=self.example(Case(w, [dw])),
+                    detail=f.traceback or None,
+                )
+                self._cases[f.id] = Case(w, [dw])
+                if f.id in FATAL:
+                    return self.report()
+            go = self._probes()
+            if go and self.auto:
+                go = self._identify() and self._probes()
+            if go:
+                self._search()
+            self._diagnose()
+        finally:
+            self.worker.close()
+        return self.report()
+
+    def _fatal(self) -> bool:
+        return any(i in FATAL for i in [*self.findings, *self.provisional])
+
+    def _probes(self) -> bool:
+        """Run the probe cases; return whether the search should run."""
+        results = []
+        for i, case in enumerate(self.probe_cases()):
+            res = self.run_case(case, i)
+            results.append(res)
+            self._record(res, shrunk=False)
+            if res.failure is not None and res.failure[1].id in FATAL:
+                self._promote()
+                return False
+        self.probe_results = results
+        first = results[0]
+        if first.failure is None and first.outputs:
+            again = self.run_case(first.case, 0)
+            if again.failure is None and not _same_outputs(first.outputs, again.outputs):
+                step, where = _first_difference(first.outputs, again.outputs)
+                f = Finding(
+                    "nondeterministic",
+                    "error",
+                    f"the same inputs gave different outputs on two runs (first at step {step}, {where}): the "
+                    "target keeps hidden state between calls (a global or class variable) or uses randomness",
+                    where=where,
+                    step=step,
+                    example=self.example(first.case.truncated(step)),
+                )
+                self.findings[f.id] = f
+                self._cases[f.id] = first.case.truncated(step)
+        differing = [r for r in results if r.divergence is not None and r.failure is None]
+        if differing:
+            self._explain([r for r in results if r.failure is None], probes=True)
+        return True
+
+    def _search(self) -> None:
+        """Hypothesis: find and shrink an example of every error finding.
+
+        Each round is one ``hypothesis.find`` for a case showing an error finding not shrunk yet:
+        the generation phase runs up to ``--examples`` cases, shrinking stops after
+        ``SHRINK_CALLS`` runs of the target, and there are at most ``MAX_ROUNDS`` rounds (findings
+        not shrunk by then keep the first example that showed them). Every budget is a count, so
+        the same seed gives the same report on any machine.
+        """
+        from hypothesis import HealthCheck, Phase, find, settings
+        from hypothesis.errors import Flaky, NoSuchExample
+
+        strategy = self.case_strategy()
+        done: set[str] = set(self.findings)
+        for rnd in range(1, MAX_ROUNDS + 1):
+            if self._fatal():
+                break
+            condition = _Round(self, frozenset(done))
+            try:
+                find(
+                    strategy,
+                    condition,
+                    settings=settings(
+                        max_examples=self.examples,
+                        database=None,
+                        deadline=None,
+                        suppress_health_check=list(HealthCheck),
+                        phases=[Phase.generate, Phase.shrink],
+                    ),
+                    random=random.Random(self.seed * 1000 + rnd),
+                )
+            except NoSuchExample:
+                break
+            except Flaky:  # the condition answers from its cache, so only the target can be flaky
+                self._nondeterministic_from_search()
+                break
+            res = condition.last
+            if res is None:
+                break
+            if res.failure is None or res.failure[1].id not in FATAL:
+                res = self._round_values(res, res.error_ids() - done)
+                res = self._trim_leading_steps(res, res.error_ids() - done)
+            self._record(res, shrunk=True)
+            if res.failure is not None and res.failure[1].id in FATAL:
+                break
+            new_done = res.error_ids() - done
+            if not new_done:
+                break
+            done |= new_done
+        self._promote()
+
+    def _round_values(self, res: CaseResult, ids: set[str]) -> CaseResult:
+        """Replace odd values of a shrunk case by 0, 1 or -1 where the findings ``ids`` still show.
+
+        Hypothesis shrinks toward small positive values, so a case that needs a negative weight
+        can end up with ``W = 4e-302`` that turns negative one step later; ``W = -1`` shows it at
+        once. At most ``ROUND_VALUE_CALLS`` runs of the target.
+        """
+        if not ids:
+            return res
+        budget = ROUND_VALUE_CALLS
+        best = res
+        trees = [best.case.params0, *best.case.grads]
+        for t_index in range(len(trees)):
+            for path, leaf in flatten(trees[t_index]):
+                flat = np.asarray(leaf).reshape(-1)
+                for i in range(flat.size):
+                    value = float(flat[i])
+                    if value in (0.0, 1.0, -1.0) or not math.isfinite(value):
+                        continue
+                    for cand in (0.0, 1.0, -1.0):
+                        if budget <= 0:
+                            return best
+                        budget -= 1
+                        trial_trees = [
+                            _replace_entry(t, path, i, cand) if k == t_index else t
+                            for k, t in enumerate([best.case.params0, *best.case.grads])
+                        ]
+                        case = Case(trial_trees[0], trial_trees[1:], best.case.label)
+                        trial = self.run_case(case, 100 + self.cases_run)
+                        if ids <= trial.error_ids():
+                            best = trial
+                            break
+        return best
+
+    def _trim_leading_steps(self, res: CaseResult, ids: set[str]) -> CaseResult:
+        """Drop the steps before a shrunk finding when it still shows without them (a shorter example).
+
+        Hypothesis puts the simplest values (zero gradients) first, so a minimal case often shows its
+        finding at step 3 after two steps that do nothing; starting later shows it at step 1.
+        """
+        if not ids:
+            return res
+        first = min((f.step or 1) for f in res.findings if f.id in ids)
+        for skip in range(first - 1, 0, -1):
+            case = Case(res.case.params0, res.case.grads[skip:], res.case.label)
+            trial = self.run_case(case, 100 + self.cases_run)
+            if ids <= trial.error_ids():
+                return trial
+        return res
+
+    def _nondeterministic_from_search(self) -> None:
+        if "nondeterministic" not in self.findings:
+            self.findings["nondeterministic"] = Finding(
+                "nondeterministic",
+                "error",
+                "the target gave different results for the same inputs while the search replayed them: it keeps "
+                "hidden state between calls or uses randomness",
+            )
+
+    def _promote(self) -> None:
+        for fid, (f, case) in list(self.provisional.items()):
+            if fid not in self.findings:
+                self.findings[fid] = f
+                self._cases[fid] = case
+        self.provisional.clear()
+
+    def case_strategy(self) -> Any:
+        """The Hypothesis strategy of cases for this target's style."""
+        from hypothesis import strategies as st
+        from hypothesis.extra import numpy as hnp
+
+        from .. import strategies as ost
+
+        steps = self.steps
+        if self.style in ("config", "functional"):
+            shapes = hnp.array_shapes(min_dims=1, max_dims=2, min_side=1, max_side=3)
+            params = st.one_of(ost.params(shapes=shapes), ost.params(shapes=shapes, adversarial=True))
+        else:
+            params = st.one_of(
+                ost.params(style="dict", max_side=3), ost.params(style="dict", max_side=3, adversarial=True)
+            )
+
+        def with_grads(p: Any) -> Any:
+            g = st.one_of(ost.grads_like(p), ost.grads_like(p, adversarial=True))
+            return st.lists(g, min_size=steps, max_size=steps).map(lambda gs: Case(p, list(gs)))
+
+        return params.flatmap(with_grads)
+
+    # -- diagnosis ---------------------------------------------------------------------------------
+
+    def _explain(self, results: Sequence[CaseResult], probes: bool) -> None:
+        """Ask diagnosis why the target differs; a convention becomes the new reference."""
+        diag = _diagnose_module()
+        trajs = [r.traj for r in results if r.traj.steps]
+        if diag is None or not trajs:
+            return
+        try:
+            explanation = diag.explain(trajs, budget_s=DIAGNOSE_BUDGET_S)
+        except Exception as e:  # diagnosis must never take the audit down
+            self.notes.append(f"diagnosis failed: {type(e).__name__}: {e}")
+            return
+        self.explanation = explanation
+        convs = list(getattr(explanation, "conventions", ()) or ())
+        if convs and not _diagnoses(explanation):
+            self.ref_variant = _convention_variant(convs, self.rule)
+            for conv in convs:
+                if conv.id in self.conventions:
+                    continue
+                self.conventions.append(conv.id)
+                self.convention_findings.append(Finding(conv.id, "info", conv.message))
+            # re-check the probes against the convention: what disagreed because of it is gone
+            if probes and self.ref_variant is not None:
+                for fid in ("differs-from-reference", *RULE_BOUND_INVARIANTS):
+                    self.provisional.pop(fid, None)
+                    self.findings.pop(fid, None)
+                for r in results:
+                    r2 = self.run_case(r.case, 0)
+                    self._record(r2, shrunk=False)
+
+    def _diagnose(self) -> None:
+        """Replace ``differs-from-reference`` with the diagnoses that explain it."""
+        diff = self.findings.get("differs-from-reference")
+        if diff is None:
+            return
+        diag = _diagnose_module()
+        if diag is None:
+            return
+        explanation = self.explanation
+        if explanation is None:
+            results = [r for r in self.probe_results if r.failure is None and r.traj.steps]
+            results += [r for r in self.failing if r.failure is None and r.traj.steps]
+            if not results:
+                return
+            try:
+                explanation = diag.explain([r.traj for r in results], budget_s=DIAGNOSE_BUDGET_S)
+            except Exception as e:
+                self.notes.append(f"diagnosis failed: {type(e).__name__}: {e}")
+                return
+            self.explanation = explanation
+        found = _diagnoses(explanation)
+        if not found:
+            return
+        for d in found:
+            ev = d.evidence.text() if getattr(d, "evidence", None) is not None else ""
+            partners = f" (together with {', '.join(d.together_with)})" if d.together_with else ""
+            hyper = ""
+            if d.hyper:
+                hyper = " Inferred: " + ", ".join(f"{k}={v!r}" for k, v in d.hyper.items()) + "."
+            f = Finding(
+                d.id,
+                "error",
+                d.message,
+                where=diff.where,
+                step=diff.step,
+                example=diff.example,
+                shrunk=diff.shrunk,
+                expected=diff.expected,
+                got=diff.got,
+                fix=d.fix,
+                summary=d.summary + hyper,
+                evidence=(
+                    f"a mutant of {self.rule_name} with this bug{partners} {ev}; first difference from the "
+                    f"reference: {diff.message}"
+                ),
+                wrong=d.wrong,
+            )
+            if d.id not in self.findings:
+                self.findings[d.id] = f
+                if "differs-from-reference" in self._cases:
+                    self._cases[d.id] = self._cases["differs-from-reference"]
+        self.findings.pop("differs-from-reference", None)
+        ids = [getattr(d, "id", "") for d in found]
+        for fid in (
+            "non-finite",
+            "negative-second-moment",
+            "sqrt-of-negative",
+            "update-too-large",
+            "update-without-gradient",
+        ):
+            if fid in self.findings:
+                self.findings[fid].related = ids
+
+    # -- the report ----------------------------------------------------------------------------------
+
+    def _binding_lines(self) -> list[tuple[str, str]]:
+        """``(argument, what it receives)`` in signature order, for the report."""
+        plan, style = self.plan, self.style
+        gp, sp = plan.grad_prefix, plan.state_prefix
+        layout = "W1, b1, W2, b2, ..."
+        specs = {spec.name: spec for spec in self.rule_cls.hyper_specs()}
+        inverse = {user: key for user, key in (self.state_map or {}).items()}
+        roles_of = dict(getattr(self.rule_cls, "state_roles", {}))
+        l2_names = set()
+        if self.binding.l2 is not None:
+            l2_names = {self.binding.l2[3], self.binding.l2[4]}
+
+        def describe_call(c: Any) -> str:
+            if c.role == "params":
+                if style in ("config", "functional"):
+                    return "the parameter array"
+                if style == "torch":
+                    return f"a list of float64 tensors ({layout})"
+                return f"the parameters, a dict {{{layout}}}"
+            if c.role == "grads":
+                if style in ("config", "functional"):
+                    return "the gradient array"
+                return f"the gradients, a dict {{{gp}W1, {gp}b1, ...}}"
+            if c.role == "state":
+                key = inverse.get(c.state)
+                what = f"{key} ({roles_of.get(key, 'state')})" if key else "a state"
+                if style == "functional":
+                    return f"the state it returned last time (None on the first call){'; ' + what if key else ''}"
+                return f"{what}: a dict of zeros {{{sp}W1, {sp}b1, ...}}, then what the target returned or left in it"
+            if c.role == "step":
+                return "the step number: 1, 2, 3, ..."
+            if c.role == "config":
+                items = ", ".join(f"{k}={v!r}" for k, v in plan.config.items())
+                mapped = ", ".join(f"{u} as {k}" for u, k in inverse.items())
+                first = f"{{{items}}}" if items else "None"
+                text = f"{first} on the first call, then the config it returned"
+                return text + (f"; reads {mapped}" if mapped else "")
+            if c.role == "hyper":
+                if c.source == "betas":
+                    return f"(beta1, beta2) = {c.value!r}"
+                src = c.source or c.name
+                doc = specs[src].doc if src in specs else ""
+                value = c.value
+                head = f"{src} = {value!r}" if src != c.name else f"{value!r}"
+                return head + (f" ({doc})" if doc else "")
+            if c.role == "arg":
+                return f"{c.value!r} (--arg){', course L2' if c.name in l2_names else ''}"
+            return str(c.role)
+
+        params = list(self.info.params)
+        calls = {c.name: c for c in plan.calls}
+        out: list[tuple[str, str]] = []
+        for p in params:
+            if p.is_var:
+                continue
+            c = calls.get(p.name)
+            if c is not None:
+                out.append((p.name, describe_call(c)))
+            elif p.name in l2_names:
+                out.append((p.name, f"its default {p.default_repr} (course L2)"))
+            elif p.has_default:
+                out.append((p.name, f"not passed (its default {p.default_repr})"))
+        if style == "object":
+            for c in plan.step_calls:
+                out.append((f"step: {c.name}", describe_call(c)))
+        return out
+
+    def report(self) -> AuditReport:
+        """The :class:`AuditReport` of what was found so far."""
+        from .text import reproduction
+
+        order = {"timeout": 0, "crashed": 0, "exited": 0, "raised-exception": 1, "bad-return": 1}
+        findings = sorted(self.findings.values(), key=lambda f: (order.get(f.id, 2), f.step or 0))
+        if self.printed > PRINT_REPORT_THRESHOLD:
+            findings.append(
+                Finding(
+                    "printed-output",
+                    "info",
+                    f"the target printed {self.printed:,} characters during the audit (not shown); "
+                    f"it began: {self.printed_head[:120]!r}",
+                )
+            )
+        findings += self.convention_findings
+        verdict = "fail" if any(f.severity == "error" for f in findings) else "pass"
+        repro = None
+        primary = next((f for f in findings if f.severity == "error"), None)
+        if primary is not None and primary.id in self._cases:
+            try:
+                repro = reproduction(self, self._cases[primary.id], primary.id)
+            except Exception:  # a snippet is a convenience; never fail the report for it
+                repro = None
+        return AuditReport(
+            target=self.target_text,
+            rule=self.rule_name,
+            style=self.style,
+            verdict=verdict,
+            seed=self.seed,
+            findings=findings,
+            conventions=[*self.conventions_base, *self.conventions],
+            elapsed_s=time.monotonic() - self.t0,
+            examples=self.examples,
+            steps=self.steps,
+            cases=self.cases_run,
+            hyper=dict(self.rule.hyper),
+            notes=self.notes,
+            binding=self._binding_lines(),
+            signature=self.info.signature_text(),
+            reproduction=repro,
+            isolated=bool(getattr(self.worker, "isolated", False)),
+            trajectory=self._diverging_trajectory(),
+        )
+
+    def _diverging_trajectory(self) -> Trajectory | None:
+        results: list[CaseResult] = [*self.probe_results, *self.failing]
+        for res in results:
+            if res.divergence is not None and res.failure is None:
+                return res.traj
+        return None
+
+
+#: Differences below this size are rounding in the subnormal range, not bugs: an implementation
+#: that computes ``lr * g`` first underflows to 0 where torch's ``g / (sqrt(v) + eps) * lr`` gives
+#: 5e-318. ``optcheck._compare`` measures errors relative to the leaf's largest entry, which is
+#: itself subnormal then.
+NEGLIGIBLE = {"float64": 1e-290, "float32": 1e-30}
+
+
+def _negligible(d: Any) -> bool:
+    if d.target is None or d.reference is None:
+        return False
+    if not (math.isfinite(d.target) and math.isfinite(d.reference)):
+        return False
+    return bool(max(abs(d.target), abs(d.reference)) < NEGLIGIBLE["float64"])
+
+
+def _rtol(tree: Any) -> float:
+    from .._compare import rtol
+
+    leaves = flatten(tree)
+    return max((rtol(np.asarray(v).dtype) for _, v in leaves), default=rtol("float64"))
+
+
+def _same_outputs(a: Sequence[StepOutput], b: Sequence[StepOutput]) -> bool:
+    return _first_difference(a, b)[0] == 0
+
+
+def _first_difference(a: Sequence[StepOutput], b: Sequence[StepOutput]) -> tuple[int, str]:
+    for k, (x, y) in enumerate(zip(a, b, strict=False)):
+        for (path, u), (_, v) in zip(flatten(x.params), flatten(y.params), strict=False):
+            if not np.array_equal(u, v, equal_nan=True):
+                return k + 1, path_str("params", path)
+    if len(a) != len(b):
+        return min(len(a), len(b)) + 1, "the number of steps"
+    return 0, ""
+
+
+def _diagnose_module() -> Any:
+    try:
+        import importlib
+
+        mod = importlib.import_module("optcheck.diagnose")
+    except ImportError:
+        return None
+    return mod if hasattr(mod, "explain") else None
+
+
+def _diagnoses(explanation: Any) -> list[Any]:
+    for attr in ("diagnoses", "bugs", "matches"):
+        v = getattr(explanation, attr, None)
+        if v:
+            return list(v)
+    return []
+
+
+def _convention_variant(convs: Sequence[Any], rule: Rule) -> Any:
+    """The diagnosis ``Variant`` of the conventions matched (combined), or ``None``."""
+    out: Any = None
+    for conv in convs:
+        v = conv.variant
+        if not hasattr(v, "apply"):
+            return None
+        out = v if out is None else out.combine(v)
+        if out is None:
+            return None
+    return out
+
+
+def _check_int(name: str, value: Any, low: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+        raise AuditUsageError(f"--{name} {value!r} is invalid; expected a whole number >= {low}")
+    return int(value)
+
+
+def run_audit(
+    target: Any,
+    rule: str,
+    *,
+    hyper: Mapping[str, Any] | None = None,
+    args: Mapping[str, Any] | None = None,
+    style: str = "auto",
+    seed: int = 0,
+    examples: int | None = None,
+    steps: int | None = None,
+    timeout: float | None = None,
+    progress: Callable[[str], None] | None = None,
+    isolate: bool | None = None,
+    cwd: str | None = None,
+) -> AuditReport:
+    """Audit ``target`` (``"file.py:NAME"``, ``"module:NAME"``, or a function/class) against ``rule``.
+
+    ``hyper`` sets the reference's hyperparameters (rule names or the usual aliases), ``args``
+    the target's own extra arguments. Raises :class:`~optcheck.audit.AuditUsageError` when the
+    audit cannot run. ``isolate=False`` runs the target in this process (no protection against
+    hangs and crashes); by default a target that can be re-imported by name runs in a child process.
+    """
+    auditor = Auditor(
+        target,
+        rule,
+        hyper=hyper,
+        args=args,
+        style=style,
+        seed=seed,
+        examples=examples,
+        steps=steps,
+        timeout=timeout,
+        progress=progress,
+        isolate=isolate,
+        cwd=cwd if cwd is not None else os.getcwd(),
+    )
+    return auditor.run()

@@ -1,0 +1,77 @@
+"""Audit your own optimizer from your own test suite.
+
+::
+
+    from optcheck.testing import assert_matches_rule
+
+    def test_my_adam():
+        assert_matches_rule(update_parameters_with_adam, "adam", lr=0.01)
+
+The engine is the one behind ``python -m optcheck audit``: generated multi-step inputs,
+invariant checks on every call, a step-by-step comparison with the reference rule, and the
+bug named by diagnosis. A target that can be imported by name (a function or class at the
+top level of a module or file) runs in an isolated child process; one defined inside a
+function runs in this process (no protection against hangs or crashes).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from .audit import AuditReport, AuditUsageError
+
+__all__ = ["AuditReport", "AuditUsageError", "assert_matches_rule", "audit"]
+
+
+def audit(
+    target: Any,
+    rule: str,
+    *,
+    args: Mapping[str, Any] | None = None,
+    style: str = "auto",
+    seed: int = 0,
+    examples: int | None = None,
+    steps: int | None = None,
+    timeout: float | None = None,
+    isolate: bool | None = None,
+    hyper: Mapping[str, Any] | None = None,
+    **hyperparameters: Any,
+) -> AuditReport:
+    """Audit ``target`` against the reference ``rule``; returns the :class:`~optcheck.audit.AuditReport`.
+
+    ``target`` is a function or class, or ``"path/to/file.py:NAME"`` / ``"package.module:NAME"``.
+    ``**hyperparameters`` set the reference's hyperparameters (rule names or the usual aliases:
+    ``learning_rate``, ``beta``, ``epsilon``, ...); ``hyper={...}`` does the same for names that
+    clash with the keywords here. ``args`` gives values for the target's own extra arguments
+    (``{"batch_size": 32}``). ``isolate=False`` forces running in this process, ``True`` requires a
+    child process. Raises :class:`~optcheck.audit.AuditUsageError` when the audit cannot run.
+    """
+    from .audit.engine import run_audit
+
+    both = {**dict(hyper or {}), **hyperparameters}
+    return run_audit(
+        target,
+        rule,
+        hyper=both,
+        args=args,
+        style=style,
+        seed=seed,
+        examples=examples,
+        steps=steps,
+        timeout=timeout,
+        isolate=isolate,
+    )
+
+
+def assert_matches_rule(target: Any, rule: str, **kwargs: Any) -> AuditReport:
+    """Audit ``target`` (see :func:`audit`, same arguments) and raise ``AssertionError`` unless it passes.
+
+    The error's message is the text report: the findings, the shrunk inputs and a runnable
+    reproduction. Conventions that are not bugs (epsilon inside the square root, the course's
+    EMA momentum, ...) pass. Returns the report when the target passes.
+    """
+    report = audit(target, rule, **kwargs)
+    if report.verdict != "pass":
+        raise AssertionError("\n" + report.render_text())
+    return report
