@@ -16,6 +16,7 @@ function runs in this process (no protection against hangs or crashes).
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping
 from typing import Any
 
@@ -26,11 +27,11 @@ __all__ = ["AuditReport", "AuditUsageError", "assert_matches_rule", "audit"]
 
 def audit(
     target: Any,
-    rule: str,
+    rule: str | None = None,
     *,
     args: Mapping[str, Any] | None = None,
     style: str = "auto",
-    seed: int = 0,
+    seed: int | None = None,
     examples: int | None = None,
     steps: int | None = None,
     timeout: float | None = None,
@@ -46,9 +47,26 @@ def audit(
     clash with the keywords here. ``args`` gives values for the target's own extra arguments
     (``{"batch_size": 32}``). ``isolate=False`` forces running in this process, ``True`` requires a
     child process. Raises :class:`~optcheck.audit.AuditUsageError` when the audit cannot run.
+
+    Inside a pytest test marked ``@pytest.mark.optcheck(rule=..., examples=..., steps=..., seed=...)``
+    (optcheck's pytest plugin), the marker supplies ``rule``, ``examples``, ``steps`` and ``seed``
+    where they are not given here; ``--optcheck-examples`` on the command line overrides ``examples``.
+    Outside such a test the defaults are the CLI's (seed 0).
     """
     from .audit.engine import run_audit
 
+    marked = _marker_settings()
+    if marked is not None:
+        if rule is None and isinstance(marked.rule, str):
+            rule = marked.rule
+        examples = marked.examples if examples is None else examples
+        steps = marked.steps if steps is None else steps
+        seed = marked.seed if seed is None else seed
+    if rule is None:
+        raise AuditUsageError(
+            "audit() needs a rule: pass rule='adam' (any name from optcheck.rules.names()) "
+            "or mark the test with @pytest.mark.optcheck(rule='adam')"
+        )
     both = {**dict(hyper or {}), **hyperparameters}
     return run_audit(
         target,
@@ -56,7 +74,7 @@ def audit(
         hyper=both,
         args=args,
         style=style,
-        seed=seed,
+        seed=0 if seed is None else seed,
         examples=examples,
         steps=steps,
         timeout=timeout,
@@ -64,7 +82,15 @@ def audit(
     )
 
 
-def assert_matches_rule(target: Any, rule: str, **kwargs: Any) -> AuditReport:
+def _marker_settings() -> Any:
+    """The optcheck marker's settings of the pytest test running now (None outside one)."""
+    plugin = sys.modules.get("optcheck.pytest_plugin")
+    if plugin is None:
+        return None
+    return plugin.current_settings()
+
+
+def assert_matches_rule(target: Any, rule: str | None = None, **kwargs: Any) -> AuditReport:
     """Audit ``target`` (see :func:`audit`, same arguments) and raise ``AssertionError`` unless it passes.
 
     The error's message is the text report: the findings, the shrunk inputs and a runnable

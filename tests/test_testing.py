@@ -61,3 +61,38 @@ def test_usage_errors_propagate() -> None:
         audit(rmsprop_step, "rmsprop", beta3=0.5)
     with pytest.raises(AuditUsageError, match="unknown rule"):
         audit(rmsprop_step, "rmsprp")
+
+
+def test_a_rule_is_required_outside_a_marked_test() -> None:
+    with pytest.raises(AuditUsageError, match=r"needs a rule: pass rule='adam'"):
+        audit(rmsprop_step, **FAST)
+
+
+pytest_plugins = ["pytester"]
+
+USER_TEST = """
+import numpy as np
+import pytest
+from optcheck.testing import assert_matches_rule
+
+
+def rmsprop_step(param, grad, state, lr=0.01, alpha=0.99, eps=1e-8):
+    sq = np.zeros_like(param) if state is None else state["square_avg"]
+    sq = alpha * sq + (1 - alpha) * grad * grad
+    return param - lr * grad / (np.sqrt(sq) + eps), {"square_avg": sq}
+
+
+@pytest.mark.optcheck(rule="rmsprop", examples=7, steps=2, seed=3)
+def test_mine():
+    report = assert_matches_rule(rmsprop_step, isolate=False)
+    assert report.rule == "rmsprop"
+    assert report.seed == 3
+    print("CASES", report.cases, "STEPS", report.steps)
+"""
+
+
+def test_assert_matches_rule_reads_the_optcheck_marker(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_user=USER_TEST)
+    result = pytester.runpytest_subprocess("-q", "-s", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["*CASES * STEPS 2*"])

@@ -861,21 +861,22 @@ class Auditor:
                 # the reference's step from the target's own previous parameters and state: would it change?
                 if not self._reference_changes(traj, ref, k, key, before):
                     continue
-                same = ref_changed = True
-                if same and ref_changed:
-                    label = self.names().get(key, key)
-                    res.findings.append(
-                        Finding(
-                            "state-not-updated",
-                            "error",
-                            f"{label} did not change at step {k + 1} although {self.rule_name}'s {key} does: the new "
-                            f"value never reaches the state the next call receives (a local variable rebound instead "
-                            f"of {label}[key] = ..., or the updated {label} not returned)",
-                            where=label,
-                            step=k + 1,
-                        )
+                label = self.names().get(key, key)
+                bug = _catalog_entry("state-not-updated")
+                res.findings.append(
+                    Finding(
+                        "state-not-updated",
+                        "error",
+                        f"{label} did not change at step {k + 1} although {self.rule_name}'s {key} does: the new "
+                        f"value never reaches the state the next call receives (a local variable rebound instead "
+                        f"of {label}[key] = ..., or the updated {label} not returned)",
+                        where=label,
+                        step=k + 1,
+                        wrong=getattr(bug, "wrong", None),
+                        fix=getattr(bug, "fix", None),
                     )
-                    return
+                )
+                return
 
     def _reference_changes(self, traj: Trajectory, ref: list[Any], k: int, key: str, before: Any) -> bool:
         """Whether the reference, stepped from the target's parameters and ``key`` state before step
@@ -1487,3 +1488,12 @@ def run_audit(
         cwd=cwd if cwd is not None else os.getcwd(),
     )
     return auditor.run()
+
+
+def _catalog_entry(bug_id: str) -> Any:
+    """The diagnosis catalog's entry for ``bug_id`` (its wrong and fixed equations), or None."""
+    try:
+        from ..diagnose import CATALOG
+    except ImportError:  # pragma: no cover - diagnosis is part of the package
+        return None
+    return CATALOG.get(bug_id)
