@@ -24,6 +24,7 @@ __version__ = "0.1.0"
 _LAZY: dict[str, str] = {
     "Violation": "optcheck.invariants",
     "InvariantError": "optcheck.invariants",
+    "InvariantWarning": "optcheck.invariants",
     "Guard": "optcheck.guard",
     "guarded": "optcheck.guard",
     "trap": "optcheck.guard",
@@ -47,6 +48,7 @@ if TYPE_CHECKING:
     from .guard import guarded as guarded
     from .guard import trap as trap
     from .invariants import InvariantError as InvariantError
+    from .invariants import InvariantWarning as InvariantWarning
     from .invariants import Violation as Violation
 
 
@@ -69,6 +71,7 @@ __all__ = [
     "GradientReport",
     "Guard",
     "InvariantError",
+    "InvariantWarning",
     "Violation",
     "__version__",
     "assert_gradient",

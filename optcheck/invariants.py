@@ -33,6 +33,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
+import threading
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from typing import Any
 
@@ -216,10 +217,18 @@ def raise_if(violations: list[Violation]) -> list[Violation]:
 # ---------------------------------------------------------------------------
 
 
+_NAMESPACES: dict[type, Any] = {}
+
+
 def _xp(x: Array) -> Any:
-    if type(x) is np.ndarray:
+    """The array namespace of ``x`` (cached by type: looking it up costs more than a small check)."""
+    t = type(x)
+    if t is np.ndarray:
         return np
-    return array_namespace(x)
+    xp = _NAMESPACES.get(t)
+    if xp is None:
+        xp = _NAMESPACES[t] = array_namespace(x)
+    return xp
 
 
 def _as_array(x: Any, where: str, allow_none: bool = False) -> Array:
@@ -297,11 +306,33 @@ def _fmt_index(index: tuple[int, ...]) -> str:
     return "(" + ", ".join(str(i) for i in index) + ")"
 
 
+# float dtype -> (unsigned integer view, largest bit pattern of a finite value >= +0.0)
+_FINITE_BITS: dict[np.dtype[Any], tuple[type[np.unsignedinteger[Any]], int]] = {
+    np.dtype(np.float32): (np.uint32, 0x7F7FFFFF),
+    np.dtype(np.float64): (np.uint64, 0x7FEFFFFFFFFFFFFF),
+}
+
+
+def _np_float(x: Any) -> bool:
+    """A C-contiguous numpy float32/float64 array (the arrays the one-pass numpy screens handle)."""
+    return type(x) is np.ndarray and x.dtype in _FINITE_BITS and x.flags.c_contiguous
+
+
 def _all_finite(xp: Any, x: Array) -> bool:
+    """Whether every entry of ``x`` is finite (exact).
+
+    One pass on the happy path: a sum (numpy: the BLAS dot x·x) is finite iff every entry
+    is, unless it overflows; only then are the entries looked at one by one.
+    """
+    with np.errstate(all="ignore"):  # the overflow or NaN of the screen is not the user's warning
+        return _all_finite_quiet(xp, x)
+
+
+def _all_finite_quiet(xp: Any, x: Array) -> bool:
     if xp is np:
         if x.dtype.kind not in "fc":
             return True
-        if x.dtype in (np.float32, np.float64) and x.flags.c_contiguous and x.size:
+        if _np_float(x) and x.size:
             # one BLAS pass: x·x is finite iff every entry is (unless it overflows; then look closer)
             flat = x.reshape(-1)
             if math.isfinite(float(flat.dot(flat))):
@@ -309,10 +340,53 @@ def _all_finite(xp: Any, x: Array) -> bool:
         return bool(np.isfinite(x).all())
     if not _is_float(xp, x):
         return True
+    # a NaN or an infinity makes the sum non-finite (+inf + -inf is NaN); a finite sum proves them absent
+    if math.isfinite(float(xp.sum(x))):
+        return True
     return bool(xp.all(xp.isfinite(x)))
 
 
-_CHUNK = 1 << 16  # numpy fast paths work through flat chunks of this many entries (cache-sized temporaries)
+def _all_finite_many(arrays: list[Array]) -> bool:
+    """Whether every entry of every array is finite (exact); numpy float arrays go two to a BLAS dot.
+
+    a·b is finite only if every a_i and b_i is: a NaN or an infinity turns its product into
+    NaN (times 0) or ±inf, and a sum with a non-finite term is non-finite. When a pair's dot
+    is not finite (or overflows), each array is checked on its own. Call it under
+    ``np.errstate(all="ignore")`` (as :func:`_screen` does).
+    """
+    single: list[Array] = []
+    paired: dict[tuple[Any, int], Array] = {}
+    for x in arrays:
+        if _np_float(x) and x.size:
+            key = (x.dtype, x.size)
+            other = paired.pop(key, None)
+            if other is None:
+                paired[key] = x
+                continue
+            a, b = other.reshape(-1), x.reshape(-1)
+            if math.isfinite(float(a.dot(b))):
+                continue
+            single.extend((other, x))
+        else:
+            single.append(x)
+    single.extend(paired.values())
+    return all(_all_finite_quiet(_xp(x), x) for x in single)
+
+
+_CHUNK = 1 << 18  # numpy fast paths work through flat chunks of this many entries (L2-sized temporaries)
+
+_SCRATCH = threading.local()
+
+
+def _scratch(dtype: Any, n: int) -> np.ndarray:
+    """A per-thread reusable 1-d buffer of at least ``n`` entries (screens allocate nothing per call)."""
+    bufs: dict[Any, np.ndarray] | None = getattr(_SCRATCH, "bufs", None)
+    if bufs is None:
+        bufs = _SCRATCH.bufs = {}
+    buf = bufs.get(dtype)
+    if buf is None or buf.shape[0] < n:
+        buf = bufs[dtype] = np.empty(max(n, 1), dtype)
+    return buf[:n]
 
 
 def _np_chunks(*arrays: np.ndarray) -> Iterator[tuple[np.ndarray, ...]]:
@@ -375,6 +449,17 @@ class _Leaf:
     sample: np.ndarray | None = None
     skip_elementwise: bool = False
     finite: set[str] = dataclasses.field(default_factory=set)  # state keys already known finite
+    # state entries before the step that are fetched only when a screen needs them (key -> loader)
+    lazy_s0: Mapping[str, Callable[[], Array]] | None = None
+
+    def before_state(self) -> dict[str, Array]:
+        """``s0``, completed with the lazily fetched entries (fetched once)."""
+        if self.lazy_s0:
+            for key, load in self.lazy_s0.items():
+                if key not in self.s0:
+                    self.s0[key] = load()
+            self.lazy_s0 = None
+        return self.s0
 
     def aligned(self, arr: Array) -> bool:
         """Whether ``arr`` is laid out like the parameter (not a factored state such as Adafactor's)."""
@@ -892,24 +977,77 @@ def _check_mutated(ctx: _Context, leaf: _Leaf, what: str, out: list[Violation]) 
     )
 
 
+def _has_zero(xp: Any, g: Array) -> bool:
+    """Whether some entry of ``g`` equals 0 (exact; ``-0.0`` counts).
+
+    numpy float arrays: two integer reductions over the bit patterns, allocating nothing
+    (+0.0 is the smallest unsigned pattern, −0.0 the smallest signed one).
+    """
+    if _np_float(g):
+        if not g.size:
+            return False
+        flat = g.reshape(-1)
+        uint = _FINITE_BITS[g.dtype][0]
+        sint = np.int32 if uint is np.uint32 else np.int64
+        return int(flat.view(uint).min()) == 0 or int(flat.view(sint).min()) == int(np.iinfo(sint).min)
+    if _np_contiguous(g):
+        return any(bool((c == 0).any()) for (c,) in _np_chunks(g))
+    return bool(xp.any(g == 0))
+
+
+def _np_grad_screen(g: np.ndarray, partner: np.ndarray | None) -> tuple[bool, bool]:
+    """(every entry of ``g`` and ``partner`` finite, some entry of ``g`` is 0), in one read of each.
+
+    For C-contiguous numpy float arrays of one size and dtype, chunk by chunk: the dot
+    g·partner (or g·g) and, while the chunk of g is in cache, the two bit-pattern minima of
+    :func:`_has_zero`. A non-finite or overflowing dot sends each array to the exact check.
+    """
+    uint = _FINITE_BITS[g.dtype][0]
+    sint = np.int32 if uint is np.uint32 else np.int64
+    smallest = int(np.iinfo(sint).min)
+    gf = g.reshape(-1)
+    pf = gf if partner is None else partner.reshape(-1)
+    acc = 0.0
+    zero = False
+    for start in range(0, gf.shape[0], _CHUNK):
+        gc = gf[start : start + _CHUNK]
+        acc += float(gc.dot(pf[start : start + _CHUNK]))
+        if not zero:
+            zero = (
+                int(np.minimum.reduce(gc.view(uint))) == 0
+                or int(np.minimum.reduce(gc.view(sint))) == smallest
+            )
+    if math.isfinite(acc):
+        return True, zero
+    finite = _all_finite_quiet(np, g) and (partner is None or _all_finite_quiet(np, partner))
+    return finite, zero
+
+
+def _moving_states(ctx: _Context, leaf: _Leaf, s0: Mapping[str, Array]) -> list[Array]:
+    """The momentum-like states before the step (shaped like the parameter): they move it without a gradient."""
+    return [s for key, s in s0.items() if ctx.roles.get(key) in MOVING_ROLES and _shape(s) == _shape(leaf.p0)]
+
+
+def _moved_mask(xp: Any, p0: Array, p1: Array, g: Array, moving: list[Array]) -> Array:
+    """Entries with a zero gradient and zero momenta whose parameter moved to a finite value."""
+    zero = g == 0
+    for s in moving:
+        zero = zero & (s == 0)
+    with np.errstate(invalid="ignore"):
+        moved = zero & ~((p1 == p0) | (xp.isnan(p0) & xp.isnan(p1)))
+        # a NaN produced at a zero gradient is reported by non-finite; this check is about finite moves
+        moved = moved & xp.isfinite(p1)
+    return moved
+
+
 def _check_no_grad_move(ctx: _Context, leaf: _Leaf, out: list[Violation]) -> None:
     p0, p1, g = leaf.p0, leaf.p1, leaf.g
     if p0 is None or p1 is None or g is None or _shape(p0) != _shape(p1) or _shape(g) != _shape(p0):
         return
     xp = _xp(g)
-    if _np_contiguous(g):
-        if not any(bool((c == 0).any()) for (c,) in _np_chunks(g)):
-            return
-    elif not bool(xp.any(g == 0)):
+    if not _has_zero(xp, g):
         return
-    zero = g == 0
-    for key, s in leaf.s0.items():
-        if ctx.roles.get(key) in MOVING_ROLES and _shape(s) == _shape(p0):
-            zero = zero & (s == 0)
-    with np.errstate(invalid="ignore"):
-        moved = zero & ~((p1 == p0) | (xp.isnan(p0) & xp.isnan(p1)))
-        # a NaN produced at a zero gradient is reported by non-finite; this check is about finite moves
-        moved = moved & xp.isfinite(p1)
+    moved = _moved_mask(xp, p0, p1, g, _moving_states(ctx, leaf, leaf.s0))
     n, j = _count_first(xp, moved)
     if not n:
         return
@@ -951,40 +1089,58 @@ def _check_no_grad_move(ctx: _Context, leaf: _Leaf, out: list[Violation]) -> Non
     )
 
 
+def _max_abs_step(xp: Any, p0: Array, p1: Array) -> float:
+    """max |p1 − p0| over all entries, NaN when a difference is NaN.
+
+    numpy: one pass through a reused cache-sized buffer (nothing allocated per call).
+    """
+    with np.errstate(invalid="ignore", over="ignore"):
+        if _np_contiguous(p0, p1) and p0.dtype == p1.dtype:
+            f0, f1 = p0.reshape(-1), p1.reshape(-1)
+            n = f0.shape[0]
+            buf = _scratch(p1.dtype, min(n, _CHUNK))
+            big = 0.0
+            for start in range(0, n, _CHUNK):
+                c1 = f1[start : start + _CHUNK]
+                d = buf[: c1.shape[0]]
+                np.subtract(c1, f0[start : start + _CHUNK], out=d)
+                hi, lo = float(np.maximum.reduce(d)), float(np.minimum.reduce(d))
+                if math.isnan(hi) or math.isnan(lo):
+                    return math.nan
+                big = max(big, hi, -lo)
+            return big
+        return _to_float(xp.max(xp.abs(p1 - p0)))
+
+
+def _too_large_mask(
+    xp: Any, p0: Array, p1: Array, a: float, b: float, dtype: Any
+) -> tuple[Array, Array, Array]:
+    """(over, d, limit): entries whose finite step d = p1 − p0 exceeds ``a + b·|p0|`` (with slack and rounding)."""
+    with np.errstate(invalid="ignore", over="ignore"):
+        d = p1 - p0
+        absd = xp.abs(d)
+        name = _dtype_name(dtype)
+        ulp = float(np.finfo(name).eps) if name in ("float16", "float32", "float64") else 1e-2
+        limit = (
+            UPDATE_SLACK * a + b * UPDATE_SLACK * xp.abs(p0) + 2 * ulp * xp.maximum(xp.abs(p0), xp.abs(p1))
+        )
+        over = (absd > limit) & xp.isfinite(d)
+    return over, d, limit
+
+
 def _check_too_large(ctx: _Context, leaf: _Leaf, bound: tuple[float, float], out: list[Violation]) -> None:
     p0, p1 = leaf.p0, leaf.p1
     if p0 is None or p1 is None or _shape(p0) != _shape(p1):
         return
     a, b = bound
     xp = _xp(p1)
-    with np.errstate(invalid="ignore", over="ignore"):
-        if _size(_shape(p1)) == 0:
-            return
-        if _np_contiguous(p0, p1) and p0.dtype == p1.dtype:
-            big = 0.0
-            for c0, c1 in _np_chunks(p0, p1):
-                dc = c1 - c0
-                hi, lo = float(dc.max()), float(dc.min())
-                if math.isnan(hi) or math.isnan(lo):
-                    return  # NaN updates are reported by non-finite
-                big = max(big, hi, -lo)
-        else:
-            big = _to_float(xp.max(xp.abs(p1 - p0)))
-        if math.isnan(big) or (b == 0 and big <= UPDATE_SLACK * a):
-            return  # NaN updates are reported by non-finite
-        d = p1 - p0
-        # exact test only on suspicion: allow the slack and the rounding of p1 = p0 + d
-        absd = xp.abs(d)
-        finfo = (
-            np.finfo(_dtype_name(leaf.dtype))
-            if _dtype_name(leaf.dtype) in ("float16", "float32", "float64")
-            else None
-        )
-        ulp = float(finfo.eps) if finfo is not None else 1e-2
-        limit = (
-            UPDATE_SLACK * a + b * UPDATE_SLACK * xp.abs(p0) + 2 * ulp * xp.maximum(xp.abs(p0), xp.abs(p1))
-        )
-        over = (absd > limit) & xp.isfinite(d)
+    if _size(_shape(p1)) == 0:
+        return
+    big = _max_abs_step(xp, p0, p1)
+    if math.isnan(big) or (b == 0 and big <= UPDATE_SLACK * a):
+        return  # NaN updates are reported by non-finite
+    # exact test only on suspicion: allow the slack and the rounding of p1 = p0 + d
+    over, d, limit = _too_large_mask(xp, p0, p1, a, b, leaf.dtype)
     n, j = _count_first(xp, over)
     if not n:
         return
@@ -1162,7 +1318,215 @@ def _centered_pair(rule: Rule | None, roles: Mapping[str, str]) -> tuple[str, st
     return None
 
 
+# ---------------------------------------------------------------------------
+# Screens: decide "every invariant holds" in one pass per array, allocating nothing
+# ---------------------------------------------------------------------------
+#
+# A screen returns True only when the matching check in ``_run`` would report nothing; on
+# False the precise checks run and build the records. Each screen is either the precise
+# check's own early exit or a one-pass test that implies it (a finite dot product, the
+# largest bit pattern of a non-negative float, the largest step), so the records and
+# messages never depend on the screens.
+
+_MOVES: dict[int, tuple[Rule, bool]] = {}
+
+
+def _moves(rule: Rule) -> bool:
+    """:func:`_moves_without_gradient` by identity (hashing a rule's fields costs more than the lookup)."""
+    hit = _MOVES.get(id(rule))
+    if hit is not None and hit[0] is rule:
+        return hit[1]
+    value = _moves_without_gradient(rule)
+    if len(_MOVES) >= 256:
+        _MOVES.clear()
+    _MOVES[id(rule)] = (rule, value)
+    return value
+
+
+def _nonneg_clear(xp: Any, x: Array) -> tuple[bool, bool]:
+    """(no entry < 0 as :func:`_check_negative` sees it, every entry proven finite).
+
+    numpy float arrays: one unsigned-integer maximum over the bit patterns; every pattern at
+    most that of the largest finite float is a finite value ≥ +0.0 (−0.0, negatives, NaN and
+    inf all have larger patterns), so one reduction proves both.
+    """
+    if xp is np:
+        if x.size == 0:
+            return True, True
+        if _np_float(x):
+            uint, top = _FINITE_BITS[x.dtype]
+            if int(x.reshape(-1).view(uint).max()) <= top:
+                return True, True
+        low = x.min()
+        return not low < 0, False  # a NaN minimum is non-finite's business, as in _check_negative
+    if not _is_float(xp, x):
+        return True, False
+    if _size(_shape(x)) and float(xp.min(x)) >= 0:
+        return True, False
+    return not bool(xp.any(x < 0)), False
+
+
+def _any_less(xp: Any, b: Array, a: Array) -> bool:
+    """Whether some entry of ``b`` is below the same entry of ``a`` (NaN compares false)."""
+    with np.errstate(invalid="ignore"):
+        if _np_contiguous(a, b) and a.size > _CHUNK:
+            buf = _scratch(np.dtype(bool), _CHUNK)
+            return any(bool(np.less(cb, ca, out=buf[: cb.shape[0]]).any()) for cb, ca in _np_chunks(b, a))
+        return bool(xp.any(b < a))
+
+
+def _all_equal(xp: Any, before: Array, now: Array) -> bool:
+    """Whether every entry is unchanged (the early exit of :func:`_check_mutated`; NaN counts as changed)."""
+    with np.errstate(invalid="ignore"):
+        if _np_contiguous(before, now) and before.size > _CHUNK:
+            buf = _scratch(np.dtype(bool), _CHUNK)
+            return all(
+                bool(np.equal(c0, c1, out=buf[: c0.shape[0]]).all()) for c0, c1 in _np_chunks(before, now)
+            )
+        same = before == now
+        return bool(same.all()) if xp is np else bool(xp.all(same))
+
+
+def _too_large_any(xp: Any, p0: Array, p1: Array, a: float, b: float, dtype: Any) -> bool:
+    """Whether :func:`_check_too_large`'s exact test flags an entry (numpy: chunk by chunk)."""
+    if _np_contiguous(p0, p1) and p0.dtype == p1.dtype:
+        return any(bool(_too_large_mask(np, c0, c1, a, b, dtype)[0].any()) for c0, c1 in _np_chunks(p0, p1))
+    return bool(xp.any(_too_large_mask(xp, p0, p1, a, b, dtype)[0]))
+
+
+def _no_grad_move_clear(ctx: _Context, leaf: _Leaf, has_zero: bool | None = None) -> bool:
+    """Whether :func:`_check_no_grad_move` reports nothing (numpy: the exact mask only on chunks with a zero).
+
+    ``has_zero``: whether the gradient has a zero entry, when already known.
+    """
+    p0, p1, g = leaf.p0, leaf.p1, leaf.g
+    if p0 is None or p1 is None or g is None or _shape(p0) != _shape(p1) or _shape(g) != _shape(p0):
+        return True
+    xp = _xp(g)
+    if not (_has_zero(xp, g) if has_zero is None else has_zero):
+        return True
+    moving = _moving_states(ctx, leaf, leaf.before_state())
+    if any(_np_float(s) and not _has_zero(np, s) for s in moving):
+        return True  # a momentum with no zero entry moves every coordinate
+    arrays = (g, p0, p1, *moving)
+    if _np_contiguous(*arrays) and all(_shape(s) == _shape(g) for s in moving):
+        # the mask is elementwise and False wherever g != 0: evaluate it at the zeros only
+        for gc, c0, c1, *ms in _np_chunks(*arrays):
+            at = np.flatnonzero(gc == 0)
+            if at.size and bool(_moved_mask(np, c0[at], c1[at], gc[at], [m[at] for m in ms]).any()):
+                return False
+        return True
+    return not bool(xp.any(_moved_mask(xp, p0, p1, g, moving)))
+
+
+def _centered_clear(leaf: _Leaf, vkey: str, mkey: str) -> bool:
+    """The early exit of :func:`_check_centered`: v − m² is nowhere below zero."""
+    v, m = leaf.s1.get(vkey), leaf.s1.get(mkey)
+    if v is None or m is None or _shape(v) != _shape(m):
+        return True
+    xp = _xp(v)
+    with np.errstate(invalid="ignore", over="ignore"):
+        arg = v - m * m
+        if xp is np:
+            return bool(arg.size == 0 or not (arg.min() < 0))
+        return not bool(xp.any(arg < 0))
+
+
+def _screen_leaf(ctx: _Context, leaf: _Leaf) -> bool:
+    """Whether every check :func:`_run` makes on ``leaf`` would report nothing (False: it may report)."""
+    skip = ctx.skip
+    rule = ctx.rule_for(leaf.path)
+    p0, p1, g = leaf.p0, leaf.p1, leaf.g
+    # structure (a changed shape or dtype is left to the precise checks)
+    if p0 is not None and p1 is not None and (_shape(p0) != _shape(p1) or p0.dtype != p1.dtype):
+        return False
+    for key, x in leaf.s1.items():
+        x0 = leaf.s0.get(key)
+        if x0 is not None and (_shape(x0) != _shape(x) or x0.dtype != x.dtype):
+            return False
+    if "input-mutated" not in skip:
+        for before, now in leaf.mut.values():
+            if _shape(before) == _shape(now) and not _all_equal(_xp(now), before, now):
+                return False
+    finite_known: set[str] = set()
+    for key, x in leaf.s1.items():
+        role = ctx.roles.get(key)
+        if role in NONNEGATIVE_ROLES and "negative-second-moment" not in skip:
+            clear, finite = _nonneg_clear(_xp(x), x)
+            if not clear:
+                return False
+            if finite:
+                finite_known.add(key)
+        if role in MONOTONE_ROLES and "accumulator-decreased" not in skip:
+            x0 = leaf.s0.get(key)
+            if x0 is not None and _shape(x0) == _shape(x) and _any_less(_xp(x), x, x0):
+                return False
+    centered = _centered_pair(rule, ctx.roles)
+    if (
+        centered is not None
+        and not {"negative-second-moment", "sqrt-of-negative"} <= skip
+        and not _centered_clear(leaf, *centered)
+    ):
+        return False
+    p1_finite = p1 is None
+    if rule is not None and "update-too-large" not in skip and p0 is not None and p1 is not None:
+        t = ctx.step
+        bound = rule.update_bound(t) if t is not None and t >= 1 else None
+        if bound is not None and _size(_shape(p1)):
+            a, b = bound
+            xp = _xp(p1)
+            big = _max_abs_step(xp, p0, p1)
+            # every step finite implies every new parameter finite (a non-finite p1 gives a non-finite step)
+            p1_finite = math.isfinite(big)
+            if big > UPDATE_SLACK * a and _too_large_any(xp, p0, p1, a, b, leaf.dtype):
+                return False  # (a NaN step is not "too large": non-finite reports it)
+    zero_check = rule is not None and "update-without-gradient" not in skip and not _moves(rule)
+    g_zero: bool | None = None
+    if "non-finite" not in skip:
+        need: list[Array] = []
+        if not p1_finite:
+            need.append(p1)
+        need.extend(x for key, x in leaf.s1.items() if key not in finite_known)
+        if g is not None and zero_check and _np_float(g) and g.size:
+            # the gradient is read once for both its finiteness and its zeros (with a partner's finiteness)
+            partner = next(
+                (x for x in need if _np_float(x) and x.dtype == g.dtype and x.size == g.size), None
+            )
+            finite, g_zero = _np_grad_screen(g, partner)
+            if not finite:
+                return False
+            need = [x for x in need if x is not partner]
+        elif g is not None:
+            need.append(g)
+        if not _all_finite_many(need):
+            return False
+    if zero_check:
+        return _no_grad_move_clear(ctx, leaf, g_zero)
+    return True
+
+
+def _screen(ctx: _Context, leaves: list[_Leaf], counters: list[tuple[str, Any, Any]]) -> bool:
+    """Whether :func:`_run` would return no violation (False: run it to find and describe them)."""
+    with np.errstate(all="ignore"):  # a screen's overflow or NaN is not the user's warning
+        return _screen_quiet(ctx, leaves, counters)
+
+
+def _screen_quiet(ctx: _Context, leaves: list[_Leaf], counters: list[tuple[str, Any, Any]]) -> bool:
+    if "step-not-incremented" not in ctx.skip:
+        for key, old, new in counters:
+            if ctx.roles.get(key) in COUNTER_ROLES:
+                try:
+                    a, b = float(old), float(new)
+                except (TypeError, ValueError):
+                    continue
+                if b != a + 1:
+                    return False
+    return all(_screen_leaf(ctx, leaf) for leaf in leaves)
+
+
 def _run(ctx: _Context, leaves: list[_Leaf], counters: list[tuple[str, Any, Any]]) -> list[Violation]:
+    if _screen(ctx, leaves, counters):
+        return []
     out: list[Violation] = []
     skip = ctx.skip
     for key, old, new in counters:
@@ -1211,7 +1575,7 @@ def _run(ctx: _Context, leaves: list[_Leaf], counters: list[tuple[str, Any, Any]
             for key, arr in leaf.s1.items():
                 if key not in leaf.finite:
                     _check_nonfinite(ctx, leaf, key, arr, leaf.s0.get(key), out)
-        if rule is not None and "update-without-gradient" not in skip and not _moves_without_gradient(rule):
+        if rule is not None and "update-without-gradient" not in skip and not _moves(rule):
             _check_no_grad_move(ctx, leaf, out)
         if rule is not None and "update-too-large" not in skip:
             t = ctx.step
@@ -1693,7 +2057,7 @@ def _prepare(
                 p1=a["new_params"],
                 g=a["grads"],
                 s0={k: a[f"s0:{k}"] for k in array_keys if a.get(f"s0:{k}") is not None},
-                s1={k: a[f"s1:{k}"] for k in array_keys if a[f"s1:{k}"] is not None},
+                s1={k: a[f"s1:{k}"] for k in array_keys if a.get(f"s1:{k}") is not None},
                 mut={w: (a[b0], a[b1]) for w, b0, b1 in mut_pairs},
             )
         )

@@ -429,3 +429,149 @@ def test_trap_restores_numpy_state_and_is_a_decorator() -> None:
         assert np.isinf(np.array([1.0]) / np.array([0.0])).all()
     with pytest.raises(ValueError, match=r"trap\(invalid=1\) is invalid"), trap(invalid=1):  # type: ignore[arg-type]
         pass
+
+
+# ---------------------------------------------------------------------------
+# The fast path: clean steps build no record; the screens never change the answer
+# ---------------------------------------------------------------------------
+
+
+def _no_precise(monkeypatch: pytest.MonkeyPatch) -> None:
+    def fail(self: Guard, *args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("a clean step went down the precise path")
+
+    monkeypatch.setattr(Guard, "_precise", fail)
+
+
+@pytest.mark.parametrize("sample", [None, 5])
+@pytest.mark.parametrize("backend", ["numpy", "array_api_strict", "torch"])
+def test_clean_steps_are_screened_without_building_records(
+    monkeypatch: pytest.MonkeyPatch, backend: str, sample: int | None
+) -> None:
+    asarray = {"numpy": np.asarray, "array_api_strict": xps.asarray, "torch": torch.as_tensor}[backend]
+    _no_precise(monkeypatch)
+    rule = optcheck.rules.get("adam", lr=0.01, amsgrad=True)
+    rng = np.random.default_rng(4)
+    p = {"W": asarray(rng.normal(size=(4, 5))), "b": asarray(rng.normal(size=(50,)))}
+    s = rule.init(p)
+    guard = Guard(rule, sample=sample)
+    for _ in range(8):
+        # some exact zeros in the gradient: the momentum keeps those coordinates moving
+        g = {
+            k: asarray(rng.normal(size=tuple(v.shape)) * (rng.random(tuple(v.shape)) > 0.2))
+            for k, v in p.items()
+        }
+        p2, s2 = rule.step(p, g, s)
+        assert guard.check(params=p2, grads=g, state=s2, before={"params": p, "state": s}) == []
+        p, s = p2, s2
+    assert guard.checked == 8
+
+
+@pytest.mark.parametrize("sample", [None, 8])
+def test_guarded_course_loop_is_screened_without_building_records(
+    monkeypatch: pytest.MonkeyPatch, sample: int | None
+) -> None:
+    _no_precise(monkeypatch)
+    update = guarded(
+        rmsprop_fixed.update_parameters_with_rmsprop,
+        rule="rmsprop",
+        alpha=0.9,
+        lr=0.01,
+        sample=sample,
+        **COURSE_DECAY,
+    )
+    rmsprop_nan.train(update=update, steps=20)
+    assert update.guard.checked == 20  # type: ignore[attr-defined]
+
+
+def _records(vs: list[Violation]) -> list[dict[str, Any]]:
+    return [v.to_dict() for v in vs]
+
+
+@pytest.mark.parametrize("sample", [None, 7, 64])
+@pytest.mark.parametrize("before_kind", ["dict", "snapshot", "none"])
+def test_guard_screens_never_change_the_answer(sample: int | None, before_kind: str) -> None:
+    """Two guards with the same seed, one with the fast path switched off, over corrupted steps."""
+    rule = optcheck.rules.get("adam", lr=0.01, amsgrad=True)
+    rng = np.random.default_rng(5)
+    p = {"W": rng.normal(size=(30, 20)).astype(np.float32), "b": rng.normal(size=(20,)).astype(np.float32)}
+    s = rule.init(p)
+    fast, slow = (Guard(rule, sample=sample, seed=1, mode=lambda vs: None) for _ in range(2))
+    slow._fast = lambda *a: (False, None)  # type: ignore[method-assign]
+    kinds = ["none", "nan", "inf", "negative", "-0.0", "jump", "decrease", "step", "none"]
+    for t in range(3 * len(kinds)):
+        kind = kinds[t % len(kinds)]
+        g = {
+            k: (rng.normal(size=v.shape) * (rng.random(v.shape) > 0.2)).astype(np.float32)
+            for k, v in p.items()
+        }
+        p2, s2 = rule.step(p, g, s)
+        new_p, new_s = dict(p2), {k: (dict(v) if isinstance(v, dict) else v) for k, v in s2.items()}
+        j = int(rng.integers(0, 600))
+        w = new_p["W"].copy().reshape(-1)
+        v = new_s["exp_avg_sq"]["W"].copy().reshape(-1)
+        mx = new_s["max_exp_avg_sq"]["W"].copy().reshape(-1)
+        with np.errstate(all="ignore"):
+            if kind in ("nan", "inf"):
+                w[j] = np.nan if kind == "nan" else np.inf
+            elif kind in ("negative", "-0.0"):
+                v[j] = -1e-3 if kind == "negative" else -0.0
+            elif kind == "jump":
+                w[j] += 1.0
+            elif kind == "decrease":
+                mx[j] *= 0.5
+            elif kind == "step":
+                new_s["step"] += 1
+        new_p["W"] = w.reshape(30, 20)
+        new_s["exp_avg_sq"]["W"] = v.reshape(30, 20)
+        new_s["max_exp_avg_sq"]["W"] = mx.reshape(30, 20)
+        found = []
+        for guard in (fast, slow):
+            if before_kind == "snapshot":
+                before: Any = guard.snapshot(params=p, grads=g, state=s)
+            else:
+                before = {"params": p, "state": s} if before_kind == "dict" else None
+            found.append(_records(guard.check(params=new_p, grads=g, state=new_s, before=before)))
+        assert found[0] == found[1], (t, kind)
+        p, s = p2, s2
+
+
+def test_a_changed_tree_structure_is_validated_again() -> None:
+    """The fast path remembers where the arrays sit per tree structure; a new structure is resolved anew."""
+    rule = optcheck.rules.get("rmsprop", lr=0.01)
+    guard = Guard(rule)
+    p = {"W": np.ones((2, 2)), "b": np.zeros(2)}
+    g = {"W": np.full((2, 2), 0.5), "b": np.full(2, 0.1)}
+    s = rule.init(p)
+    p2, s2 = rule.step(p, g, s)
+    assert guard.check(params=p2, grads=g, state=s2, before={"params": p, "state": s}) == []
+    with pytest.raises(ValueError, match=r"missing key\(s\) \['b'\]"):
+        guard.check(params=p2, grads={"W": g["W"]}, state=s2, before={"params": p, "state": s})
+    # keys in another order, then a leaf given as a list: the same answers as a fresh guard
+    g_reordered = {"b": g["b"], "W": g["W"]}
+    assert guard.check(params=p2, grads=g_reordered, state=s2, before={"params": p, "state": s}) == []
+    bad = dict(s2, square_avg={"W": s2["square_avg"]["W"], "b": [-1.0, 0.5]})
+    with pytest.raises(InvariantError) as info:
+        guard.check(params=p2, grads=g, state=bad, before={"params": p, "state": s})
+    with pytest.raises(InvariantError) as fresh:
+        Guard(rule).check(params=p2, grads=g, state=bad, before={"params": p, "state": s})
+    assert str(info.value) == str(fresh.value)
+    assert info.value.violations[0].where == "state['square_avg']['b']"
+
+
+@pytest.mark.parametrize("sample", [None, 2])
+def test_screened_steps_keep_no_reference_to_user_arrays(sample: int | None) -> None:
+    import gc
+    import weakref
+
+    rule = optcheck.rules.get("adam", lr=0.01)
+    p = {"W": np.array([1.0, -2.0, 0.5])}
+    g = {"W": np.array([0.5, 0.5, -0.25])}
+    s = rule.init(p)
+    p2, s2 = rule.step(p, g, s)
+    guard = Guard(rule, sample=sample)
+    assert guard.check(params=p2, grads=g, state=s2, before={"params": p, "state": s}) == []
+    refs = [weakref.ref(x) for x in (p2["W"], s2["exp_avg"]["W"], s2["exp_avg_sq"]["W"], g["W"])]
+    del p2, s2, g
+    gc.collect()
+    assert [r() for r in refs] == [None] * 4

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from typing import Any
+from unittest import mock
 
 import array_api_strict as xps
 import numpy as np
@@ -378,14 +379,14 @@ def test_silent_on_reference_trajectories(
 
 
 def test_chunked_fast_paths_see_every_entry() -> None:
-    n = 3 * 65536 + 7  # several chunks and a ragged end
+    n = 2 * inv._CHUNK + 7  # several chunks and a ragged end
     p = np.zeros(n, np.float32)
     moved = p.copy()
     moved[-1] = 0.5
     (v,) = inv.update_too_large(p, moved, bound=0.1)
     assert v.index == (n - 1,)
     nan = p.copy()
-    nan[70000] = np.nan
+    nan[inv._CHUNK + 3] = np.nan
     assert inv.update_too_large(p, nan, bound=0.1) == []  # a NaN step is non-finite's business
     g = np.ones(n, np.float32)
     g[-2] = 0.0
@@ -394,3 +395,276 @@ def test_chunked_fast_paths_see_every_entry() -> None:
     moved2[-2] = 1e-3
     (w,) = inv.update_without_gradient(p, g, moved2)
     assert w.index == (n - 2,)
+
+
+# ---------------------------------------------------------------------------
+# One-pass screens (the fast path of check_update and the guard): they never change the answer
+# ---------------------------------------------------------------------------
+
+
+def _precise(fn: Any, *args: Any, **kwargs: Any) -> list[dict[str, Any]]:
+    """``fn`` with the screens switched off (every check builds its records the slow way), as dicts."""
+    with mock.patch.object(inv, "_screen", lambda *a: False):
+        return [v.to_dict() for v in fn(*args, **kwargs)]
+
+
+def _dicts(vs: list[Violation]) -> list[dict[str, Any]]:
+    return [v.to_dict() for v in vs]
+
+
+@pytest.mark.parametrize("backend", list(BACKENDS))
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_screen_overflowing_sum_of_finite_values_is_not_non_finite(backend: str, dtype: str) -> None:
+    big = float(np.finfo(dtype).max) / 2
+    x = BACKENDS[backend](np.array([big, big, big, -big, 1.0], dtype=dtype))  # sum and x·x overflow
+    xp = inv._xp(x)
+    with np.errstate(over="ignore"):
+        assert not np.isfinite(float(xp.sum(x)))
+    rule = optcheck.rules.get("sgd", lr=0.0)
+    p = {"w": x}
+    g = {"w": BACKENDS[backend](np.array([big, big, -big, big, 1.0], dtype=dtype))}
+    s = rule.init(p)
+    p2, s2 = rule.step(p, g, s)
+    with np.errstate(all="raise"):  # the screens' own overflow is neither raised nor warned about
+        assert inv._all_finite(xp, x) is True
+        assert inv.non_finite({"w": x}) == []
+        assert check_update(rule, p, g, s, p2, s2) == []
+        assert (
+            optcheck.Guard(rule).check(params=p2, grads=g, state=s2, before={"params": p, "state": s}) == []
+        )
+    if backend == "numpy":  # the pair dot g·p overflows too; each array is then checked on its own
+        with np.errstate(all="ignore"):
+            assert inv._all_finite_many([g["w"], x]) is True
+
+
+@pytest.mark.parametrize("backend", list(BACKENDS))
+def test_screen_infinities_that_cancel_in_the_sum_are_reported(backend: str) -> None:
+    asarray = BACKENDS[backend]
+    for values, counts, first in [
+        ([np.inf, -np.inf, 1.0], {"posinf": 1, "neginf": 1}, 0),  # inf + -inf = NaN, still caught
+        ([1.0, np.nan, np.inf, -np.inf], {"nan": 1, "posinf": 1, "neginf": 1}, 1),
+    ]:
+        x = asarray(np.array(values))
+        (v,) = inv.non_finite({"w": x}, name="params")
+        assert v.counts == counts and v.index == (first,)
+    if backend == "numpy":
+        with np.errstate(all="ignore"):
+            # a pair dot a·b where a has +inf and -inf: the products cancel to NaN, not to a finite sum
+            a, b = np.array([np.inf, -np.inf, 2.0]), np.array([1.0, 1.0, 3.0])
+            assert inv._all_finite_many([a, b]) is False
+            # a non-finite entry facing a zero gives NaN (inf·0), in either array of the pair
+            assert inv._all_finite_many([np.array([0.0, 1.0]), np.array([np.inf, 1.0])]) is False
+            assert inv._all_finite_many([np.array([np.nan, 1.0]), np.array([0.0, 1.0])]) is False
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_screen_pair_dot_finds_a_single_bad_entry_anywhere(dtype: Any) -> None:
+    """Every position (the first, a middle one, the ragged SIMD tail) in either array of a pair."""
+    n = 1037
+    with np.errstate(all="ignore"):
+        for bad in (np.nan, np.inf, -np.inf):
+            for j in (0, 517, n - 1):
+                for which in (0, 1):
+                    arrays = [np.ones(n, dtype), np.zeros(n, dtype)]
+                    arrays[which][j] = bad
+                    assert inv._all_finite_many(arrays) is False
+        assert inv._all_finite_many([np.ones(n, dtype), np.zeros(n, dtype)]) is True
+
+
+def test_screen_second_moment_bit_patterns() -> None:
+    top32 = np.finfo(np.float32).max
+    assert inv._nonneg_clear(np, np.array([0.0, 1.0, top32], np.float32)) == (True, True)
+    # -0.0 is not below zero (precise check agrees) but its bit pattern is large: only the screen trips
+    assert inv._nonneg_clear(np, np.array([0.0, -0.0, 1.0])) == (True, False)
+    assert inv.negative_second_moment(np.array([0.0, -0.0, 1.0])) == []
+    # the smallest negative float32 is reported
+    tiny = np.array([1.0, -1e-45], np.float32)
+    assert tiny[1] < 0
+    (v,) = inv.negative_second_moment(tiny, name="S")
+    assert v.index == (1,) and v.count == 1
+    # NaN and +inf: not negative, but not proven finite either (non-finite reports them)
+    assert inv._nonneg_clear(np, np.array([np.nan, 1.0])) == (True, False)
+    assert inv._nonneg_clear(np, np.array([np.inf, 1.0])) == (True, False)
+    rule = optcheck.rules.get("rmsprop", lr=0.01)
+    p, g = {"w": np.ones(3)}, {"w": np.ones(3)}
+    s = rule.init(p)
+    p2, s2 = rule.step(p, g, s)
+    for bad in (np.nan, np.inf):
+        sq = s2["square_avg"]["w"].copy()
+        sq[1] = bad
+        vs = check_update(rule, p, g, s, p2, dict(s2, square_avg={"w": sq}))
+        assert _ids(vs) == ["non-finite"] and vs[0].where == "state['square_avg']['w']"
+        assert _dicts(vs) == _precise(check_update, rule, p, g, s, p2, dict(s2, square_avg={"w": sq}))
+
+
+_N = 2 * inv._CHUNK + 7  # several screen chunks and a ragged end
+_MID = inv._CHUNK + 3  # in the second chunk
+
+
+def test_screen_negative_zero_gradient_is_a_zero_gradient() -> None:
+    rule = optcheck.rules.get("rmsprop", lr=0.01)
+    rng = np.random.default_rng(0)
+    p = {"w": rng.normal(size=_N).astype(np.float32)}
+    g = {"w": rng.normal(size=_N).astype(np.float32)}
+    g["w"][-2] = -0.0
+    g["w"][5] = 0.0
+    s = rule.init(p)
+    p2, s2 = rule.step(p, g, s)
+    assert inv._has_zero(np, g["w"]) and not inv._has_zero(np, np.ones(_N, np.float32))
+    assert check_update(rule, p, g, s, p2, s2) == []  # zero gradient, no move: fine
+    moved = p2["w"].copy()
+    moved[-2] += np.float32(1e-3)  # ε outside the division, at the −0.0 gradient only
+    vs = check_update(rule, p, g, s, {"w": moved}, s2)
+    assert _ids(vs) == ["update-without-gradient"] and vs[0].index == (_N - 2,) and vs[0].count == 1
+    assert _dicts(vs) == _precise(check_update, rule, p, g, s, {"w": moved}, s2)
+
+
+def test_screen_zero_gradient_with_momentum_is_not_a_move_without_gradient() -> None:
+    rule = optcheck.rules.get("sgd", lr=0.01, momentum=0.9)
+    rng = np.random.default_rng(1)
+    p = {"w": rng.normal(size=_N)}
+    s = rule.init(p)
+    p, s = rule.step(p, {"w": rng.normal(size=_N)}, s)  # a momentum everywhere
+    g = {"w": rng.normal(size=_N)}
+    g["w"][[3, _MID, _N - 1]] = 0.0
+    p2, s2 = rule.step(p, g, s)
+    assert check_update(rule, p, g, s, p2, s2) == []
+    # where the momentum is zero too, a move is the bug
+    s_zero = dict(s, momentum_buffer={"w": s["momentum_buffer"]["w"].copy()})
+    s_zero["momentum_buffer"]["w"][_MID] = 0.0
+    p3, s3 = rule.step(p, g, s_zero)
+    moved = p3["w"].copy()
+    moved[_MID] += 1e-6
+    vs = check_update(rule, p, g, s_zero, {"w": moved}, s3)
+    assert _ids(vs) == ["update-without-gradient"] and vs[0].index == (_MID,)
+    assert _dicts(vs) == _precise(check_update, rule, p, g, s_zero, {"w": moved}, s3)
+
+
+def test_screen_update_too_large_with_decoupled_decay() -> None:
+    rule = optcheck.rules.get("adamw", lr=0.1, weight_decay=0.5)
+    p = {"w": np.full(_N, 100.0)}  # b·|p| = 0.1·0.5·100 = 5 ≫ a
+    g = {"w": np.ones(_N)}
+    s = rule.init(p)
+    p2, s2 = rule.step(p, g, s)
+    a, b = rule.update_bound(1)  # type: ignore[misc]
+    assert check_update(rule, p, g, s, p2, s2) == []
+    within = p["w"] - (a + 0.5 * b * 100.0)  # above a, within a + b·|p|
+    assert check_update(rule, p, g, s, {"w": within}, s2) == []
+    beyond = within.copy()
+    beyond[-1] = 100.0 - 2 * (a + b * 100.0)
+    vs = check_update(rule, p, g, s, {"w": beyond}, s2)
+    assert _ids(vs) == ["update-too-large"] and vs[0].index == (_N - 1,) and vs[0].count == 1
+    assert _dicts(vs) == _precise(check_update, rule, p, g, s, {"w": beyond}, s2)
+
+
+def test_screen_accumulator_and_mutation_on_several_chunks() -> None:
+    rule = optcheck.rules.get("adagrad", lr=0.01)
+    rng = np.random.default_rng(2)
+    p = {"w": rng.normal(size=_N).astype(np.float32)}
+    g = {"w": rng.normal(size=_N).astype(np.float32)}
+    s = rule.init(p)
+    p2, s2 = rule.step(p, g, s)
+    summed = s2["sum"]["w"].copy()
+    summed[-1] = -0.0  # below the old sum (which is 0 + g² > 0) yet not negative
+    vs = check_update(rule, p, g, s2, p2, dict(s2, sum={"w": summed}, step=2))
+    assert "accumulator-decreased" in _ids(vs)
+    assert _dicts(vs) == _precise(check_update, rule, p, g, s2, p2, dict(s2, sum={"w": summed}, step=2))
+    copy = {"w": g["w"].copy()}
+    g["w"][-1] += 1.0  # written in place after the copy
+    vs = check_update(rule, p, g, s, p2, s2, before={"grads": copy})
+    assert _ids(vs) == ["input-mutated"] and vs[0].index == (_N - 1,)
+
+
+_KINDS = ["nan", "inf", "-inf", "cancel", "negative", "-0.0", "zero", "jump", "huge", "halve", "step"]
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    case=st.sampled_from(_CASES),
+    dtype=st.sampled_from([np.float32, np.float64]),
+    seed=st.integers(0, 2**32 - 1),
+    kind=st.sampled_from(_KINDS),
+    where=st.sampled_from(["params", "grads", "state"]),
+)
+def test_screens_never_change_the_answer(
+    case: tuple[str, int], dtype: Any, seed: int, kind: str, where: str
+) -> None:
+    """check_update with the screens equals check_update without them, on a corrupted step of every rule."""
+    name, i = case
+    rule = optcheck.rules.get(name, **_CONFIGS.get(name, [{}])[i])
+    rng = np.random.default_rng(seed)
+    p = {"W": rng.normal(size=(4, 3)).astype(dtype), "b": rng.normal(size=(70,)).astype(dtype)}
+    s = rule.init(p)
+    for _ in range(3):
+        g = {k: (rng.normal(size=v.shape) * (rng.random(v.shape) > 0.2)).astype(dtype) for k, v in p.items()}
+        with np.errstate(all="ignore"):
+            p2, s2 = rule.step(p, g, s)
+        p, s = p2, s2
+    g = {k: (rng.normal(size=v.shape) * (rng.random(v.shape) > 0.2)).astype(dtype) for k, v in p.items()}
+    with np.errstate(all="ignore"):
+        p2, s2 = rule.step(p, g, s)
+    trees = {"params": dict(p2), "grads": dict(g)}
+    arrays = [k for k in rule.array_keys() if isinstance(s2.get(k), dict)]
+    if where == "state" and arrays:
+        trees["state"] = dict(s2[arrays[0]])
+    target = trees.get(where, trees["params"])
+    leaf = "b" if target["b"] is not None else "W"  # Adafactor keeps no factored state for a vector
+    if target[leaf] is None:
+        target = trees["params"]
+    x = target[leaf].copy()
+    j = int(rng.integers(0, x.size))
+    with np.errstate(all="ignore"):
+        if kind in ("nan", "inf", "-inf"):
+            x[j] = {"nan": np.nan, "inf": np.inf, "-inf": -np.inf}[kind]
+        elif kind == "cancel":
+            x[j], x[(j + 1) % x.size] = np.inf, -np.inf
+        elif kind == "negative":
+            x[j] = -abs(x[j]) - 1e-3
+        elif kind in ("-0.0", "zero"):
+            x[j] = -0.0 if kind == "-0.0" else 0.0
+        elif kind == "jump":
+            x[j] += 10.0
+        elif kind == "huge":
+            x[:] = np.finfo(dtype).max
+        elif kind == "halve":
+            x *= 0.5
+    target[leaf] = x
+    new_state = dict(s2)
+    if "state" in trees:
+        new_state[arrays[0]] = trees["state"]
+    if kind == "step":
+        new_state["step"] = s2["step"] + 1
+    with np.errstate(all="ignore"):
+        fast = check_update(rule, p, trees["grads"], s, trees["params"], new_state)
+        slow = _precise(check_update, rule, p, trees["grads"], s, trees["params"], new_state)
+    assert _dicts(fast) == slow
+
+
+def test_screen_gradient_and_its_partner_are_read_to_the_last_chunk() -> None:
+    rule = optcheck.rules.get("adam", lr=0.01)
+    rng = np.random.default_rng(3)
+    p = {"w": rng.normal(size=_N).astype(np.float32)}
+    g = {"w": rng.normal(size=_N).astype(np.float32)}
+    s = rule.init(p)
+    p2, s2 = rule.step(p, g, s)
+    assert check_update(rule, p, g, s, p2, s2) == []
+    for where in ("grads", "exp_avg"):
+        bad_g = {"w": g["w"].copy()}
+        bad_m = {"w": s2["exp_avg"]["w"].copy()}
+        (bad_g if where == "grads" else bad_m)["w"][_N - 1] = np.nan
+        vs = check_update(rule, p, bad_g, s, p2, dict(s2, exp_avg=bad_m))
+        assert vs and vs[0].id == "non-finite" and vs[0].index == (_N - 1,)
+        assert _dicts(vs) == _precise(check_update, rule, p, bad_g, s, p2, dict(s2, exp_avg=bad_m))
+
+
+def test_a_state_entry_the_rule_does_not_keep_is_skipped() -> None:
+    """Adafactor keeps no factored state for a vector (``row_var`` is None): nothing to check there."""
+    rule = optcheck.rules.get("adafactor")
+    p, g = np.ones(3), np.full(3, 0.5)
+    s = rule.init(p)
+    assert s["row_var"] is None
+    p2, s2 = rule.step(p, g, s)
+    assert check_update(rule, p, g, s, p2, s2) == []
+    assert optcheck.Guard(rule).check(params=p2, grads=g, state=s2, before={"params": p, "state": s}) == []
+    bad = dict(s2, variance=-s2["variance"])
+    assert _ids(check_update(rule, p, g, s, p2, bad))[0] == "negative-second-moment"
