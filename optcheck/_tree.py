@@ -87,7 +87,7 @@ def unflatten(structure: Tree, leaves: Iterator[Any] | list[Any]) -> Tree:
 def _check_same_structure(names: tuple[str, ...], trees: tuple[Tree, ...], path: Path) -> None:
     first = trees[0]
     first_is_map = isinstance(first, Mapping)
-    for name, other in zip(names[1:], trees[1:]):
+    for name, other in zip(names[1:], trees[1:], strict=True):
         if isinstance(other, Mapping) != first_is_map:
             what_first = "a dict" if first_is_map else describe(first)
             what_other = "a dict" if isinstance(other, Mapping) else describe(other)
@@ -142,5 +142,5 @@ def zip_trees(trees: Mapping[str, Tree]) -> list[tuple[Path, tuple[Any, ...]]]:
 def map_tree(fn: Callable[..., Any], *trees: Tree) -> Tree:
     """Apply ``fn`` leafwise to trees of the same structure and rebuild the structure of the first."""
     names = tuple(f"tree{i}" for i in range(len(trees)))
-    pairs = zip_trees(dict(zip(names, trees)))
+    pairs = zip_trees(dict(zip(names, trees, strict=True)))
     return unflatten(trees[0], [fn(*leaves) for _, leaves in pairs])

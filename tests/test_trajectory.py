@@ -21,7 +21,7 @@ def test_override_with_the_same_rule_equals_plain_step() -> None:
     p, gs = _case()
     plain = replay(rule, p, gs)
     grouped = replay(rule, p, gs, overrides={("b1",): rule})
-    for (pa, sa), (pb, sb) in zip(plain, grouped):
+    for (pa, sa), (pb, sb) in zip(plain, grouped, strict=True):
         for k in p:
             np.testing.assert_array_equal(pa[k], pb[k])
             np.testing.assert_array_equal(sa["exp_avg_sq"][k], sb["exp_avg_sq"][k])

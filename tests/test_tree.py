@@ -40,7 +40,9 @@ def test_zip_trees_names_missing_and_extra_keys() -> None:
 
 
 def test_zip_trees_dict_versus_array_message() -> None:
-    with pytest.raises(ValueError, match=r"grads\['a'\] is a dict but params\['a'\] is an array of shape \(2,\)"):
+    with pytest.raises(
+        ValueError, match=r"grads\['a'\] is a dict but params\['a'\] is an array of shape \(2,\)"
+    ):
         zip_trees({"params": {"a": np.ones(2)}, "grads": {"a": {"x": np.ones(2)}}})
 
 
