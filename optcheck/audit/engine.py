@@ -1492,8 +1492,6 @@ def run_audit(
 
 def _catalog_entry(bug_id: str) -> Any:
     """The diagnosis catalog's entry for ``bug_id`` (its wrong and fixed equations), or None."""
-    try:
-        from ..diagnose import CATALOG
-    except ImportError:  # pragma: no cover - diagnosis is part of the package
-        return None
+    from ..diagnose import CATALOG
+
     return CATALOG.get(bug_id)
