@@ -22,6 +22,8 @@ __version__ = "0.1.0"
 
 # public name -> module that defines it (loaded lazily, on first attribute access)
 _LAZY: dict[str, str] = {
+    "Error": "optcheck._core.errors",
+    "UsageError": "optcheck._core.errors",
     "Violation": "optcheck.invariants",
     "InvariantError": "optcheck.invariants",
     "InvariantWarning": "optcheck.invariants",
@@ -39,6 +41,8 @@ _SUBMODULES = ("invariants", "guard", "gradcheck", "strategies", "testing", "aud
 if TYPE_CHECKING:
     from . import gradcheck as gradcheck
     from . import invariants as invariants
+    from ._core.errors import Error as Error
+    from ._core.errors import UsageError as UsageError
     from .gradcheck import GradientError as GradientError
     from .gradcheck import GradientReport as GradientReport
     from .gradcheck import assert_gradient as assert_gradient
@@ -67,11 +71,13 @@ def __dir__() -> list[str]:
 
 
 __all__ = [
+    "Error",
     "GradientError",
     "GradientReport",
     "Guard",
     "InvariantError",
     "InvariantWarning",
+    "UsageError",
     "Violation",
     "__version__",
     "assert_gradient",

@@ -40,6 +40,7 @@ from typing import Any
 import numpy as np
 from array_api_compat import array_namespace
 
+from ._core.errors import Error
 from ._tree import Path, Tree, describe, path_str, zip_trees
 from .rules import Rule
 from .rules._base import MONOTONE_ROLES, NONNEGATIVE_ROLES, ROLES
@@ -189,7 +190,7 @@ def _render(violations: list[Violation]) -> str:
     return "\n".join(lines)
 
 
-class InvariantError(FloatingPointError):
+class InvariantError(Error, FloatingPointError):
     """An update broke an invariant. ``.violations`` holds the :class:`Violation` records, first cause first.
 
     The message is the first violation's sentence and hint, then a one-line list of

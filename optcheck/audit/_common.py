@@ -8,6 +8,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from .._core.errors import UsageError
+
 __all__ = [
     "AuditUsageError",
     "Call",
@@ -18,7 +20,7 @@ __all__ = [
 ]
 
 
-class AuditUsageError(ValueError):
+class AuditUsageError(UsageError):
     """The audit could not run: bad arguments, an unknown rule, a target that cannot be loaded or bound.
 
     ``python -m optcheck audit`` prints the message as one line on stderr and exits with status 2.

@@ -6,6 +6,7 @@ import dataclasses
 import math
 from typing import Any
 
+from .._core.errors import Error
 from .._tree import Tree, flatten, path_str
 
 __all__ = ["Coverage", "GradientEntry", "GradientError", "GradientReport"]
@@ -352,7 +353,7 @@ def _table(entries: tuple[GradientEntry, ...] | list[GradientEntry]) -> list[str
     return out
 
 
-class GradientError(AssertionError):
+class GradientError(Error, AssertionError):
     """Raised by :func:`~optcheck.gradcheck.assert_gradient` when the check fails; ``.report`` holds the report."""
 
     def __init__(self, report: GradientReport) -> None:

@@ -35,9 +35,9 @@ import numpy as np
 from array_api_compat import array_namespace
 from array_api_compat import device as _device
 
-from . import rules as _rules
-from ._tree import Path, Tree, flatten, unflatten
-from .invariants import (
+from .. import rules as _rules
+from .._tree import Path, Tree, flatten, unflatten
+from ..invariants import (
     INVARIANTS,
     InvariantError,
     InvariantWarning,
@@ -52,10 +52,10 @@ from .invariants import (
     _screen,
     _sort,
 )
-from .invariants import _is_scalar_entry as _is_scalar_state
-from .invariants import _xp as _namespace
-from .rules import Rule
-from .rules._base import MONOTONE_ROLES
+from ..invariants import _is_scalar_entry as _is_scalar_state
+from ..invariants import _xp as _namespace
+from ..rules import Rule
+from ..rules._base import MONOTONE_ROLES
 
 __all__ = ["MODES", "Guard", "Snapshot", "guarded", "trap"]
 
@@ -283,7 +283,7 @@ def _role_or_key(rule: Rule | None, name: str, value: Any) -> tuple[str | None, 
 
 
 def _rules_roles() -> frozenset[str]:
-    from .rules._base import ROLES
+    from ..rules._base import ROLES
 
     return frozenset(ROLES)
 
@@ -946,7 +946,7 @@ class Guard:
         step: int | None,
         out: list[Violation],
     ) -> tuple[Tree, dict[str, Any], set[Path]]:
-        from .invariants import _check_structure
+        from ..invariants import _check_structure
 
         ctx = _Context(rule=self.rule, roles={}, names=names, key_prefix=prefixes, step=step, skip=self.skip)
         keep: set[Path] = set()
@@ -1014,7 +1014,7 @@ class Guard:
             _, self._tracker = self.rule.step(p, np.zeros(1), self._tracker)
 
     def _shadow_check(self, ctx: _Context, leaves: list[_Leaf], step: int | None) -> list[Violation]:
-        from ._compare import leaf_error, rtol, to_numpy
+        from .._compare import leaf_error, rtol, to_numpy
 
         out: list[Violation] = []
         assert self.rule is not None

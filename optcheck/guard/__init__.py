@@ -1,0 +1,16 @@
+"""The guard: invariant checks inside a user's training loop.
+
+:class:`Guard` checks one step at a time; :func:`guarded` wraps an update function so that
+each call is checked; :func:`trap` turns floating-point warnings into errors that name the
+array that produced them.
+"""
+
+from __future__ import annotations
+
+from ._guard import MODES as MODES
+from ._guard import Guard as Guard
+from ._guard import Snapshot as Snapshot
+from ._guard import guarded as guarded
+from ._guard import trap as trap
+
+__all__ = ["MODES", "Guard", "Snapshot", "guarded", "trap"]
