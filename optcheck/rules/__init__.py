@@ -21,6 +21,7 @@ from __future__ import annotations
 import difflib
 from typing import Any
 
+from ._base import CHUNK_BYTES as CHUNK_BYTES
 from ._base import DEFAULT_OPS as DEFAULT_OPS
 from ._base import MONOTONE_ROLES as MONOTONE_ROLES
 from ._base import NONNEGATIVE_ROLES as NONNEGATIVE_ROLES
@@ -102,6 +103,7 @@ def get(name: str, **hyper: Any) -> Rule:
 
 __all__ = [
     "ASGD",
+    "CHUNK_BYTES",
     "DEFAULT_OPS",
     "MONOTONE_ROLES",
     "NONNEGATIVE_ROLES",
