@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["Error", "UsageError"]
+__all__ = ["ArgumentTypeError", "Error", "UsageError"]
 
 
 class Error(Exception):
@@ -19,4 +19,12 @@ class UsageError(Error, ValueError):
     """A call to optcheck was given a bad argument.
 
     The message names the argument (or the key inside it), what was expected and what was given.
+    """
+
+
+class ArgumentTypeError(UsageError, TypeError):
+    """An argument of the wrong type: a :class:`UsageError` that is also a ``TypeError``.
+
+    Raised by :mod:`optcheck._core.validate`; ``except TypeError`` and ``except ValueError``
+    both catch it.
     """
