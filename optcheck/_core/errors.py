@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["ArgumentTypeError", "Error", "UsageError"]
+__all__ = ["Error", "UsageError", "UsageTypeError"]
 
 
 class Error(Exception):
@@ -22,9 +22,9 @@ class UsageError(Error, ValueError):
     """
 
 
-class ArgumentTypeError(UsageError, TypeError):
-    """An argument of the wrong type: a :class:`UsageError` that is also a ``TypeError``.
+class UsageTypeError(UsageError, TypeError):
+    """A bad argument of the wrong type (a string where a number was expected, ``None`` for an array).
 
-    Raised by :mod:`optcheck._core.validate`; ``except TypeError`` and ``except ValueError``
-    both catch it.
+    Both a :class:`UsageError` (so a ``ValueError``) and a ``TypeError``: ``except TypeError`` and
+    ``except ValueError`` written against earlier versions keep working.
     """

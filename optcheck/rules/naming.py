@@ -62,7 +62,7 @@ from .._core.errors import UsageError
 from .._core.names import KEY_FORMS as KEY_FORMS
 from .._core.names import key_prefix as key_prefix
 from .._core.names import layer_base as layer_base
-from .._core.names import match_keys as match_keys
+from .._core.names import match_grad_keys as match_grad_keys
 from .._core.names import rekey as rekey
 from .._core.names import renumber as renumber
 from .._core.names import split_state_key as split_state_key
@@ -90,7 +90,7 @@ __all__ = [
     "layer_base",
     "looks_like_state",
     "map_states",
-    "match_keys",
+    "match_grad_keys",
     "normalise_hyper",
     "rekey",
     "renumber",
