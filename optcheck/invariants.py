@@ -41,6 +41,7 @@ import numpy as np
 from array_api_compat import array_namespace
 
 from ._core import validate as _v
+from ._core.arrays import namespace
 from ._core.errors import Error, UsageError
 from ._tree import Path, Tree, describe, path_str
 from .rules import Rule
@@ -224,18 +225,7 @@ def raise_if(violations: list[Violation]) -> list[Violation]:
 # ---------------------------------------------------------------------------
 
 
-_NAMESPACES: dict[type, Any] = {}
-
-
-def _xp(x: Array) -> Any:
-    """The array namespace of ``x`` (cached by type: looking it up costs more than a small check)."""
-    t = type(x)
-    if t is np.ndarray:
-        return np
-    xp = _NAMESPACES.get(t)
-    if xp is None:
-        xp = _NAMESPACES[t] = array_namespace(x)
-    return xp
+_xp = namespace
 
 
 def _as_array(x: Any, where: str, allow_none: bool = False) -> Array:
