@@ -33,6 +33,7 @@ _LAZY: dict[str, str] = {
     "check_gradient": "optcheck.gradcheck",
     "assert_gradient": "optcheck.gradcheck",
     "check_vjp": "optcheck.gradcheck",
+    "check_layer": "optcheck.gradcheck",
     "GradientError": "optcheck.gradcheck",
     "GradientReport": "optcheck.gradcheck",
 }
@@ -47,6 +48,7 @@ if TYPE_CHECKING:
     from .gradcheck import GradientReport as GradientReport
     from .gradcheck import assert_gradient as assert_gradient
     from .gradcheck import check_gradient as check_gradient
+    from .gradcheck import check_layer as check_layer
     from .gradcheck import check_vjp as check_vjp
     from .guard import Guard as Guard
     from .guard import guarded as guarded
@@ -82,6 +84,7 @@ __all__ = [
     "__version__",
     "assert_gradient",
     "check_gradient",
+    "check_layer",
     "check_vjp",
     "guarded",
     "rules",
