@@ -616,9 +616,16 @@ def _bind_config(b: _Binder, plan: Plan, defaults: Mapping[str, Any]) -> None:
                 f"{given}: not among the config's own keys {list(defaults)}; passed as config[{given!r}]"
             )
     for a, v in b.args.items():
-        if a not in b.used_args and a not in [p.name for p in b.info.params]:
+        if a in b.used_args or a in [p.name for p in b.info.params]:
+            continue
+        if a in defaults:  # a key of the target's own config: set it there
             plan.config[a] = v
             b.used_args.add(a)
+        else:
+            raise AuditUsageError(
+                f"--arg {a}: {b.info.name} takes no argument {a!r} and its config has no key {a!r} "
+                f"(arguments: {[p.name for p in b.info.params if not p.is_var]}, config keys: {list(defaults)})"
+            )
 
 
 def style_example(style: str) -> str:

@@ -317,6 +317,10 @@ class Auditor:
             except (ValueError, TypeError) as e:
                 raise AuditUsageError(f"--rule: {e}") from None
             self.hyper_in = _parse_hyper(self.rule_cls, self.hyper_given)
+            try:  # every value must make a valid reference before anything is bound or run
+                rules_mod.get(self.rule_cls.name, **{r: v for r, (_, v) in self.hyper_in.items()})
+            except (ValueError, TypeError) as e:
+                raise AuditUsageError(f"--hyper: {e}") from None
         self.rule_name = self.rule_cls.name
         self.args = dict(args or {})
         self.progress = progress
@@ -394,7 +398,8 @@ class Auditor:
         self.style = style
         config_defaults = None
         if style == "config":
-            probe_plan = adapters.bind(info, "config", self.rule_cls, {}, self.args, {}).plan
+            own_args = {k: v for k, v in self.args.items() if info.param(k) is not None}
+            probe_plan = adapters.bind(info, "config", self.rule_cls, {}, own_args, {}).plan
             w, dw = self._probe_arrays()
             try:
                 self._set_call_timeout()
