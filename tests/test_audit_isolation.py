@@ -9,6 +9,7 @@ The targets live in ``tests/targets/hostile/``; limits are tight so the suite st
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -69,10 +70,8 @@ def _none_left(marker: str, within: float = 5.0) -> list[int]:
         time.sleep(0.1)
         left = _marked(marker)
     for pid in left:  # do not leave them running after a failed test
-        try:
+        with contextlib.suppress(OSError):
             os.kill(pid, signal.SIGKILL)
-        except OSError:
-            pass
     return left
 
 
@@ -128,13 +127,22 @@ class Sandbox:
         ]
 
     def unchanged(self) -> bool:
-        return (_digest(self.cwd), _digest(self.home)) == self.before and not (self.cwd / ".hypothesis").exists()
+        return (_digest(self.cwd), _digest(self.home)) == self.before and not (
+            self.cwd / ".hypothesis"
+        ).exists()
 
 
 # id, target file, extra options, exit status, finding id expected (None: a clean pass), text in its message
 CASES = [
     pytest.param("hang.py", [], 1, "timeout", "within 2 s", id="hang"),
-    pytest.param("hang_at_import.py", ["--max-time", "3"], 2, None, "did not finish importing within 3 s", id="hang-at-import"),
+    pytest.param(
+        "hang_at_import.py",
+        ["--max-time", "3"],
+        2,
+        None,
+        "did not finish importing within 3 s",
+        id="hang-at-import",
+    ),
     pytest.param("huge_allocation.py", [], 1, "raised-exception", "--max-memory", id="huge-allocation"),
     pytest.param("huge_return.py", [], 1, "bad-return", "--max-reply", id="huge-return"),
     pytest.param("fork_bomb.py", [], 0, None, "", id="fork-bomb"),
@@ -155,7 +163,9 @@ def test_hostile_target_is_contained(
 ) -> None:
     box = Sandbox(tmp_path)
     t0 = time.monotonic()
-    proc = subprocess.run(box.cmd(file, *extra), cwd=box.cwd, env=box.env, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        box.cmd(file, *extra), cwd=box.cwd, env=box.env, capture_output=True, text=True, timeout=120
+    )
     elapsed = time.monotonic() - t0
     left = _none_left(box.marker)
     assert proc.returncode == status, (proc.returncode, proc.stdout[-3000:], proc.stderr[-3000:])
@@ -180,7 +190,9 @@ def test_hostile_target_is_contained(
 
 def test_patching_optcheck_in_the_child_cannot_hide_the_bug(tmp_path: Path) -> None:
     box = Sandbox(tmp_path)
-    proc = subprocess.run(box.cmd("patch_optcheck.py"), cwd=box.cwd, env=box.env, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        box.cmd("patch_optcheck.py"), cwd=box.cwd, env=box.env, capture_output=True, text=True, timeout=120
+    )
     report = json.loads(proc.stdout)
     ids = {f["id"] for f in report["findings"] if f["severity"] == "error"}
     assert "input-mutated" in ids and ids - {"input-mutated"}, ids  # and the wrong step itself
@@ -189,9 +201,16 @@ def test_patching_optcheck_in_the_child_cannot_hide_the_bug(tmp_path: Path) -> N
 def test_the_canary_is_seen_only_when_passed_through(tmp_path: Path) -> None:
     box = Sandbox(tmp_path)
     proc = subprocess.run(
-        box.cmd("canary.py", "--env", "OPTCHECK_CANARY_SECRET"), cwd=box.cwd, env=box.env, capture_output=True, text=True, timeout=120
+        box.cmd("canary.py", "--env", "OPTCHECK_CANARY_SECRET"),
+        cwd=box.cwd,
+        env=box.env,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
-    assert proc.returncode == 1, proc.stdout[-2000:]  # the check above can fail: the variable does reach it now
+    assert proc.returncode == 1, proc.stdout[
+        -2000:
+    ]  # the check above can fail: the variable does reach it now
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["sigterm", "sigkill"])
@@ -207,12 +226,14 @@ def test_killing_the_audit_leaves_nothing(tmp_path: Path, sig: signal.Signals) -
     )
     try:
         end = time.monotonic() + 30
-        while time.monotonic() < end and len(_marked(box.marker)) < 3:  # the audit, its worker, the grandchild
+        while (
+            time.monotonic() < end and len(_marked(box.marker)) < 3
+        ):  # the audit, its worker, the grandchild
             time.sleep(0.1)
         assert len(_marked(box.marker)) >= 3
         time.sleep(0.3)
         proc.send_signal(sig)
-        out, err = proc.communicate(timeout=15)
+        _out, err = proc.communicate(timeout=15)
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -227,7 +248,9 @@ def test_killing_the_audit_leaves_nothing(tmp_path: Path, sig: signal.Signals) -
 
 
 def _run(box: Sandbox, *args: Any) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(box.cmd(*args), cwd=box.cwd, env=box.env, capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        box.cmd(*args), cwd=box.cwd, env=box.env, capture_output=True, text=True, timeout=120
+    )
 
 
 def test_budget_exhausted_reports_what_was_covered(tmp_path: Path) -> None:
