@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from ..rules import naming
 from ._common import Call, Plan, StepOutput
 from ._wire import TARGET, Closure, Obj, Opaque, Ref, Tensor
 from .targets import Batch, BatchResult, TargetFailure
@@ -37,9 +38,6 @@ __all__ = [
     "probe_config",
     "to_numpy",
 ]
-
-#: Step counter names whose scalar value an object keeps as state (``self.t``).
-STEP_NAMES = ("t", "step", "iteration", "iter", "timestep", "time_step", "iters", "n_iter", "step_count", "k")
 
 
 def BadReturn(message: str) -> TargetFailure:
@@ -465,7 +463,7 @@ def object_states(attrs: Mapping[str, Any], keys: Sequence[str]) -> dict[str, An
                         out[f"{name}.{ik}"] = {k: to_numpy(val[k][ik], str(ik)) for k in keys}
                     except (TargetFailure, KeyError):
                         continue
-        elif numeric_scalar(val) and name in STEP_NAMES:
+        elif numeric_scalar(val) and naming.is_step_name(name):
             out[name] = float(val)
     return out
 
@@ -540,7 +538,7 @@ SESSIONS: dict[str, type[Session]] = {
     "torch": TorchSession,
 }
 
-_KEY_FORMS = (("d", "d"), ("", ""), ("d", ""), ("", "d"))
+_KEY_FORMS = naming.KEY_FORMS
 
 
 def make_session(worker: Any, plan: Plan, params0: Any) -> Session:
