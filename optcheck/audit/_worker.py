@@ -362,6 +362,8 @@ class Executor:
             return x
         if isinstance(x, str):
             return x[:MAX_STR]
+        if isinstance(x, (Obj, Opaque)):  # already a snapshot (what a recorder kept)
+            return x
         if isinstance(x, np.ndarray):
             return self._array(x)
         if isinstance(x, np.generic):
