@@ -376,7 +376,7 @@ def write(
             "",
             "Parameter-sized temporaries held at the peak of one step beyond its outputs (`tracemalloc`, "
             "1M float32 parameters; goal ≤ 2 pure, ≤ 1 in place). Large numpy arrays are stepped in blocks "
-            f"of {optcheck.rules.CHUNK_BYTES // 1024} KiB per array, so the temporaries are a few blocks.",
+            f"of {optcheck.rules._base.CHUNK_BYTES // 1024} KiB per array, so the temporaries are a few blocks.",
             "",
             "| rule | pure | in place |",
             "|---|---|---|",

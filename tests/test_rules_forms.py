@@ -31,7 +31,8 @@ from optcheck import rules
 from optcheck._core.errors import UsageError
 from optcheck._tree import flatten
 from optcheck.diagnose import _mutants
-from optcheck.rules import CHUNK_BYTES, Rule
+from optcheck.rules import Rule
+from optcheck.rules._base import CHUNK_BYTES
 
 STEPS = 4
 # a 1-d array just over three blocks, so that the last block is short (float32 and float64)

@@ -22,7 +22,6 @@ import difflib
 from typing import Any
 
 from . import naming as naming
-from ._base import CHUNK_BYTES as CHUNK_BYTES
 from ._base import DEFAULT_OPS as DEFAULT_OPS
 from ._base import MONOTONE_ROLES as MONOTONE_ROLES
 from ._base import NONNEGATIVE_ROLES as NONNEGATIVE_ROLES
@@ -109,7 +108,6 @@ def get(name: str, **hyper: Any) -> Rule:
 
 __all__ = [
     "ASGD",
-    "CHUNK_BYTES",
     "DEFAULT_OPS",
     "MONOTONE_ROLES",
     "NONNEGATIVE_ROLES",
