@@ -40,6 +40,7 @@ from typing import Any
 import numpy as np
 from array_api_compat import array_namespace
 
+from ._core.arrays import namespace
 from ._core.errors import Error
 from ._tree import Path, Tree, describe, path_str, zip_trees
 from .rules import Rule
@@ -218,18 +219,7 @@ def raise_if(violations: list[Violation]) -> list[Violation]:
 # ---------------------------------------------------------------------------
 
 
-_NAMESPACES: dict[type, Any] = {}
-
-
-def _xp(x: Array) -> Any:
-    """The array namespace of ``x`` (cached by type: looking it up costs more than a small check)."""
-    t = type(x)
-    if t is np.ndarray:
-        return np
-    xp = _NAMESPACES.get(t)
-    if xp is None:
-        xp = _NAMESPACES[t] = array_namespace(x)
-    return xp
+_xp = namespace
 
 
 def _as_array(x: Any, where: str, allow_none: bool = False) -> Array:

@@ -391,7 +391,7 @@ BAD_CALLS: list[tuple[str, dict[str, Any], str]] = [
     ("adam", {"betas": 0.9}, "adam: betas=0.9 is invalid; expected a tuple (beta1, beta2)"),
     ("adam", {"betas": (0.9, 0.99), "beta1": 0.8}, "adam: beta1 given twice, in betas= and as beta1="),
     ("adam", {"betas": (0.9, 1.5)}, "adam: beta2=1.5 is out of range; expected a value in [0, 1)"),
-    ("adam", {"learning_rate": 0.1}, "adam: unknown hyperparameter(s) ['learning_rate']; adam takes ['lr',"),
+    ("adam", {"learnin_rate": 0.1}, "adam: unknown hyperparameter(s) ['learnin_rate']; adam takes ['lr',"),
     (
         "adamw",
         {"weight_decay": -1.0},

@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from ..rules import naming
 from ._common import AuditUsageError, Call, ParamInfo, Plan, StepOutput, TargetInfo
 
 __all__ = [
@@ -51,187 +52,24 @@ STYLES = ("dict", "config", "functional", "object", "torch")
 # Names
 # ---------------------------------------------------------------------------------------------
 
-PARAMS_NAMES = (
-    "parameters",
-    "params",
-    "param",
-    "w",
-    "x",
-    "p",
-    "theta",
-    "weights",
-    "weight",
-    "variables",
-    "W",
-)
-GRADS_NAMES = (
-    "grads",
-    "gradients",
-    "grad",
-    "dw",
-    "dx",
-    "g",
-    "dparams",
-    "gradient",
-    "dp",
-    "dtheta",
-    "dW",
-    "d_params",
-)
-STATE_ARG_NAMES = ("state", "opt_state", "optimizer_state", "optim_state", "states")
-STEP_NAMES = ("t", "step", "iteration", "iter", "timestep", "time_step", "iters", "n_iter", "step_count", "k")
-REG_NAMES = (
-    "reg_param",
-    "lambd",
-    "lambda_",
-    "reg",
-    "l2_reg",
-    "reg_lambda",
-    "lambda_reg",
-    "l2_lambda",
-    "reg_strength",
-)
-BATCH_NAMES = ("batch_size", "mini_batch_size", "minibatch_size", "m", "n_samples", "num_examples")
-
-_FIRST_HINTS = (
-    "v",
-    "V",
-    "velocity",
-    "vel",
-    "m",
-    "M",
-    "mom",
-    "buf",
-    "momentum_buffer",
-    "exp_avg",
-    "first_moment",
-    "m_t",
-    "mt",
-    "moment1",
-    "first",
-)
-_SECOND_HINTS = (
-    "s",
-    "S",
-    "cache",
-    "sq",
-    "sq_avg",
-    "square_avg",
-    "exp_avg_sq",
-    "sum",
-    "accumulator",
-    "acc",
-    "G",
-    "r",
-    "h",
-    "second_moment",
-    "grad_squared",
-    "v_t",
-    "moment2",
-    "eg2",
-    "Eg2",
-    "E_g2",
-    "avg_sq",
-    "second",
-    "sq_grads",
-    "squared",
-)
-_NORM_HINTS = ("u", "exp_inf", "inf_norm", "u_t", "ut", "norm")
-_MAX_HINTS = (
-    "vmax",
-    "v_max",
-    "max_v",
-    "v_hat_max",
-    "vhat",
-    "v_hat",
-    "max_exp_avg_sq",
-    "s_max",
-    "max_sq",
-    "vmax_",
-)
-_DELTA_HINTS = (
-    "delta",
-    "u",
-    "acc_delta",
-    "d",
-    "dx_acc",
-    "accum_update",
-    "Edx2",
-    "E_dx2",
-    "eu2",
-    "acc_update",
-)
-_OTHER_HINTS = ("prev", "ax", "step_size", "step_sizes", "eta", "mu", "mu_product", "row", "col", "variance")
-STATE_HINTS = _FIRST_HINTS + _SECOND_HINTS + _MAX_HINTS + _DELTA_HINTS + _NORM_HINTS
-
-# name -> candidate rule hyperparameters, the first the rule has wins
-HYPER_ALIASES: dict[str, tuple[str, ...]] = {
-    "learning_rate": ("lr",),
-    "step_size": ("lr",),
-    "eta": ("lr",),
-    "alpha": ("lr",),
-    "lrate": ("lr",),
-    "learningrate": ("lr",),
-    "lr_": ("lr",),
-    "epsilon": ("eps",),
-    "eps": ("eps",),
-    "epsilon_": ("eps",),
-    "beta": ("alpha", "momentum", "rho", "beta1"),
-    "decay_rate": ("alpha", "rho", "beta2", "decay_rate"),
-    "decay": ("alpha", "rho"),
-    "rho": ("alpha", "rho"),
-    "gamma": ("alpha", "rho"),
-    "momentum": ("momentum", "beta1"),
-    "mu": ("momentum", "beta1"),
-    "beta_1": ("beta1",),
-    "b1": ("beta1",),
-    "beta1": ("beta1",),
-    "beta_2": ("beta2",),
-    "b2": ("beta2",),
-    "beta2": ("beta2",),
-    "wd": ("weight_decay",),
-    "l2": ("weight_decay",),
-    "weight_decay_rate": ("weight_decay",),
-    "decay_weight": ("weight_decay",),
-    "lambda_wd": ("weight_decay",),
-    "initial_accumulator": ("initial_accumulator_value",),
-    "init_acc": ("initial_accumulator_value",),
-    "initial_accumulator_value": ("initial_accumulator_value",),
-}
+# Every name table lives in optcheck.rules.naming (the guard uses the same one).
+PARAMS_NAMES = naming.PARAMS_NAMES
+GRADS_NAMES = naming.GRADS_NAMES
+STATE_ARG_NAMES = naming.STATE_ARG_NAMES
+REG_NAMES = naming.COURSE_L2_NAMES
+BATCH_NAMES = naming.BATCH_NAMES
+HYPER_ALIASES = naming.HYPER_ALIASES
+COMMON_ALIASES = naming.COMMON_ALIASES
 
 
-#: The aliases an error message suggests first.
-COMMON_ALIASES = (
-    "learning_rate",
-    "epsilon",
-    "beta",
-    "beta_1",
-    "beta_2",
-    "decay_rate",
-    "rho",
-    "momentum",
-    "wd",
-)
-
-
-def resolve_hyper(name: str, hyper_names: Sequence[str]) -> str | None:
-    """The rule hyperparameter that ``name`` means (exact name or a usual alias), or ``None``."""
-    if name in hyper_names:
-        return name
-    for cand in HYPER_ALIASES.get(name, HYPER_ALIASES.get(name.lower(), ())):
-        if cand in hyper_names:
-            return cand
-    return None
+def resolve_hyper(name: str, hyper_names: Sequence[str], context: Sequence[str] = ()) -> str | None:
+    """The rule hyperparameter that ``name`` means (see :func:`optcheck.rules.naming.resolve_hyper`)."""
+    return naming.resolve_hyper(name, hyper_names, context)
 
 
 def aliases_for(hyper_names: Sequence[str]) -> dict[str, str]:
     """Every alias that resolves for a rule with ``hyper_names``: alias -> rule name."""
-    out = {}
-    for alias in HYPER_ALIASES:
-        r = resolve_hyper(alias, hyper_names)
-        if r is not None and alias != r:
-            out[alias] = r
-    return out
+    return naming.hyper_aliases(hyper_names)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -304,7 +142,7 @@ def detect_style(info: TargetInfo) -> str:
         return "functional"
     if names and names[0] in ("parameters", "params"):
         return "dict"
-    if any(n in STATE_HINTS for n in names[2:]):
+    if any(naming.looks_like_state(n) for n in names[2:]):
         return "dict"
     if names and names[0] in PARAMS_NAMES:
         return "functional"
@@ -349,6 +187,7 @@ class _Binder:
         self.rule_cls = rule_cls
         self.specs = {s.name: s for s in rule_cls.hyper_specs()}
         self.hyper_names = list(self.specs)
+        self.meaning = naming.resolve_hypers([p.name for p in info.params if not p.is_var], self.hyper_names)
         self.hyper = dict(hyper)  # rule name -> (name the user wrote, value)
         self.args = dict(args)
         self.used_args: set[str] = set()
@@ -360,6 +199,14 @@ class _Binder:
         self.bound_hyper: set[str] = set()
         self.defaults_differ: list[tuple[str, Any, Any]] = []
         self.defaults_used: list[tuple[str, str, Any]] = []
+
+    def resolve(self, name: str) -> str | None:
+        """The rule hyperparameter the target's argument ``name`` means, judged with its other arguments."""
+        if naming.is_course_l2(name, self.hyper_names):
+            return None  # the course's λ: weight decay divided by the batch size, see _course_l2
+        if name in self.meaning:
+            return self.meaning[name]
+        return naming.resolve_hyper(name, self.hyper_names)
 
     def hyper_value(self, pname: str, rname: str, default: ParamInfo | None) -> Any:
         """The value of rule hyperparameter ``rname`` for the target argument ``pname``."""
@@ -402,7 +249,7 @@ class _Binder:
         if p.name in self.args:
             self.used_args.add(p.name)
             value = self.args[p.name]
-            if p.name in REG_NAMES and resolve_hyper(p.name, self.hyper_names) is None:
+            if naming.is_course_l2(p.name, self.hyper_names):
                 self.reg = (p.name, value)
             elif p.name in BATCH_NAMES:
                 self.batch = (p.name, value)
@@ -412,12 +259,16 @@ class _Binder:
             value = self.betas_value(p)
             self.roles.append((p.name, f"(beta1, beta2)={value!r}"))
             return Call(p.name, "hyper", value, positional=positional, source="betas")
-        rname = resolve_hyper(p.name, self.hyper_names)
+        rname = self.resolve(p.name)
         if rname is not None:
             value = self.hyper_value(p.name, rname, p)
             self.roles.append((p.name, f"{rname}={_fmt(value)}" if rname != p.name else f"={_fmt(value)}"))
             return Call(p.name, "hyper", value, positional=positional, source=rname)
-        if p.name in REG_NAMES and p.has_default and isinstance(p.default, (int, float)):
+        if (
+            naming.is_course_l2(p.name, self.hyper_names)
+            and p.has_default
+            and isinstance(p.default, (int, float))
+        ):
             self.reg = (p.name, p.default)
             return None
         if p.name in BATCH_NAMES and p.has_default and isinstance(p.default, (int, float)):
@@ -495,7 +346,7 @@ def bind(
     for name in unbound_user:
         out.notes.append(
             f"{name}: {info.name} takes no argument for it; the reference uses {name}="
-            f"{_fmt(b.ref_hyper[resolve_hyper(name, b.hyper_names) or name])} and the target must do the same"
+            f"{_fmt(b.ref_hyper[b.resolve(name) or name])} and the target must do the same"
         )
     return out
 
@@ -587,8 +438,8 @@ def _bind_function(b: _Binder, style: str, config_defaults: Mapping[str, Any] | 
             b.roles.append((p.name, "the optimizer state (None on the first call)"))
             continue
         if (
-            p.name in STEP_NAMES
-            and resolve_hyper(p.name, b.hyper_names) is None
+            naming.is_step_name(p.name)
+            and b.resolve(p.name) is None
             and not (p.has_default and p.default is not None and not isinstance(p.default, int))
         ):
             calls.append(Call(p.name, "step", positional=p.positional_only))
@@ -599,7 +450,7 @@ def _bind_function(b: _Binder, style: str, config_defaults: Mapping[str, Any] | 
             and (not p.has_default or p.default is None)
             and (
                 p.name in _rule_state_keys(b)
-                or (p.name in STATE_HINTS and resolve_hyper(p.name, b.hyper_names) is None)
+                or (naming.looks_like_state(p.name) and b.resolve(p.name) is None)
             )
         ):
             calls.append(Call(p.name, "state", state=p.name, positional=p.positional_only))
@@ -611,7 +462,7 @@ def _bind_function(b: _Binder, style: str, config_defaults: Mapping[str, Any] | 
             continue
         if p.has_default:
             continue
-        if style == "dict" and p.name.lower() in [h.lower() for h in STATE_HINTS]:
+        if style == "dict" and naming.looks_like_state(p.name):
             # a state dict whose name differs from the usual ones only in case (``Cache``)
             calls.append(Call(p.name, "state", state=p.name, positional=p.positional_only))
             plan.state_names.append(p.name)
@@ -651,9 +502,9 @@ def _bind_config(b: _Binder, plan: Plan, defaults: Mapping[str, Any]) -> None:
         if isinstance(value, np.ndarray) or (hasattr(value, "shape") and getattr(value, "shape", ()) != ()):
             plan.state_names.append(key)
             continue
-        if key in STEP_NAMES and isinstance(value, (int, float)) and not isinstance(value, bool):
+        if naming.is_step_name(key) and isinstance(value, (int, float)) and not isinstance(value, bool):
             continue
-        rname = resolve_hyper(key, b.hyper_names)
+        rname = b.resolve(key)
         if rname is None:
             if key in b.args:
                 plan.config[key] = b.args[key]
@@ -767,7 +618,7 @@ def _bind_object(b: _Binder) -> Plan:
         elif p.name in b.args:
             b.used_args.add(p.name)
             plan.step_calls.append(Call(p.name, "arg", b.args[p.name], positional=p.positional_only))
-        elif p.name in STEP_NAMES and not p.has_default:
+        elif naming.is_step_name(p.name) and not p.has_default:
             plan.step_calls.append(Call(p.name, "step", positional=p.positional_only))
         elif not p.has_default:
             raise b.unbound(p, f"{info.name}.step")
@@ -815,7 +666,7 @@ def _bind_torch(b: _Binder) -> Plan:
                 b.bound_hyper.add(rname)
     skipped = [b.hyper[r][0] for r in b.hyper if r not in b.bound_hyper]
     for name in skipped:
-        b.bound_hyper.add(resolve_hyper(name, b.hyper_names) or name)
+        b.bound_hyper.add(b.resolve(name) or name)
         b.notes.append(
             f"{name}: {info.name}'s constructor does not accept it; not passed (the reference uses it)"
         )
@@ -826,70 +677,14 @@ def _bind_torch(b: _Binder) -> Plan:
 # Mapping the target's state names to the rule's
 # ---------------------------------------------------------------------------------------------
 
-_ROLE_GROUP = {
-    "first-moment": "first",
-    "momentum": "first",
-    "second-moment": "second",
-    "accumulator": "second",
-    "max-second-moment": "max",
-    "norm": "norm",
-}
-
-
-def _hint_group(name: str, all_names: Sequence[str], roles_present: Sequence[str] = ()) -> str | None:
-    base = name.split("'")[1] if "'" in name else name
-    if base in _MAX_HINTS:
-        return "max"
-    if base in _NORM_HINTS and "norm" in roles_present:
-        return "norm"
-    if base in ("v", "V") and any(n in ("m", "M") for n in all_names):
-        return "second"
-    if base in _FIRST_HINTS:
-        return "first"
-    if base in _SECOND_HINTS:
-        return "second"
-    if base in _DELTA_HINTS:
-        return "delta"
-    return None
-
 
 def map_states(user_names: Sequence[str], rule: Any) -> dict[str, str]:
-    """Map the target's state names to the rule's array state keys (``{"S": "square_avg"}``).
+    """Map the target's state names to the rule's state keys (``{"S": "square_avg"}``).
 
-    Exact torch names first, then a single state on each side, then the usual names of each
-    role (``v``/``m``/``velocity``: first moment; ``s``/``cache``/``v`` after ``m``: second
-    moment; ``vmax``: the AMSGrad maximum), then the order of the arguments.
+    :func:`optcheck.rules.naming.map_states`, the map the guard uses too; a name it cannot
+    place is left out (the audit then does not compare that state).
     """
-    keys = list(rule.array_keys())
-    roles = dict(getattr(type(rule), "state_roles", {}))
-    out: dict[str, str] = {}
-    free_user = [n for n in user_names]
-    free_keys = list(keys)
-    for n in list(free_user):
-        if n in free_keys:
-            out[n] = n
-            free_user.remove(n)
-            free_keys.remove(n)
-    if len(free_user) == 1 and len(free_keys) == 1:
-        out[free_user[0]] = free_keys[0]
-        return out
-    for n in list(free_user):
-        group = _hint_group(n, user_names, [_ROLE_GROUP.get(r, "") for r in roles.values()])
-        if group is None:
-            continue
-        cands = [
-            k
-            for k in free_keys
-            if _ROLE_GROUP.get(roles.get(k, ""), "delta" if "delta" in k else None) == group
-        ]
-        if len(cands) >= 1:
-            out[n] = cands[0]
-            free_user.remove(n)
-            free_keys.remove(cands[0])
-    if len(free_user) == len(free_keys):
-        for n, k in zip(free_user, free_keys, strict=True):
-            out[n] = k
-    return out
+    return dict(naming.map_states(rule, list(user_names)).keys)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1250,7 +1045,7 @@ def _object_states(opt: Any, keys: Sequence[str]) -> dict[str, Any]:
                         out[f"{name}.{ik}"] = {k: _to_numpy(val[k][ik], ik) for k in keys}
                     except (BadReturn, KeyError):
                         continue
-        elif _numeric_scalar(val) and name in STEP_NAMES:
+        elif _numeric_scalar(val) and naming.is_step_name(name):
             out[name] = float(val)
     return out
 
@@ -1327,7 +1122,7 @@ _SESSIONS: dict[str, type[_Session]] = {
     "torch": TorchSession,
 }
 
-_KEY_FORMS = (("d", "d"), ("", ""), ("d", ""), ("", "d"))
+_KEY_FORMS = naming.KEY_FORMS
 
 
 def make_session(obj: Any, plan: Plan, params0: Any) -> _Session:
