@@ -310,7 +310,7 @@ def test_planted_square_term_is_named() -> None:
     err = _catch(_BadSecondMoment, lr=0.01)
     v = err.violations[0]
     assert v.id == "negative-second-moment"
-    assert "exp_avg_sq['0.weight']" in v.where or "exp_avg_sq" in v.where
+    assert v.where == "state['exp_avg_sq']['0.weight']"
     assert "not a square" in v.hint and v.step == 1
 
 
@@ -331,7 +331,9 @@ def test_planted_bias_correction_power_is_named() -> None:
 def test_planted_amsgrad_max_not_stored_is_named() -> None:
     err = _catch(_MaxNotStored, lr=0.01, amsgrad=True)
     v = err.violations[0]
-    assert v.id == "accumulator-decreased" and v.where == "max_exp_avg_sq['0.weight']" and v.step == 1
+    assert (
+        v.id == "accumulator-decreased" and v.where == "state['max_exp_avg_sq']['0.weight']" and v.step == 1
+    )
     assert "not stored" in v.hint
 
 

@@ -554,13 +554,13 @@ class Watch:
         step = _scalar(state.get("step")) if "step" in state else None
         step_i = int(step) if step is not None else self.steps
         a, b = float(mx.reshape(-1)[j]), float(v.reshape(-1)[j])
-        where = f"{pair[0]}[{rec.name!r}]"
+        where = f"state[{pair[0]!r}][{rec.name!r}]"
         return Violation(
             id="accumulator-decreased",
             where=where,
             path=(rec.name,),
             message=(
-                f"{where} is below {pair[1]}[{rec.name!r}] after step {step_i}: {cnt} of {mx.numel()} entries; "
+                f"{where} is below state[{pair[1]!r}][{rec.name!r}] after step {step_i}: {cnt} of {mx.numel()} entries; "
                 f"first at {index}: {pair[0]}={a:.3g} < {pair[1]}={b:.3g}. A running maximum can never be below "
                 "the value it is the maximum of."
             ),
