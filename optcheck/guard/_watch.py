@@ -28,8 +28,7 @@ import numpy as np
 
 from .. import rules as _rules
 from ..invariants import InvariantError, InvariantWarning, Violation
-from ..rules import Rule
-from ..rules._base import MONOTONE_ROLES, NONNEGATIVE_ROLES
+from ..rules import MONOTONE_ROLES, NONNEGATIVE_ROLES, Rule
 from ._guard import Guard, Snapshot, _check_mode, _env_mode, _user_stacklevel, logger
 
 __all__ = ["Watch", "torch_rule", "watch"]
