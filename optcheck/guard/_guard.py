@@ -317,6 +317,9 @@ class Guard:
         if bad_names:
             raise ValueError(f"names has unexpected key(s) {bad_names}; expected 'params' and/or 'grads'")
         self.overrides = self._build_overrides(overrides or {})
+        self._base_rule = self.rule  # the rule as configured; a guarded call may pass other hyperparameters
+        self._call_key: Any = None
+        self._signatures: dict[Any, inspect.Signature | None] = {}
         self.seed = seed
         self._sampler = _Sampler(sample, seed) if sample is not None else None
         self._shadow_rng = np.random.default_rng(seed + 1)
@@ -334,24 +337,31 @@ class Guard:
     # -- configuration -------------------------------------------------------------
 
     def _build_overrides(self, overrides: Mapping[Any, Mapping[str, Any]]) -> dict[Path, Rule]:
-        out: dict[Path, Rule] = {}
+        self._override_changes: dict[Path, dict[str, Any]] = {}
         if overrides and self.rule is None:
-            raise ValueError("overrides need a rule; pass rule=<name>")
+            raise UsageError("overrides need a rule; pass rule=<name>")
         for key, changes in overrides.items():
             path: Path = (key,) if isinstance(key, str) else tuple(key)
             if not isinstance(changes, Mapping):
-                raise ValueError(
+                raise UsageError(
                     f"overrides[{key!r}] must be a dict of hyperparameters, got {type(changes).__name__}"
                 )
             assert self.rule is not None
+            normal = naming.normalise_hyper(self.rule, changes, what=f"overrides[{key!r}]: ")
             valid = [s.name for s in type(self.rule).hyper_specs()]
-            unknown = [k for k in changes if k not in valid]
+            unknown = [k for k in normal if k not in valid]
             if unknown:
-                raise ValueError(
+                raise UsageError(
                     f"overrides[{key!r}] has unknown hyperparameter(s) {unknown}; {self.rule.name} takes {valid}"
                 )
-            out[path] = self.rule.replace(**changes)
-        return out
+            self._override_changes[path] = normal
+        return self._overrides_on(self.rule)
+
+    def _overrides_on(self, rule: Rule | None) -> dict[Path, Rule]:
+        """The per-parameter rules: ``rule`` with each path's changes (torch's parameter groups)."""
+        if rule is None:
+            return {}
+        return {path: rule.replace(**changes) for path, changes in self._override_changes.items()}
 
     def __repr__(self) -> str:
         rule = self.rule.name if self.rule is not None else None
@@ -543,6 +553,82 @@ class Guard:
         if found:
             self._handle(found)
         return found
+
+    def call(self, update_fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """Call the user's update function once, checked: what :func:`guarded` does on each call.
+
+        The function takes the parameters and the gradients first, then its state trees
+        (named as :func:`optcheck.rules.naming.map_states` reads them, or by ``roles=``) and
+        possibly the step ``t``; it may update its arguments in place or return ``(parameters,
+        *states)``. Hyperparameters the call passes (``learning_rate=0.01``, ``beta=0.9``,
+        ``epsilon``..., any name of :mod:`optcheck.rules.naming`, defaults of the function
+        included) replace the guard's own for this call, since they are what the function
+        computes with; a course L2 pair (``lambd``, ``m``) sets ``weight_decay = λ/m`` on the
+        weights only. Returns what the function returned.
+        """
+        if not self.due:
+            self.steps += 1
+            if self.shadow:
+                self._advance_tracker()
+            return update_fn(*args, **kwargs)
+        sig = self._signature(update_fn)
+        arguments = _bind(sig, args, kwargs)
+        call = _classify(arguments)
+        if self.rule is not None:
+            self._use_call_hyper(_bind(sig, args, kwargs, defaults=True), call, arguments[call.params])
+        params, grads = arguments[call.params], arguments[call.grads]
+        state_in = {n: arguments[n] for n in call.states}
+        snap = self.snapshot(params=params, grads=grads, state=state_in)
+        user_step = arguments.get(call.step) if call.step else None
+        result = update_fn(*args, **kwargs)
+        new_params, new_states = _split_result(result, call, arguments)
+        self.steps += 1
+        if self.shadow:
+            self._advance_tracker()
+        self.checked += 1
+        step = int(user_step) if user_step is not None else self.steps
+        if snap.step is None:
+            snap.step = step - 1
+        found = self._check(
+            new_params, grads, new_states, step, snap, param_name=call.params, grads_name=call.grads
+        )
+        self.violations = found
+        if found:
+            self._handle(found)
+        return result
+
+    def _signature(self, fn: Callable[..., Any]) -> inspect.Signature | None:
+        cached = self._signatures.get(fn)
+        if cached is None and fn not in self._signatures:
+            try:
+                cached = inspect.signature(fn)
+            except (TypeError, ValueError):
+                cached = None
+            self._signatures[fn] = cached
+        return cached
+
+    def _use_call_hyper(self, arguments: Mapping[str, Any], call: _CallShape, params: Tree) -> None:
+        """Check this call against the hyperparameters it passes (see :meth:`call`)."""
+        assert self._base_rule is not None
+        hyper, note = _call_hyper(self._base_rule, arguments, call)
+        key = (tuple(sorted(hyper.items())), tuple(params) if isinstance(params, Mapping) else None)
+        if key == self._call_key:
+            return
+        self._call_key = key
+        rule = self._base_rule.replace(**hyper) if hyper else self._base_rule
+        overrides = self._overrides_on(rule)
+        if note is not None and isinstance(params, Mapping):
+            no_decay = rule.replace(weight_decay=0.0)
+            for k in params:
+                if isinstance(k, str) and not k.startswith("W") and (k,) not in overrides:
+                    overrides[(k,)] = no_decay
+            if note not in self.notes:
+                self.notes.append(note)
+        if rule != self.rule or overrides != self.overrides:
+            self.rule = rule
+            self.overrides = overrides
+            self._plans.clear()
+            self._tracker = None
 
     def _check(
         self,
@@ -1335,6 +1421,43 @@ def _split_result(result: Any, call: _CallShape, inputs: Mapping[str, Any]) -> t
     return result, states
 
 
+def _call_hyper(
+    rule: Rule, arguments: Mapping[str, Any], call: _CallShape
+) -> tuple[dict[str, Any], str | None]:
+    """The hyperparameters the call passes (by any name of :mod:`optcheck.rules.naming`), and course L2.
+
+    Returns ``({rule name: value}, note)``; a course L2 pair (``lambd``/``reg_param`` and the
+    batch size ``m``) becomes ``weight_decay = λ/m``, which :meth:`Guard.call` applies to the
+    weights only (``W1, W2, ...``), as the course's cost does; ``note`` says so.
+    """
+    taken = {call.params, call.grads, *call.states, call.step}
+    numbers = {
+        n: v
+        for n, v in arguments.items()
+        if n not in taken and isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool)
+    }
+    meaning = naming.resolve_hypers(list(numbers), rule)
+    own = set(naming.hyper_names(rule))
+    reg: tuple[str, float] | None = None
+    batch: tuple[str, float] | None = None
+    given: dict[str, Any] = {}
+    for name, value in numbers.items():
+        if naming.is_course_l2(name, rule):
+            reg = (name, float(value))
+        elif name in naming.BATCH_NAMES and name not in own:
+            batch = (name, float(value))
+        elif meaning.get(name) is not None:
+            given[name] = float(value) if isinstance(value, (float, np.floating)) else int(value)
+    hyper = naming.normalise_hyper(rule, given, what="the call's ")
+    note = None
+    if reg is not None and reg[1] != 0 and "weight_decay" in own:
+        wd = reg[1] / batch[1] if batch is not None and batch[1] > 0 else reg[1]
+        hyper["weight_decay"] = wd
+        formula = f"{reg[0]}/{batch[0]}" if batch is not None else reg[0]
+        note = f"course L2: weight_decay = {formula} = {wd:.6g} on the weights W1, W2, ... (not the biases)"
+    return hyper, note
+
+
 def guarded(
     update_fn: Callable[..., Any],
     rule: str | Rule | None = None,
@@ -1374,46 +1497,18 @@ def guarded(
         seed=seed,
         **hyper,
     )
-    try:
-        sig: inspect.Signature | None = inspect.signature(update_fn)
-    except (TypeError, ValueError):
-        sig = None
 
     @functools.wraps(update_fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        if not guard.due:
-            guard.steps += 1
-            if guard.shadow:
-                guard._advance_tracker()
-            return update_fn(*args, **kwargs)
-        arguments = _bind(sig, args, kwargs)
-        call = _classify(arguments)
-        params, grads = arguments[call.params], arguments[call.grads]
-        state_in = {n: arguments[n] for n in call.states}
-        snap = guard.snapshot(params=params, grads=grads, state=state_in)
-        user_step = arguments.get(call.step) if call.step else None
-        result = update_fn(*args, **kwargs)
-        new_params, new_states = _split_result(result, call, arguments)
-        guard.steps += 1
-        if guard.shadow:
-            guard._advance_tracker()
-        guard.checked += 1
-        step = int(user_step) if user_step is not None else guard.steps
-        if snap.step is None:
-            snap.step = step - 1
-        found = guard._check(
-            new_params, grads, new_states, step, snap, param_name=call.params, grads_name=call.grads
-        )
-        guard.violations = found
-        if found:
-            guard._handle(found)
-        return result
+        return guard.call(update_fn, *args, **kwargs)
 
     wrapper.guard = guard  # type: ignore[attr-defined]
     return wrapper
 
 
-def _bind(sig: inspect.Signature | None, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> dict[str, Any]:
+def _bind(
+    sig: inspect.Signature | None, args: tuple[Any, ...], kwargs: Mapping[str, Any], *, defaults: bool = False
+) -> dict[str, Any]:
     if sig is None:
         out = {f"args[{i}]": a for i, a in enumerate(args)}
         out.update(kwargs)
@@ -1424,6 +1519,8 @@ def _bind(sig: inspect.Signature | None, args: tuple[Any, ...], kwargs: Mapping[
         raise TypeError(
             f"the guarded update function was called with arguments it does not accept: {e}"
         ) from None
+    if defaults:
+        bound.apply_defaults()
     out = {}
     for name, value in bound.arguments.items():
         kind = sig.parameters[name].kind
