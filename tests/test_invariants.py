@@ -407,7 +407,7 @@ def test_chunked_fast_paths_see_every_entry() -> None:
 
 def _precise(fn: Any, *args: Any, **kwargs: Any) -> list[dict[str, Any]]:
     """``fn`` with the screens switched off (every check builds its records the slow way), as dicts."""
-    with mock.patch.object(inv, "_screen", lambda *a: False):
+    with mock.patch.object(inv, "screen", lambda *a: False):
         return [v.to_dict() for v in fn(*args, **kwargs)]
 
 

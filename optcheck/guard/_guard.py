@@ -39,27 +39,28 @@ from .. import rules as _rules
 from .._core.arrays import copy as _copy
 from .._core.arrays import is_array as _is_arraylike
 from .._core.arrays import is_torch as _is_torch
+from .._core.arrays import namespace as _namespace
 from .._core.arrays import shape as _shape
 from .._core.arrays import to_numpy
 from .._core.errors import UsageError
 from .._tree import Path, Tree, flatten, unflatten
 from ..invariants import (
     INVARIANTS,
+    Context,
     InvariantError,
     InvariantWarning,
+    Leaf,
     Violation,
-    _Context,
-    _fmt,
-    _fmt_index,
-    _Leaf,
-    _prepare,
-    _roles_for,
-    _run,
-    _screen,
-    _sort,
+    check_structure,
+    fmt_index,
+    fmt_number,
+    prepare,
+    roles_for,
+    run_checks,
+    screen,
+    sort_violations,
 )
-from ..invariants import _is_scalar_entry as _is_scalar_state
-from ..invariants import _xp as _namespace
+from ..invariants import is_scalar_entry as _is_scalar_state
 from ..rules import MONOTONE_ROLES, Rule, naming
 
 __all__ = ["MODES", "Guard", "Snapshot", "guarded", "trap"]
@@ -728,7 +729,7 @@ class Guard:
             before_map: dict[str, Any] = {"params": old_p, "state": snap.state if snap is not None else {}}
             if snap is not None and snap.grads is not None:
                 before_map["grads"] = snap.grads
-            ctx, leaves, counters = _prepare(
+            ctx, leaves, counters = prepare(
                 self.rule,
                 old_p,
                 g_s,
@@ -754,7 +755,7 @@ class Guard:
             before_map = {"params": old_p, "state": snap.state if snap is not None else {}}
             if snap is not None and snap.grads is not None:
                 before_map["grads"] = snap.grads
-            ctx, leaves, counters = _prepare(
+            ctx, leaves, counters = prepare(
                 self.rule,
                 old_p,
                 grads_k,
@@ -770,10 +771,10 @@ class Guard:
                 overrides=self.overrides,
                 history=history,
             )
-        found = _run(ctx, leaves, counters)
+        found = run_checks(ctx, leaves, counters)
         if self.shadow and snap is not None and "differs-from-reference" not in self.skip:
             found.extend(self._shadow_check(ctx, leaves, step))
-        found = _sort([*pre, *found])
+        found = sort_violations([*pre, *found])
         if self._sampler is not None:
             for v in found:
                 ok = v.path is not None and v.index is not None and v.shape and len(v.index) == len(v.shape)
@@ -792,7 +793,7 @@ class Guard:
         """Screen one step without building a record: ``(True, _)`` when every invariant provably holds.
 
         It reads the arrays that :meth:`_precise` would check (the same trees, "before" values,
-        step and sample) and hands them to :func:`optcheck.invariants._screen`, whose one-pass
+        step and sample) and hands them to :func:`optcheck.invariants.screen`, whose one-pass
         tests imply that the precise checks find nothing. Where each array sits in the user's
         trees is worked out once per tree structure (a :class:`_Plan`; a training loop passes
         the same structure every step), so a step costs one walk over each tree. Anything out
@@ -871,7 +872,7 @@ class Guard:
                 mut = {} if g0 is None else {"grads": (g0[i], gi)}
                 if not sampled:
                     base = x1 if x0 is None else x0
-                    leaves.append(_Leaf(path, _shape(base), base.dtype, x0, x1, gi, s0i, s1i, mut))
+                    leaves.append(Leaf(path, _shape(base), base.dtype, x0, x1, gi, s0i, s1i, mut))
                     continue
                 # sampled: the structure on the full arrays, then the same coordinates of each array
                 full = shapes.get(path)
@@ -906,11 +907,11 @@ class Guard:
                     elif mut:
                         mut = {"grads": (mut["grads"][0], gi)}
                 leaves.append(
-                    _Leaf(
+                    Leaf(
                         path, full, dtypes[path], x0, x1, gi, s0i, s1i, mut, sample=idx, lazy_s0=lazy or None
                     )
                 )
-            ctx = _Context(
+            ctx = Context(
                 rule=self.rule,
                 roles=roles,
                 names={},
@@ -919,7 +920,7 @@ class Guard:
                 skip=self.skip if history else self.skip | _HISTORY_IDS,
                 leaf_rules=self.overrides,
             )
-            return _screen(ctx, leaves, counters), drawn
+            return screen(ctx, leaves, counters), drawn
         except (_Bail, ValueError, TypeError, IndexError, KeyError):
             return False, drawn
 
@@ -950,17 +951,14 @@ class Guard:
         step: int | None,
         out: list[Violation],
     ) -> tuple[Tree, dict[str, Any], set[Path]]:
-        from ..invariants import _check_structure
-
-        ctx = _Context(rule=self.rule, roles={}, names=names, key_prefix=prefixes, step=step, skip=self.skip)
+        ctx = Context(rule=self.rule, roles={}, names=names, key_prefix=prefixes, step=step, skip=self.skip)
         keep: set[Path] = set()
         shapes_ok: dict[Path, bool] = {}
         for path, p in flatten(params):
             full = shapes.get(path)
             if full is None:
                 continue
-            fake = types.SimpleNamespace(shape=full, dtype=dtypes[path])
-            changed = _check_structure(ctx, "params", path, fake, p, out)
+            changed = check_structure(ctx, "params", path, full, dtypes[path], p, out)
             shapes_ok[path] = not changed
             if not changed:
                 keep.add(path)
@@ -971,8 +969,7 @@ class Guard:
             for path, x in flatten(tree):
                 full = shapes.get(path)
                 if full is not None and _shape(x) != full and shapes_ok.get(path, False):
-                    fake = types.SimpleNamespace(shape=full, dtype=getattr(x, "dtype", None))
-                    _check_structure(ctx, key, path, fake, x, out)
+                    check_structure(ctx, key, path, full, getattr(x, "dtype", None), x, out)
                     keep.discard(path)
 
         def gather_tree(tree: Tree) -> Tree:
@@ -1017,7 +1014,7 @@ class Guard:
         with np.errstate(all="ignore"):
             _, self._tracker = self.rule.step(p, np.zeros(1), self._tracker)
 
-    def _shadow_check(self, ctx: _Context, leaves: list[_Leaf], step: int | None) -> list[Violation]:
+    def _shadow_check(self, ctx: Context, leaves: list[Leaf], step: int | None) -> list[Violation]:
         from .._compare import leaf_error, rtol, to_numpy
 
         out: list[Violation] = []
@@ -1110,9 +1107,9 @@ class Guard:
                         path=leaf.path,
                         message=(
                             f"{where} differs from {rule.name}({hyper}){ctx.at_step() if step is not None else ''} on "
-                            f"{cnt} of {mask.size} sampled entries; first at {_fmt_index(index)}: {_fmt(got)}, "
-                            f"reference {_fmt(want)} ("
-                            + ", ".join(f"{k}={_fmt(v)}" for k, v in related.items())
+                            f"{cnt} of {mask.size} sampled entries; first at {fmt_index(index)}: {fmt_number(got)}, "
+                            f"reference {fmt_number(want)} ("
+                            + ", ".join(f"{k}={fmt_number(v)}" for k, v in related.items())
                             + " before the step)."
                         ),
                         hint=(
@@ -1228,7 +1225,7 @@ def _plan(
     if len(set(paths)) != len(paths):
         raise _Bail
     parts, role_of = guard._state_parts(params, state)
-    roles = _roles_for(rule, role_of)
+    roles = roles_for(rule, role_of)
     new: dict[str, tuple[Tree, str, int]] = {}  # internal key -> (user's tree, prefix, offset in the walk)
     base = 0
     for _, key, prefix, tree in parts:
