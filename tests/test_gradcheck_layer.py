@@ -553,8 +553,9 @@ def test_backward_returning_the_wrong_number_of_arrays() -> None:
     x, w, b = _n(4, 3), _n(3, 2), _n(2)
     with pytest.raises(
         UsageError,
-        match=r"backward\(dout, cache\) returned 2 items, but check_layer expected 3 gradients \(dx, dw, db\).*"
-        r"\(out, cache\) convention",
+        match=r"backward\(dout, cache\) returned 2 items, but check_layer expected 3 gradients \(dx, dw, db\), one "
+        r"per floating-point input in order\. It assumed the \(out, cache\) convention, backward\(dout, cache\), "
+        r"because forward returned a tuple of 2",
     ):
         check_layer(affine_forward, lambda d, c: affine_backward(d, c)[:2], (x, w, b))
     with pytest.raises(UsageError, match=r"returned None.*layer\.dW"):
@@ -567,9 +568,14 @@ def test_forward_returning_something_unexpected() -> None:
     x = _n(3, 2)
     with pytest.raises(UsageError, match=r"forward returned None; check_layer expected \(out, cache\)"):
         check_layer(lambda x: None, lambda d, c: d, (x,))
-    with pytest.raises(UsageError, match=r"forward's output out is a str.*\(out, cache\) convention"):
+    with pytest.raises(
+        UsageError, match=r"forward's output out is a str.*assumed the \(out, cache\) convention"
+    ):
         check_layer(lambda x: ("oops", x), lambda d, c: d, (x,))
-    with pytest.raises(UsageError, match=r"with the \(out, cache\) convention.*must return a tuple"):
+    with pytest.raises(
+        UsageError,
+        match=r"with convention='cache' \(the \(out, cache\) convention.*forward must return a tuple",
+    ):
         check_layer(lambda x: x * 2, lambda d, c: 2 * d, (x,), convention="cache")
 
 

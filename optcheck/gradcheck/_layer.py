@@ -34,10 +34,8 @@ from ._space import Space, is_torch_tensor, to_numpy
 __all__ = ["check_layer"]
 
 CONVENTIONS = ("auto", "cache", "plain")
-CACHE_TEXT = "the (out, cache) convention: forward returns (out, cache) and backward(dout, cache) returns the gradients"
-PLAIN_TEXT = (
-    "the plain convention: forward returns the output and backward(dout, *inputs) returns the gradients"
-)
+CACHE_TEXT = "the (out, cache) convention, backward(dout, cache)"
+PLAIN_TEXT = "the plain convention, backward(dout, *inputs)"
 
 
 def _is_float_array(value: object) -> bool:
@@ -192,24 +190,24 @@ class _Layer:
             if isinstance(result, tuple) and len(result) >= 2:
                 self.convention = "cache"
                 self.label = (
-                    f"{CACHE_TEXT} (assumed because forward returned a tuple of {len(result)}, whose last "
-                    "item was taken as the cache; pass convention='plain' if it is not)"
+                    f"{CACHE_TEXT}, because forward returned a tuple of {len(result)} whose last item was "
+                    "taken as the cache (convention='plain' if it is not)"
                 )
             elif isinstance(result, Mapping) or _is_array_like_output(result):
                 self.convention = "plain"
-                self.label = f"{PLAIN_TEXT} (assumed because forward returned {describe(result)})"
+                self.label = f"{PLAIN_TEXT}, because forward returned {describe(result)}"
             else:
                 raise UsageError(
                     f"forward returned {_what(result)}; check_layer expected (out, cache) (the cs231n "
                     "convention), (out1, out2, ..., cache), an array or a dict of arrays"
                 )
         elif not self.label:
-            self.label = (CACHE_TEXT if self.convention == "cache" else PLAIN_TEXT) + " (as asked)"
+            self.label = (CACHE_TEXT if self.convention == "cache" else PLAIN_TEXT) + ", as asked"
         if self.convention == "cache":
             if not isinstance(result, (tuple, list)) or len(result) < 2:
                 raise UsageError(
-                    f"forward returned {_what(result)}; with {self.label}, forward must return a tuple "
-                    "(out, cache) or (out1, out2, ..., cache)"
+                    f"forward returned {_what(result)}; with convention='cache' (the (out, cache) convention, "
+                    "backward(dout, cache)) forward must return a tuple (out, cache) or (out1, out2, ..., cache)"
                 )
             outputs, cache = list(result[:-1]), result[-1]
         else:
@@ -220,8 +218,8 @@ class _Layer:
                 if not _is_array_like_output(leaf):
                     where = _out_name(k, len(outputs)) + "".join(f"[{p!r}]" for p in path)
                     raise UsageError(
-                        f"forward's output {where} is {_what(leaf)}; check_layer assumed {self.label}, "
-                        "and every output must be a numeric array (or a dict of them)"
+                        f"forward's output {where} is {_what(leaf)}; every output must be a numeric array "
+                        f"(or a dict of them). check_layer assumed {self.label}."
                     )
         return outputs, cache
 
@@ -363,7 +361,7 @@ def check_layer(
     why = _binds(backward, bargs, bkwargs)
     if why is not None:
         raise UsageError(
-            f"backward cannot be called as backward({shown}) ({why}); check_layer assumed {layer.label}"
+            f"backward cannot be called as backward({shown}) ({why}). check_layer assumed {layer.label}."
         )
     grads_out = backward(*bargs, **bkwargs)
     grads, note = _gradients(grads_out, layer, shown)
@@ -429,7 +427,7 @@ def _upstreams(
         if not isinstance(upstream, (tuple, list)) or len(upstream) != n:
             raise UsageError(
                 f"forward returned {n} outputs, so upstream must be a tuple of {n} arrays (one per output, "
-                f"in order); got {describe(upstream)} (check_layer assumed {label})"
+                f"in order); got {describe(upstream)}. check_layer assumed {label}."
             )
         given = list(upstream)
     user: list[Any] = []
@@ -495,13 +493,10 @@ def _gradients(result: Any, layer: _Layer, shown: str) -> tuple[dict[str, Any], 
     """backward's result as ``{input name: gradient}`` for the inputs in ``layer.wrt``."""
     wrt = layer.wrt
     expected = f"{len(wrt)} gradient{'s' if len(wrt) != 1 else ''} ({', '.join('d' + n for n in wrt)})"
-    hint = (
-        "return one gradient per floating-point input, in the inputs' order, or name the inputs it "
-        "differentiates with wrt=(...)"
-    )
+    hint = "If backward skips some inputs, name those it differentiates with wrt=(...)."
     if result is None:
         raise UsageError(
-            f"backward({shown}) returned None; check_layer expected {expected} (it assumed {layer.label}). "
+            f"backward({shown}) returned None; check_layer expected {expected}. It assumed {layer.label}. "
             "For a layer object that stores its gradients (layer.dW), return them: "
             "backward=lambda dout, cache: (layer.backward(dout), layer.dW, layer.db)"
         )
@@ -518,7 +513,7 @@ def _gradients(result: Any, layer: _Layer, shown: str) -> tuple[dict[str, Any], 
             )
         raise UsageError(
             f"backward({shown}) returned a dict with keys {keys}; check_layer expected {expected} keyed by "
-            f"the inputs' names {wrt} or by one naming convention (dx for x) (it assumed {layer.label})"
+            f"the inputs' names {wrt} or by one naming convention (dx for x). It assumed {layer.label}."
         )
     if isinstance(result, (tuple, list)):
         items = list(result)
@@ -532,11 +527,11 @@ def _gradients(result: Any, layer: _Layer, shown: str) -> tuple[dict[str, Any], 
                 return {n: items[layer.index[n]] for n in wrt}, None
         raise UsageError(
             f"backward({shown}) returned {len(items)} item{'s' if len(items) != 1 else ''}, but check_layer "
-            f"expected {expected}, one per floating-point input in order (it assumed {layer.label}); {hint}"
+            f"expected {expected}, one per floating-point input in order. It assumed {layer.label}. {hint}"
         )
     if len(wrt) == 1 and (_is_array_like_output(result)):
         return {wrt[0]: result}, None
     raise UsageError(
-        f"backward({shown}) returned {describe(result)}; check_layer expected {expected} "
-        f"(it assumed {layer.label}); {hint}"
+        f"backward({shown}) returned {describe(result)}; check_layer expected {expected}. "
+        f"It assumed {layer.label}. {hint}"
     )
