@@ -1522,6 +1522,15 @@ def build_catalogue() -> None:
     either("invariants.check_update", "state", "missing key")  # fewer entries, fewer checks
     either("invariants.check_update", "new_state", "entry is None")
     either("invariants.check_update", "new_state", "missing key")
+    # integer gradients are read as numbers by the guard (as by the checkers); the snapshot only copies,
+    # and Guard.check judges what it copied (a state entry unlike params may be a factored state)
+    either("Guard.check", "grads", "int leaf")
+    either("guarded(...)(params, grads)", "grads", "int leaf")
+    for arg in ("params", "grads"):
+        either("Guard.snapshot", arg, "complex leaf")
+        either("Guard.snapshot", arg, "int leaf")
+    for label in ("entry wrong shape", "entry missing key", "entry is None", "entry is an int"):
+        either("Guard.snapshot", "state", label)
 
 
 def either(entry_name: str, arg: str, label: str, *, want: str | None = None) -> None:

@@ -2087,8 +2087,15 @@ def prepare(
     skip: Collection[str] = (),
     overrides: Mapping[Path, Rule] | None = None,
     history: bool = True,
+    labels: Mapping[str, str] | None = None,
+    state_keys: Mapping[str, str] | None = None,
 ) -> tuple[Context, list[Leaf], list[tuple[str, Any, Any]]]:
     """Validate the arguments of :func:`check_update` and build the step records.
+
+    Errors name the arguments of :func:`check_update` (``new_params``, ``state['exp_avg']``);
+    a front end with other argument names passes ``labels`` (``{"new_params": "params",
+    "new_state": "state", "before['params']": ...}``) and ``state_keys`` (state key -> the
+    user's key, ``{"square_avg": "S"}``).
 
     ``history=False``: only the values after the step are known (``params``/``state`` are
     ignored); the records then have no "before" values.
@@ -2105,7 +2112,6 @@ def prepare(
             f"skip={sorted(skip)} names unknown invariant(s) {unknown}; expected ids from {list(INVARIANTS)}"
         )
     immutable = _v.check_str_seq("immutable", immutable, choices=("params", "grads", "state"))
-    step = _v.check_int("step", step, low=0, optional=True)
     names = _v.check_names("names", names)
     key_prefix = _v.check_names("key_prefix", key_prefix)
     roles = _v.check_names("roles", roles)
@@ -2114,13 +2120,21 @@ def prepare(
         "overrides", overrides, key_type=(str, tuple), value_check=_check_override_rule
     )
     role_map = roles_for(rule, roles)
-    state = _check_state_arg("state", state, rule)
-    new_state = _check_state_arg("new_state", new_state, rule)
+
+    def arg(a: str) -> str:
+        return (labels or {}).get(a, a)
+
+    def user_key(k: str) -> str:
+        return (state_keys or {}).get(k, k)
+
+    state = _check_state_arg(arg("state"), state, rule, state_keys)
+    new_state = _check_state_arg(arg("new_state"), new_state, rule, state_keys)
     in_before = "state" in before and before["state"] is not None
-    state0 = _check_state_arg("before['state']", before["state"], rule) if in_before else state
-    state0_name = "before['state']" if in_before else "state"
+    state0_name = arg("before['state']") if in_before else arg("state")
+    state0 = _check_state_arg(state0_name, before["state"], rule, state_keys) if in_before else state
     p_old = before.get("params", params)
-    p_old_name = "before['params']" if "params" in before else "params"
+    p_old_name = arg("before['params']") if "params" in before else arg("params")
+    step = _v.check_int("step", step, low=0, optional=True)
     if step is None:
         s = new_state.get("step")
         try:
@@ -2144,19 +2158,19 @@ def prepare(
     )
     for label, tree in (("params", p_old), ("grads", grads), ("new_params", new_params)):
         if tree is None and (history or label != "params"):
-            shown = p_old_name if label == "params" else label
+            shown = p_old_name if label == "params" else arg(label)
             raise _v.UsageTypeError(f"{shown} is invalid: expected an array or a dict of arrays, got None.")
     trees: dict[str, Tree] = {"params": p_old, "new_params": new_params, "grads": grads}
     # errors name the argument each tree came from
-    label_names = {"params": p_old_name, "new_params": "new_params", "grads": "grads"}
+    label_names = {"params": p_old_name, "new_params": arg("new_params"), "grads": arg("grads")}
     if not history:
         trees["params"] = new_params
-        label_names["params"] = "new_params"
+        label_names["params"] = arg("new_params")
     for k in array_keys:
         trees[f"s0:{k}"] = state0[k] if history else None
         trees[f"s1:{k}"] = new_state[k]
-        label_names[f"s0:{k}"] = f"{state0_name}[{k!r}]"
-        label_names[f"s1:{k}"] = f"new_state[{k!r}]"
+        label_names[f"s0:{k}"] = f"{state0_name}[{user_key(k)!r}]"
+        label_names[f"s1:{k}"] = f"{arg('new_state')}[{user_key(k)!r}]"
     mut_pairs: list[tuple[str, str, str]] = []
     for what in immutable:
         if what not in before or what == "state":
@@ -2166,8 +2180,8 @@ def prepare(
             continue
         trees[f"mut0:{what}"] = before[what]
         trees[f"mut1:{what}"] = current
-        label_names[f"mut0:{what}"] = f"before[{what!r}]"
-        label_names[f"mut1:{what}"] = what
+        label_names[f"mut0:{what}"] = arg(f"before[{what!r}]")
+        label_names[f"mut1:{what}"] = arg(what)
         mut_pairs.append((what, f"mut0:{what}", f"mut1:{what}"))
     # the gradient belongs to the parameter: same shape (a changed parameter or state shape is a finding)
     strict = ["grads", *(f"mut0:{w}" for w, _, _ in mut_pairs)] if history else ["grads"]
@@ -2207,13 +2221,15 @@ def _check_override_rule(where: str, value: Any) -> Any:
     return value
 
 
-def _check_state_arg(name: str, state: Any, rule: Rule | None) -> dict[str, Any]:
+def _check_state_arg(
+    name: str, state: Any, rule: Rule | None, state_keys: Mapping[str, str] | None = None
+) -> dict[str, Any]:
     """A state argument of :func:`check_update`: ``None`` or a dict with string keys; scalar entries are numbers."""
     out = _v.check_mapping(name, state, what="a dict of state entries ({'step': 3, 'exp_avg': tree, ...})")
     scalar_keys = set(rule.scalar_states) if rule is not None else {"step"}
     for key in scalar_keys & set(out):
         value = out[key]
-        where = f"{name}[{key!r}]"
+        where = f"{name}[{(state_keys or {}).get(key, key)!r}]"
         if key == "step" and isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_)):
             if value < 0:
                 raise UsageError(f"{where} is invalid: expected a whole number >= 0, got {value!r}.")

@@ -448,7 +448,7 @@ def test_trap_restores_numpy_state_and_is_a_decorator() -> None:
     assert np.geterr() == before
     with trap(divide=False):
         assert np.isinf(np.array([1.0]) / np.array([0.0])).all()
-    with pytest.raises(ValueError, match=r"trap\(invalid=1\) is invalid"), trap(invalid=1):  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"invalid=1 is invalid; expected True or False"), trap(invalid=1):  # type: ignore[arg-type]
         pass
 
 

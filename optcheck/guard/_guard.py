@@ -36,6 +36,7 @@ from array_api_compat import array_namespace
 from array_api_compat import device as _device
 
 from .. import rules as _rules
+from .._core import validate as _v
 from .._core.arrays import copy as _copy
 from .._core.arrays import is_array as _is_arraylike
 from .._core.arrays import is_torch as _is_torch
@@ -91,12 +92,24 @@ class _Bail(Exception):
     """The fast path leaves this step to the precise one (trees that do not line up, a non-array leaf)."""
 
 
+# errors from the shared checks name the arguments of Guard.check (not those of check_update)
+_GUARD_LABELS = {
+    "new_params": "params",
+    "new_state": "state",
+    "state": "before['state']",
+    "params": "before['params']",
+}
+_GUARD_LABELS_AFTER_ONLY = {**_GUARD_LABELS, "before['params']": "params", "params": "params"}
+
+
 def _array_leaf(x: Any) -> Any:
     """``x`` when it is an array of a known namespace (as the precise path would take it), else :class:`_Bail`."""
     if type(x) is np.ndarray:
+        if x.dtype.kind != "f":
+            raise _Bail  # integers, complex, objects, strings: the precise path converts or names them
         return x
-    if not _is_arraylike(x):
-        raise _Bail
+    if not _is_arraylike(x) or isinstance(x, np.ndarray):
+        raise _Bail  # np.matrix and masked arrays too: the precise path refuses them by name
     _namespace(x)  # TypeError for an array-like of no known namespace (the precise path converts it)
     return x
 
@@ -300,11 +313,18 @@ class Guard:
             raise ValueError(
                 f"shadow=True needs a rule to recompute; pass rule=<name> (one of {_rules.names()})"
             )
+        skip = _v.check_str_seq("skip", skip)
         bad_skip = sorted(set(skip) - set(INVARIANTS))
         if bad_skip:
-            raise ValueError(
+            raise UsageError(
                 f"skip names unknown invariant(s) {bad_skip}; expected ids from {list(INVARIANTS)}"
             )
+        seed = _v.check_seed("seed", seed)
+        roles = _v.check_names("roles", roles)
+        names = _v.check_names("names", names)
+        overrides = _v.check_mapping(
+            "overrides", overrides, key_type=(str, tuple), what="a dict of per-parameter hyperparameters"
+        )
         self.every = every
         self.sample = sample
         self.shadow = shadow
@@ -344,8 +364,12 @@ class Guard:
         for key, changes in overrides.items():
             path: Path = (key,) if isinstance(key, str) else tuple(key)
             if not isinstance(changes, Mapping):
-                raise UsageError(
+                raise _v.UsageTypeError(
                     f"overrides[{key!r}] must be a dict of hyperparameters, got {type(changes).__name__}"
+                )
+            if isinstance(key, tuple) and not all(isinstance(k, str) for k in key):
+                raise _v.UsageTypeError(
+                    f"overrides has the key {key!r}; expected a parameter name or a tuple of names (a key path)"
                 )
             assert self.rule is not None
             normal = naming.normalise_hyper(self.rule, changes, what=f"overrides[{key!r}]: ")
@@ -355,6 +379,10 @@ class Guard:
                 raise UsageError(
                     f"overrides[{key!r}] has unknown hyperparameter(s) {unknown}; {self.rule.name} takes {valid}"
                 )
+            try:
+                self.rule.replace(**normal)
+            except (ValueError, TypeError) as e:
+                raise UsageError(f"overrides[{key!r}]: {e}") from None
             self._override_changes[path] = normal
         return self._overrides_on(self.rule)
 
@@ -376,10 +404,13 @@ class Guard:
     # -- state handling ------------------------------------------------------------
 
     def _split_state(
-        self, params: Tree, state: Mapping[str, Any] | None
+        self, params: Tree, state: Mapping[str, Any] | None, arg: str = "state"
     ) -> tuple[dict[str, Any], dict[str, str], dict[str, str], dict[str, str]]:
-        """User state -> (trees by internal key, roles, names by internal key, key prefixes)."""
-        parts, role_of = self._state_parts(params, state)
+        """User state -> (trees by internal key, roles, names by internal key, key prefixes).
+
+        ``arg`` is how errors name the argument (``"before['state']"``).
+        """
+        parts, role_of = self._state_parts(params, state, arg)
         trees: dict[str, Any] = {}
         names: dict[str, str] = {}
         prefixes: dict[str, str] = {}
@@ -392,7 +423,7 @@ class Guard:
         return trees, role_of, names, prefixes
 
     def _state_parts(
-        self, params: Tree, state: Mapping[str, Any] | None
+        self, params: Tree, state: Mapping[str, Any] | None, arg: str = "state"
     ) -> tuple[list[tuple[str, str, str, Tree]], dict[str, str]]:
         """(user name, internal key, key prefix, user's tree) per state entry, in order; roles by internal key.
 
@@ -405,8 +436,8 @@ class Guard:
             if _is_arraylike(state) and _is_arraylike(params):
                 state = {"state": state}
             else:
-                raise ValueError(
-                    f"state must be a dict naming each state tree (for example state={{'S': S}}), got "
+                raise _v.UsageTypeError(
+                    f"{arg} must be a dict naming each state tree (for example state={{'S': S}}), got "
                     f"{type(state).__name__}"
                 )
         if (
@@ -483,7 +514,39 @@ class Guard:
         Whole copies, or with ``sample=K`` only the sampled coordinates (the same ones
         :meth:`check` then reads after the step). Pass the result as ``check(before=...)``.
         """
+        self._validate_inputs(params, grads, state)
         return self._snapshot(params=params, grads=grads, state=state)
+
+    def _validate_inputs(self, params: Tree, grads: Tree | None, state: Mapping[str, Any] | None) -> None:
+        """Named errors for inputs no check could read: bad leaves, mixed libraries, grads unlike params, a bad step."""
+        leaves = {_v.path_str("params", p): x for p, x in _v.check_tree("params", params, numbers_ok=True)}
+        if grads is not None:
+            leaves.update(
+                (_v.path_str("grads", p), x) for p, x in _v.check_tree("grads", grads, numbers_ok=True)
+            )
+            _v.check_same_structure(
+                {"params": params, "grads": _rekey(grads, _detect_prefix(params, grads))}, namespace=False
+            )
+        if isinstance(state, Mapping):
+            for k, v in state.items():
+                if not isinstance(k, str):
+                    raise _v.UsageTypeError(
+                        f"state has the key {k!r}, a {type(k).__name__}; expected string keys"
+                    )
+                where = f"state[{k!r}]"
+                leaves.update(
+                    (_v.path_str(where, p), x)
+                    for p, x in _v.check_tree(where, v, numbers_ok=True, optional=True)
+                )
+            trees, _, snames, _ = self._split_state(params, state)
+            if "step" in trees and not isinstance(trees["step"], Mapping):
+                step = trees["step"]
+                ok = _scalar_step(step) is not None and not isinstance(step, (bool, np.bool_))
+                if not ok or (_scalar_step(step) or 0) < 0:
+                    raise UsageError(
+                        f"state[{snames.get('step', 'step')!r}]={step!r} is invalid; expected a whole number >= 0"
+                    )
+        _v.check_same_namespace(leaves)
 
     def _snapshot(
         self,
@@ -543,6 +606,11 @@ class Guard:
 
         Returns the violations (empty when all holds), after handing them to the mode.
         """
+        if params is None or grads is None:
+            which = "params" if params is None else "grads"
+            raise _v.UsageTypeError(f"{which}=None is invalid; expected an array or a dict of arrays")
+        if step is not None:
+            step = _v.check_int("step", step, low=0)
         self.steps += 1
         if self.shadow:
             self._advance_tracker()
@@ -695,7 +763,7 @@ class Guard:
                     drawn=drawn,
                 )
             else:
-                s0, _, _, _ = self._split_state(params, before.get("state"))
+                s0, _, _, _ = self._split_state(params, before.get("state"), "before['state']")
                 bg = before.get("grads")
                 snap = Snapshot(
                     params=before.get("params", params),
@@ -744,6 +812,8 @@ class Guard:
                 skip=skip,
                 overrides=self.overrides,
                 history=history,
+                labels=_GUARD_LABELS if history else _GUARD_LABELS_AFTER_ONLY,
+                state_keys=snames,
             )
             for leaf in leaves:
                 leaf.shape = shapes[leaf.path]
@@ -770,6 +840,8 @@ class Guard:
                 skip=skip,
                 overrides=self.overrides,
                 history=history,
+                labels=_GUARD_LABELS if history else _GUARD_LABELS_AFTER_ONLY,
+                state_keys=snames,
             )
         found = run_checks(ctx, leaves, counters)
         if self.shadow and snap is not None and "differs-from-reference" not in self.skip:
@@ -826,6 +898,8 @@ class Guard:
             plan = self._plans.get(key, _NO_PLAN)
             if plan is _NO_PLAN:
                 plan = _make_plan(self, params, grads, state, before)
+                if len({_v.library_of(x) for x in (*lp, *lg, *ls, *lb) if _is_arraylike(x)}) > 1:
+                    plan = None  # arrays of several libraries: the precise path names them
                 if len(self._plans) >= 64:
                     self._plans.clear()
                 self._plans[key] = plan
@@ -841,6 +915,10 @@ class Guard:
                 p0 = p1 if plan.p0_ix is None else [_array_leaf(lb[j]) for j in plan.p0_ix]
                 s0 = {k: [_array_leaf(lb[j]) for j in ix] for k, ix in plan.s0_ix.items()}
                 g0 = None if plan.g0_ix is None else [_array_leaf(lb[j]) for j in plan.g0_ix]
+            if plan.step_ix is not None and (_scalar_step(ls[plan.step_ix]) or 0) < 0:
+                return False, None  # a step entry that is not a whole number >= 0: named by the precise path
+            if plan.step_ix is not None and _scalar_step(ls[plan.step_ix]) is None:
+                return False, None
             if step is None:
                 step = None if plan.step_ix is None else _scalar_step(ls[plan.step_ix])
                 if step is None:
@@ -872,6 +950,11 @@ class Guard:
                 mut = {} if g0 is None else {"grads": (g0[i], gi)}
                 if not sampled:
                     base = x1 if x0 is None else x0
+                    if _shape(gi) != _shape(base):
+                        return (
+                            False,
+                            drawn,
+                        )  # a gradient shaped unlike its parameter: named by the precise path
                     leaves.append(Leaf(path, _shape(base), base.dtype, x0, x1, gi, s0i, s1i, mut))
                     continue
                 # sampled: the structure on the full arrays, then the same coordinates of each array
@@ -1547,10 +1630,14 @@ def trap(
     torch tensors are not affected (use ``torch.autograd.set_detect_anomaly`` or a
     :class:`Guard`).
     """
+    for arg, v in (
+        ("invalid", invalid),
+        ("divide", divide),
+        ("overflow", overflow),
+        ("underflow", underflow),
+    ):
+        _v.check_bool(arg, v)
     kinds = {"invalid": invalid, "divide": divide, "over": overflow, "under": underflow}
-    for k, v in kinds.items():
-        if not isinstance(v, bool):
-            raise ValueError(f"trap({k}={v!r}) is invalid; expected True or False")
     settings = {k: ("raise" if v else "ignore") for k, v in kinds.items()}
     try:
         with np.errstate(**settings):  # type: ignore[arg-type]
