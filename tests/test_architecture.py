@@ -56,10 +56,6 @@ BESIDE = {"optcheck.gradcheck": 0}
 """Packages that stand beside the layers: they may import only up to the given layer (and themselves)."""
 
 ALLOWED_CYCLES: dict[frozenset[str], str] = {
-    frozenset({"optcheck.audit._worker", "optcheck.audit.targets"}): (
-        "the child process's entry point and the parent's loader share helpers; issue 15 (runtime: "
-        "the child becomes a dumb executor with its own module) removes it"
-    ),
     frozenset({"optcheck.audit.engine", "optcheck.audit.text", "optcheck.audit.report"}): (
         "text.reproduction reads the Auditor's internals; issue 11's Auditor breakup renders the "
         "reproduction from a frozen spec instead"
