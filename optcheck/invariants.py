@@ -601,11 +601,17 @@ def _counts_text(counts: Mapping[str, int], entries: str) -> str:
 
 
 def _nonfinite_hint(ctx: Context, leaf: Leaf, what: str, j: int, became: bool | None) -> str:
+    torch_arrays = type(leaf.g).__module__.startswith("torch") or type(leaf.p1).__module__.startswith("torch")
     if what == "grads":
+        where = (
+            "run the forward and backward pass under `with optcheck.trap(model):` to stop at the module that "
+            "produced it"
+            if torch_arrays
+            else "run the forward and backward pass under optcheck.trap() to stop at the line that produced it"
+        )
         return (
             "The gradient is non-finite before the optimizer runs, so the fault is in the loss or the "
-            "backward pass (log of 0, exp overflow, a division by zero); run the forward and backward "
-            "pass under optcheck.trap() to stop at the line that produced it."
+            f"backward pass (log of 0, exp overflow, a division by zero); {where}."
         )
     if became is False:
         return (
@@ -632,10 +638,15 @@ def _nonfinite_hint(ctx: Context, leaf: Leaf, what: str, j: int, became: bool | 
                     "0/0: the gradient and the second moment are both 0 at this entry; epsilon must be "
                     "added to the denominator, g/(√S + ε), not after the division."
                 )
+    last = (
+        "recompute the step with the reference rule (optcheck.watch(optimizer, shadow=True)) to see which "
+        "state entry differs first"
+        if torch_arrays
+        else "run the update under optcheck.trap() to stop at the line that produced it"
+    )
     return (
         "An operation produced NaN or inf in this step: a square root of a negative number, 0/0, a "
-        "division by zero or an overflow (float32 overflows near 3.4e38); run the update under "
-        "optcheck.trap() to stop at the line that produced it."
+        f"division by zero or an overflow (float32 overflows near 3.4e38); {last}."
     )
 
 

@@ -1620,15 +1620,28 @@ def _bind(
 
 @contextlib.contextmanager
 def trap(
-    *, invalid: bool = True, divide: bool = True, overflow: bool = True, underflow: bool = False
+    model: Any = None,
+    *,
+    invalid: bool = True,
+    divide: bool = True,
+    overflow: bool = True,
+    underflow: bool = False,
 ) -> Iterator[None]:
-    """Stop at the first numpy floating-point error inside the block, naming your source line.
+    """Stop at the first NaN or inf made inside the block, naming your source line (numpy) or module (torch).
 
-    Inside ``with optcheck.trap():`` numpy's "invalid value" (NaN from √ of a negative or
-    0/0), "divide by zero" and "overflow" warnings become an :class:`~optcheck.InvariantError`
-    whose message quotes the file, line and code that produced it. Usable as a decorator.
-    torch tensors are not affected (use ``torch.autograd.set_detect_anomaly`` or a
-    :class:`Guard`).
+    numpy: inside ``with optcheck.trap():`` numpy's "invalid value" (NaN from √ of a negative
+    or 0/0), "divide by zero" and "overflow" warnings become an :class:`~optcheck.InvariantError`
+    whose message quotes the file, line and code that produced it.
+
+    torch: ``with optcheck.trap(model):`` hooks every module of ``model`` for the block and
+    raises from the forward call or from ``loss.backward()`` at the first module whose output,
+    or whose gradient in the backward pass, went non-finite, naming the module by its
+    qualified name (``'encoder.fc1' (Linear)``) with the offending tensor's shape, number of
+    NaN/inf entries and the range of its finite entries; a parameter's non-finite gradient is
+    named too. Where no module can be blamed (the loss, code between modules) it says so and
+    points to ``torch.autograd.set_detect_anomaly(True)``. ``trap()`` without a model, when
+    torch is imported, hooks every module called in the block, named by class. The hooks are
+    removed on leaving the block. Usable as a decorator.
     """
     for arg, v in (
         ("invalid", invalid),
@@ -1638,9 +1651,20 @@ def trap(
     ):
         _v.check_bool(arg, v)
     kinds = {"invalid": invalid, "divide": divide, "over": overflow, "under": underflow}
+    torch = sys.modules.get("torch")
+    if model is not None and (torch is None or not isinstance(model, torch.nn.Module)):
+        raise TypeError(
+            "trap(model) takes a torch.nn.Module (its modules are hooked to name the first that makes a NaN), "
+            f"got {type(model).__name__}; for numpy code use trap() without arguments"
+        )
     settings = {k: ("raise" if v else "ignore") for k, v in kinds.items()}
+    hooks: contextlib.AbstractContextManager[None] = contextlib.nullcontext()
+    if torch is not None:
+        from ._torchtrap import torch_hooks
+
+        hooks = torch_hooks(model)
     try:
-        with np.errstate(**settings):  # type: ignore[arg-type]
+        with hooks, np.errstate(**settings):  # type: ignore[arg-type]
             yield
     except InvariantError:
         raise
