@@ -483,10 +483,22 @@ class Rule:
         ``grads`` is only read. Returns ``(params, state)``, the very objects passed, so that
         ``params, state = rule.step_(params, grads, state)`` reads like the pure form.
 
-        Use it where the old values are not needed afterwards: it allocates no
-        parameter-sized array on numpy (the pure form allocates the outputs). ``state`` must
+        Use it where the old values are not needed afterwards: on large contiguous numpy
+        arrays it allocates no parameter-sized array (the pure form allocates its outputs);
+        elsewhere (torch tensors, strided arrays, Adafactor's tensors of 3 or more dimensions)
+        it computes new arrays and copies them in. If the step raises, arrays already
+        written keep their new values. ``state`` must
         be a mutable mapping (a ``dict``), every array writeable, and no two of the arrays
         written may share memory (``UsageError`` naming them otherwise).
+
+        Examples:
+            >>> import numpy as np, optcheck
+            >>> rule = optcheck.rules.get("sgd", lr=0.1)
+            >>> p = np.array([1.0, 2.0])
+            >>> state = rule.init(p)
+            >>> _ = rule.step_(p, np.array([1.0, -1.0]), state)
+            >>> p, state["step"]
+            (array([0.9, 2.1]), 1)
         """
         if type(self).step is not Rule.step:
             # a rule with its own pure step (a wrapper rule): compute purely, then write back
