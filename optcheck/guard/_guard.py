@@ -43,7 +43,7 @@ from .._core.arrays import is_torch as _is_torch
 from .._core.arrays import namespace as _namespace
 from .._core.arrays import shape as _shape
 from .._core.arrays import to_numpy
-from .._core.errors import UsageError
+from .._core.errors import UsageError, UsageTypeError
 from .._tree import Path, Tree, flatten, unflatten
 from ..invariants import (
     INVARIANTS,
@@ -187,7 +187,7 @@ def _env_mode() -> str | None:
         return None
     value = raw.strip().lower()
     if value not in MODES:
-        raise ValueError(f"{ENV_VAR}={raw!r} is invalid; expected one of {list(MODES)}")
+        raise UsageError(f"{ENV_VAR}={raw!r} is invalid; expected one of {list(MODES)}")
     return value
 
 
@@ -196,7 +196,7 @@ def _check_mode(mode: Any) -> str | Callable[[list[Violation]], Any]:
         return mode  # type: ignore[no-any-return]
     if isinstance(mode, str) and mode.lower() in MODES:
         return mode.lower()
-    raise ValueError(
+    raise UsageError(
         f"mode={mode!r} is invalid; expected one of {list(MODES)} or a callable taking the violations"
     )
 
@@ -229,7 +229,7 @@ def _resolve_rule(rule: str | Rule | None, hyper: Mapping[str, Any]) -> Rule | N
         return rule.replace(**naming.normalise_hyper(rule, hyper)) if hyper else rule
     if isinstance(rule, str):
         return _rules.get(rule, **hyper)
-    raise TypeError(
+    raise UsageTypeError(
         f"rule must be a rule name (one of {_rules.names()}), a Rule or None, got {type(rule).__name__}"
     )
 
@@ -302,15 +302,15 @@ class Guard:
         self.mode: str | Callable[[list[Violation]], Any] = env if env is not None else self._mode
         for label, value, low in (("every", every, 1), ("shadow_sample", shadow_sample, 1)):
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise ValueError(f"{label}={value!r} is invalid; expected a whole number >= {low}")
+                raise UsageError(f"{label}={value!r} is invalid; expected a whole number >= {low}")
         if sample is not None and (isinstance(sample, bool) or not isinstance(sample, int) or sample < 1):
-            raise ValueError(
+            raise UsageError(
                 f"sample={sample!r} is invalid; expected None (check every entry) or a whole number >= 1"
             )
         if not isinstance(shadow, bool):
-            raise ValueError(f"shadow={shadow!r} is invalid; expected True or False")
+            raise UsageError(f"shadow={shadow!r} is invalid; expected True or False")
         if shadow and self.rule is None:
-            raise ValueError(
+            raise UsageError(
                 f"shadow=True needs a rule to recompute; pass rule=<name> (one of {_rules.names()})"
             )
         skip = _v.check_str_seq("skip", skip)
@@ -336,7 +336,7 @@ class Guard:
         self.names: dict[str, str] = dict(names or {})
         bad_names = sorted(set(self.names) - {"params", "grads"})
         if bad_names:
-            raise ValueError(f"names has unexpected key(s) {bad_names}; expected 'params' and/or 'grads'")
+            raise UsageError(f"names has unexpected key(s) {bad_names}; expected 'params' and/or 'grads'")
         self.overrides = self._build_overrides(overrides or {})
         self._base_rule = self.rule  # the rule as configured; a guarded call may pass other hyperparameters
         self._call_key: Any = None
@@ -750,12 +750,12 @@ class Guard:
         snap: Snapshot | None = before if isinstance(before, Snapshot) else None
         if snap is None and before is not None:
             if not isinstance(before, Mapping):
-                raise ValueError(
+                raise UsageError(
                     f"before must be a Snapshot (guard.snapshot(...)) or a dict, got {type(before).__name__}"
                 )
             bad = sorted(set(before) - {"params", "grads", "state"})
             if bad:
-                raise ValueError(
+                raise UsageError(
                     f"before has unexpected key(s) {bad}; expected some of ['grads', 'params', 'state']"
                 )
             if self._sampler is not None:
@@ -1463,7 +1463,7 @@ class _CallShape:
 def _classify(arguments: Mapping[str, Any]) -> _CallShape:
     names = list(arguments)
     if len(names) < 2:
-        raise TypeError(
+        raise UsageTypeError(
             "a guarded update function takes the parameters and the gradients as its first two arguments, "
             f"got {names}"
         )
@@ -1497,7 +1497,7 @@ def _split_result(result: Any, call: _CallShape, inputs: Mapping[str, Any]) -> t
             return items[0], dict(zip(call.states, items[1:], strict=True))
         if len(items) == len(call.states) + 2 and isinstance(items[-1], (int, np.integer)):
             return items[0], dict(zip(call.states, items[1:-1], strict=True))
-        raise ValueError(
+        raise UsageError(
             f"the update function returned a tuple of {len(items)} items; expected ({call.params}, "
             f"{', '.join(call.states)}) in that order, or nothing when it updates its arguments in place"
         )
@@ -1567,7 +1567,7 @@ def guarded(
     the function's name and docstring, and ``wrapper.guard`` is the :class:`Guard`.
     """
     if not callable(update_fn):
-        raise TypeError(f"update_fn must be a function, got {type(update_fn).__name__}")
+        raise UsageTypeError(f"update_fn must be a function, got {type(update_fn).__name__}")
     guard = Guard(
         rule,
         mode,
@@ -1599,7 +1599,7 @@ def _bind(
     try:
         bound = sig.bind(*args, **kwargs)
     except TypeError as e:
-        raise TypeError(
+        raise UsageTypeError(
             f"the guarded update function was called with arguments it does not accept: {e}"
         ) from None
     if defaults:
@@ -1656,7 +1656,7 @@ def trap(
     kinds = {"invalid": invalid, "divide": divide, "over": overflow, "under": underflow}
     torch = sys.modules.get("torch")
     if model is not None and (torch is None or not isinstance(model, torch.nn.Module)):
-        raise TypeError(
+        raise UsageTypeError(
             "trap(model) takes a torch.nn.Module (its modules are hooked to name the first that makes a NaN), "
             f"got {type(model).__name__}; for numpy code use trap() without arguments"
         )
