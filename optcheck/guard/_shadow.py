@@ -27,7 +27,7 @@ def _default(rule: Rule, name: str) -> Any:
 
 
 def shadow_check(self: Any, ctx: Context, leaves: list[Leaf], step: int | None) -> list[Violation]:
-    from .._compare import leaf_error, rtol, to_numpy
+    from .._compare import mismatches, to_numpy
 
     out: list[Violation] = []
     assert self.rule is not None
@@ -73,26 +73,10 @@ def shadow_check(self: Any, ctx: Context, leaves: list[Leaf], step: int | None) 
                 ref_p, ref_s = rule.step(p0, g, state)
         except (ValueError, TypeError, ZeroDivisionError, FloatingPointError):
             continue
-        tol = rtol(leaf.dtype)
-        with np.errstate(all="ignore"):
-            du = p1.astype(np.float64) - p0
-            dr = np.asarray(ref_p, dtype=np.float64) - p0
-            finite = np.isfinite(dr) & np.isfinite(du)
-            scale = float(np.max(np.abs(dr[finite]))) if finite.any() else 0.0
-            ulp = np.spacing(np.maximum(np.abs(p0), np.abs(p1)).astype(p1.dtype)).astype(np.float64)
-            bad = np.where(
-                finite, np.abs(du - dr) > tol * scale + 2 * ulp, np.isfinite(du) != np.isfinite(dr)
-            )
-        where_bad = [("params", bad)]
+        # one tolerance (optcheck._compare), as the audit judges: the parameters by their change
+        where_bad = [("params", mismatches(p1, np.asarray(ref_p), leaf.dtype, start=p0))]
         for k, v in s1.items():
-            err, _ = leaf_error(v, ref_s[k], leaf.dtype)
-            if err > 1:
-                r = np.asarray(ref_s[k], dtype=np.float64)
-                sc = float(np.max(np.abs(r[np.isfinite(r)]))) if np.isfinite(r).any() else 0.0
-                with np.errstate(all="ignore"):
-                    diff = np.abs(v.astype(np.float64) - r)
-                    b = ~(diff <= tol * sc) & ~(np.isnan(v) & np.isnan(r))
-                where_bad.append((k, b))
+            where_bad.append((k, mismatches(v, np.asarray(ref_s[k]), leaf.dtype)))
         for what, mask in where_bad:
             cnt = int(np.count_nonzero(mask))
             if not cnt:
