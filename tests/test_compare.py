@@ -210,7 +210,9 @@ def test_mismatches_compares_parameters_by_their_change() -> None:
     ref = p0 + step
     got = ref.copy()
     assert not mismatches(got, ref, start=p0).any()
-    got[1] = p0[1] + 2 * step[1]  # twice the step: 2e-3 off on a value of 1e6, far beyond the change's tolerance
+    got[1] = (
+        p0[1] + 2 * step[1]
+    )  # twice the step: 2e-3 off on a value of 1e6, far beyond the change's tolerance
     assert mismatches(got, ref, start=p0).tolist() == [False, True, False, False]
 
 
