@@ -356,15 +356,20 @@ class Guard:
         return self._snapshot(params=params, grads=grads, state=state)
 
     def _validate_inputs(self, params: Tree, grads: Tree | None, state: Mapping[str, Any] | None) -> None:
-        """Named errors for inputs no check could read: bad leaves, mixed libraries, grads unlike params, a bad step."""
-        leaves = {_v.path_str("params", p): x for p, x in _v.check_tree("params", params, numbers_ok=True)}
+        """Named errors for leaves no check could read (np.matrix, object dtype, ...) and mixed libraries.
+
+        The structure of ``grads`` and the step entry are checked by :meth:`_snapshot`, which
+        maps the user's names anyway.
+        """
+        if (
+            _v.is_plain_tree(params)
+            and (grads is None or _v.is_plain_tree(grads))
+            and (state is None or _v.is_plain_tree(state))
+        ):
+            return  # dicts of float ndarrays and numbers: nothing to refuse (the usual case, kept cheap)
+        found = [("params", _v.check_tree("params", params, numbers_ok=True))]
         if grads is not None:
-            leaves.update(
-                (_v.path_str("grads", p), x) for p, x in _v.check_tree("grads", grads, numbers_ok=True)
-            )
-            _v.check_same_structure(
-                {"params": params, "grads": _rekey(grads, _detect_prefix(params, grads))}, namespace=False
-            )
+            found.append(("grads", _v.check_tree("grads", grads, numbers_ok=True)))
         if isinstance(state, Mapping):
             for k, v in state.items():
                 if not isinstance(k, str):
@@ -372,19 +377,9 @@ class Guard:
                         f"state has the key {k!r}, a {type(k).__name__}; expected string keys"
                     )
                 where = f"state[{k!r}]"
-                leaves.update(
-                    (_v.path_str(where, p), x)
-                    for p, x in _v.check_tree(where, v, numbers_ok=True, optional=True)
-                )
-            trees, _, snames, _ = self._split_state(params, state)
-            if "step" in trees and not isinstance(trees["step"], Mapping):
-                step = trees["step"]
-                ok = _scalar_step(step) is not None and not isinstance(step, (bool, np.bool_))
-                if not ok or (_scalar_step(step) or 0) < 0:
-                    raise UsageError(
-                        f"state[{snames.get('step', 'step')!r}]={step!r} is invalid; expected a whole number >= 0"
-                    )
-        _v.check_same_namespace(leaves)
+                found.append((where, _v.check_tree(where, v, numbers_ok=True, optional=True)))
+        if len({type(x) for _, leaves in found for _, x in leaves}) > 1:
+            _v.check_same_namespace({_v.path_str(n, p): x for n, leaves in found for p, x in leaves})
 
     def _snapshot(
         self,
@@ -394,10 +389,18 @@ class Guard:
         state: Mapping[str, Any] | None = None,
         drawn: _Drawn | None = None,
     ) -> Snapshot:
-        trees, _, _, _ = self._split_state(params, state)
+        trees, _, snames, _ = self._split_state(params, state)
         gp = _detect_prefix(params, grads) if grads is not None else ""
         grads_k = _rekey(grads, gp) if grads is not None else None
+        if grads_k is not None and not _v.same_layout(params, grads_k):
+            _v.check_same_structure({"params": params, "grads": grads_k}, namespace=False)
         step = _scalar_step(trees.get("step"))
+        if "step" in trees and not isinstance(trees["step"], Mapping):
+            value = trees["step"]
+            if step is None or step < 0 or isinstance(value, (bool, np.bool_)):
+                raise UsageError(
+                    f"state[{snames.get('step', 'step')!r}]={value!r} is invalid; expected a whole number >= 0"
+                )
         arrays = {k: v for k, v in trees.items() if not _is_number(v)}
         if self._sampler is None:
             return Snapshot(
