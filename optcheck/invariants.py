@@ -43,7 +43,7 @@ from array_api_compat import array_namespace
 from ._core import validate as _v
 from ._core.arrays import namespace
 from ._core.errors import Error, UsageError
-from ._tree import Path, Tree, describe, path_str
+from ._core.tree import Path, Tree, describe, path_str
 from .rules import Rule
 from .rules._base import MONOTONE_ROLES, NONNEGATIVE_ROLES, ROLES
 

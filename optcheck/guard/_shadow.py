@@ -15,15 +15,8 @@ from ..invariants import (
     fmt_index,
     fmt_number,
 )
-from ..rules import Rule
+from ..rules import naming
 from ._sampling import _gather
-
-
-def _default(rule: Rule, name: str) -> Any:
-    for spec in type(rule).hyper_specs():
-        if spec.name == name:
-            return spec.default
-    return None
 
 
 def shadow_check(self: Any, ctx: Context, leaves: list[Leaf], step: int | None) -> list[Violation]:
@@ -95,7 +88,7 @@ def shadow_check(self: Any, ctx: Context, leaves: list[Leaf], step: int | None) 
             for k in keys:
                 related[ctx.label(k, leaf.path)] = float(s0[k][j])
             where = ctx.where(what, leaf.path)
-            hyper = ", ".join(f"{k}={v!r}" for k, v in rule.hyper.items() if v != _default(rule, k))
+            hyper = ", ".join(f"{k}={v!r}" for k, v in naming.changed_hyper(rule).items())
             out.append(
                 Violation(
                     id="differs-from-reference",
