@@ -1522,6 +1522,28 @@ def build_catalogue() -> None:
     either("invariants.check_update", "state", "missing key")  # fewer entries, fewer checks
     either("invariants.check_update", "new_state", "entry is None")
     either("invariants.check_update", "new_state", "missing key")
+    # the gradient checker reads lists of numbers and torch tensors as arrays (documented), and
+    # compares in float64 whatever the gradient's library: the answer is the same
+    for entry_name in ("check_gradient", "assert_gradient", "step_sweep"):
+        either(entry_name, "x", "leaf is a list")
+        for label in ("leaf is a list", "torch leaf among numpy", "int leaf"):
+            either(entry_name, "grad", label)
+    for arg in ("x", "upstream", "dx"):
+        either("check_vjp", arg, "nested list")
+        either("check_vjp", arg, "torch tensor among numpy")
+    # None is the documented default of these arguments
+    either("strategies.params", "style", "None")
+    either("strategies.elements", "dtype", "None")  # np.dtype(None) is float64
+    either("strategies.magnitude_bounds", "dtype", "None")
+    # integer gradients are read as numbers by the guard (as by the checkers); the snapshot only copies,
+    # and Guard.check judges what it copied (a state entry unlike params may be a factored state)
+    either("Guard.check", "grads", "int leaf")
+    either("guarded(...)(params, grads)", "grads", "int leaf")
+    for arg in ("params", "grads"):
+        either("Guard.snapshot", arg, "complex leaf")
+        either("Guard.snapshot", arg, "int leaf")
+    for label in ("entry wrong shape", "entry missing key", "entry is None", "entry is an int"):
+        either("Guard.snapshot", "state", label)
 
 
 def either(entry_name: str, arg: str, label: str, *, want: str | None = None) -> None:
