@@ -1578,7 +1578,11 @@ def run_audit(
     ``hyper`` sets the reference's hyperparameters (rule names or the usual aliases), ``args``
     the target's own extra arguments. Raises :class:`~optcheck.audit.AuditUsageError` when the
     audit cannot run. ``isolate=False`` runs the target in this process (no protection against
-    hangs and crashes); by default a target that can be re-imported by name runs in a child process.
+    hangs and crashes); by default a target that can be re-imported by name runs in a child process,
+    under ``limits`` (:class:`~optcheck.audit.targets.Limits`: memory, CPU per call, processes,
+    file size, open files, reply size, environment variables passed through). ``max_time`` bounds
+    the whole audit (default :data:`DEFAULT_MAX_TIME` seconds): when it runs out, the report holds
+    what was covered and the error finding ``budget-exhausted``.
     """
     auditor = Auditor(
         target,
