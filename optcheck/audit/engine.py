@@ -31,7 +31,7 @@ from .. import rules as rules_mod
 from .._compare import compare_trajectory
 from .._trajectory import Trajectory, replay
 from .._tree import Path, flatten, map_tree, path_str
-from ..rules import Rule
+from ..rules import Rule, naming
 from . import adapters, sessions
 from ._common import AuditUsageError, Plan, StepOutput, TargetInfo
 from .report import AuditReport, Finding
@@ -511,7 +511,7 @@ class Auditor:
         if self.binding.l2 is None or not isinstance(params0, Mapping):
             return {}
         no_decay = self.rule.replace(weight_decay=0.0)
-        return {path: no_decay for path, _ in flatten(params0) if not path[-1].startswith("W")}
+        return {path: no_decay for path, _ in flatten(params0) if not naming.is_course_weight(path[-1])}
 
     # -- names for messages -----------------------------------------------------------------------
 
@@ -1578,7 +1578,11 @@ def run_audit(
     ``hyper`` sets the reference's hyperparameters (rule names or the usual aliases), ``args``
     the target's own extra arguments. Raises :class:`~optcheck.audit.AuditUsageError` when the
     audit cannot run. ``isolate=False`` runs the target in this process (no protection against
-    hangs and crashes); by default a target that can be re-imported by name runs in a child process.
+    hangs and crashes); by default a target that can be re-imported by name runs in a child process,
+    under ``limits`` (:class:`~optcheck.audit.targets.Limits`: memory, CPU per call, processes,
+    file size, open files, reply size, environment variables passed through). ``max_time`` bounds
+    the whole audit (default :data:`DEFAULT_MAX_TIME` seconds): when it runs out, the report holds
+    what was covered and the error finding ``budget-exhausted``.
     """
     auditor = Auditor(
         target,
