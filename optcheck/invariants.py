@@ -1883,7 +1883,8 @@ def non_finite(
     """
     name = _check_name(name)
     step = _v.check_int("step", step, low=0, optional=True)
-    rows = _leaves_for({"x": x, "before": before}, "x", complex_ok=("x", "before"))
+    # the array is named as the caller names it (``name``, "x" by default)
+    rows = _leaves_for({"x": x, "before": before}, "x", {"x": name}, complex_ok=("x", "before"))
     ctx = _simple_ctx(name, "state", step)
     ctx.names = {"state": name}
     out: list[Violation] = []
@@ -1925,7 +1926,7 @@ def negative_second_moment(
     rows = _leaves_for(
         {"v": v, "before": before, "grads": grads, "params": params, "mean": mean},
         "v",
-        {"v": "v", "before": "before", "grads": "grads", "params": "params", "mean": "mean"},
+        {"v": name, "before": "before", "grads": "grads", "params": "params", "mean": "mean"},
     )
     roles = {"v": "second-moment", "mean": "first-moment"}
     ctx = Context(
@@ -1949,7 +1950,7 @@ def sqrt_of_negative(x: Tree, *, name: str = "x", step: int | None = None) -> li
     """``sqrt-of-negative``: entries of ``x``, an argument about to go into a square root, below zero."""
     name = _check_name(name)
     step = _v.check_int("step", step, low=0, optional=True)
-    rows = _leaves_for({"x": x}, "x", {"x": "x"})
+    rows = _leaves_for({"x": x}, "x", {"x": name})
     out: list[Violation] = []
     for path, a in rows:
         arr = a["x"]

@@ -27,7 +27,10 @@ ROOT = Path(__file__).resolve().parents[1]
 HOSTILE = ROOT / "tests" / "targets" / "hostile"
 MARK = "OPTCHECK_HOSTILE_MARKER"
 
-pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="checks processes in /proc")
+pytestmark = [
+    pytest.mark.skipif(not sys.platform.startswith("linux"), reason="checks processes in /proc"),
+    pytest.mark.slow,  # each case starts the command line and a child process: seconds apiece
+]
 
 
 def _digest(folder: Path) -> dict[str, str]:

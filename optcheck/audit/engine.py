@@ -443,11 +443,12 @@ class Auditor:
             cls = rules_mod.rule_class(name)
             try:
                 hyper_in = _parse_hyper(cls, self.hyper_given)
+                rules_mod.get(name, **{r: v for r, (_, v) in hyper_in.items()})
                 binding = adapters.bind(info, style, cls, hyper_in, self.args, config_defaults)
                 rules_mod.get(name, **binding.ref_hyper)
             except (AuditUsageError, ValueError, TypeError) as e:
-                if first_error is None and isinstance(e, AuditUsageError):
-                    first_error = e
+                if first_error is None:
+                    first_error = e if isinstance(e, AuditUsageError) else AuditUsageError(f"--hyper: {e}")
                 continue
             score = sum(c.role == "hyper" for c in binding.plan.calls) + len(binding.plan.config)
             if best is None or score > best[0]:

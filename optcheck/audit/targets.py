@@ -415,7 +415,10 @@ class InProcessWorker(_WorkerBase):
         return info_from_plain(b.run()[i], self.spec_text)
 
     def _exchange(self, msg: dict[str, Any], calls: int, timeout: float | None) -> dict[str, Any]:
-        request = _wire.decode(_encode_request(msg), specs=True)
+        try:
+            request = _wire.decode(_wire.encode(msg), specs=True)
+        except TypeError:  # an object given by the user (a callable argument): in process, pass it as it is
+            request = msg
         reply = self._ex.request(request)
         try:
             data = _wire.encode(reply, max_bytes=self.limits.max_reply + (1 << 20))
