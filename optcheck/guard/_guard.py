@@ -114,6 +114,9 @@ class Guard:
       coordinates and report ``differs-from-reference``.
     * ``skip``: invariant ids not to check.
 
+    ``guard.notes`` lists what the guard assumed about your names (a state it ignored because
+    the function never changes it, a course L2 read from the call).
+
     :meth:`check` is called after the step with the new values and ``before=`` the old
     ones; :meth:`snapshot` copies what an in-place update would overwrite.
     """
