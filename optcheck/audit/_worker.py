@@ -98,6 +98,7 @@ class Handler:
 
     def _dispatch(self, op: str, msg: tuple[Any, ...]) -> Any:
         from . import adapters
+        from ._styles import note_of
         from .targets import load_target
 
         if op == "load":
@@ -113,8 +114,6 @@ class Handler:
             return adapters.probe_config(self.obj, msg[1], msg[2], msg[3])
         if op == "begin":
             self.plan, self.params0 = msg[1], msg[2]
-            if self.forms is not None:
-                self.plan.grad_prefix, self.plan.state_prefix = self.forms
             self.session = None
             return None
         if op == "step":
@@ -123,7 +122,7 @@ class Handler:
                     self.obj, self.plan, self.params0, msg[1]
                 )
                 self.forms = (self.plan.grad_prefix, self.plan.state_prefix)
-                out.note = f"{self.plan.grad_prefix}|{self.plan.state_prefix}"
+                out.note = note_of(self.plan)
                 return out
             return self.session.step(msg[1])
         raise ValueError(f"unknown message {op!r}")

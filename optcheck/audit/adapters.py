@@ -257,6 +257,8 @@ def _params_of(fn: Any, skip_self: bool) -> tuple[ParamInfo, ...]:
         if skip_self and i == 0 and p.name in ("self", "cls"):
             continue
         has_default = p.default is not inspect.Parameter.empty
+        ann = p.annotation
+        ann_text = "" if ann is inspect.Parameter.empty else ann if isinstance(ann, str) else repr(ann)
         out.append(
             ParamInfo(
                 name=p.name,
@@ -264,6 +266,7 @@ def _params_of(fn: Any, skip_self: bool) -> tuple[ParamInfo, ...]:
                 has_default=has_default,
                 default=p.default if has_default and _literal(p.default) else None,
                 default_repr=repr(p.default) if has_default else "",
+                annotation=ann_text[:200],
             )
         )
     return tuple(out)
@@ -339,13 +342,26 @@ def _fmt(v: Any) -> str:
     return f"{v:g}" if isinstance(v, float) else repr(v)
 
 
+def _same_value(a: Any, b: Any) -> bool:
+    """Whether two spellings of a hyperparameter give the same value (numbers within rounding)."""
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)) and not isinstance(a, bool):
+        return math.isclose(float(a), float(b), rel_tol=1e-9, abs_tol=0.0)
+    return bool(a == b)
+
+
 class _Binder:
     """Shared state of one binding: the rule's names, the user's values, what is used."""
 
     def __init__(
-        self, info: TargetInfo, rule_cls: Any, hyper: Mapping[str, tuple[str, Any]], args: Mapping[str, Any]
+        self,
+        info: TargetInfo,
+        rule_cls: Any,
+        hyper: Mapping[str, tuple[str, Any]],
+        args: Mapping[str, Any],
+        bind: Mapping[str, str] | None = None,
     ) -> None:
         self.info = info
+        self.bind = dict(bind or {})
         self.rule_cls = rule_cls
         self.specs = {s.name: s for s in rule_cls.hyper_specs()}
         self.hyper_names = list(self.specs)
@@ -360,6 +376,22 @@ class _Binder:
         self.bound_hyper: set[str] = set()
         self.defaults_differ: list[tuple[str, Any, Any]] = []
         self.defaults_used: list[tuple[str, str, Any]] = []
+
+    def resolve(self, name: str, names: Sequence[str] = ()) -> str | None:
+        """The rule hyperparameter the target's argument ``name`` means, judged with the other ``names``.
+
+        ``alpha`` is the learning rate unless another argument is (``learning_rate``, ``lr``, ...);
+        then it is the rule's decay (RMSprop's ``alpha``).
+        """
+        if name.lower() == "alpha":
+            others = [n for n in names if n != name and n.lower() in LR_NAMES]
+            if not others:
+                return "lr" if "lr" in self.hyper_names else None
+            for cand in ("alpha", "rho", "beta2"):
+                if cand in self.hyper_names:
+                    return cand
+            return None
+        return resolve_hyper(name, self.hyper_names)
 
     def hyper_value(self, pname: str, rname: str, default: ParamInfo | None) -> Any:
         """The value of rule hyperparameter ``rname`` for the target argument ``pname``."""
@@ -397,12 +429,26 @@ class _Binder:
             self.bound_hyper.add(rname)
         return out[0], out[1]
 
-    def generic(self, p: ParamInfo, positional: bool = False) -> Call | None:
+    def generic(self, p: ParamInfo, positional: bool = False, names: Sequence[str] = ()) -> Call | None:
         """Bind ``p`` as an ``--arg``, a hyperparameter or the course L2 arguments; ``None`` if none applies."""
+        rname = self.resolve(p.name, names)
+        if p.name in self.args and rname is not None and p.name not in REG_NAMES:
+            # a hyperparameter given with --arg: the target gets it, the reference uses it
+            self.used_args.add(p.name)
+            value = self.args[p.name]
+            if rname in self.hyper and not _same_value(self.hyper[rname][1], value):
+                raise AuditUsageError(
+                    f"--arg {p.name}={value!r} and --hyper {self.hyper[rname][0]}={self.hyper[rname][1]!r} "
+                    f"both set {rname} and disagree; give one"
+                )
+            self.ref_hyper[rname] = value
+            self.bound_hyper.add(rname)
+            self.roles.append((p.name, f"{rname}={_fmt(value)} (--arg)"))
+            return Call(p.name, "hyper", value, positional=positional, source=rname)
         if p.name in self.args:
             self.used_args.add(p.name)
             value = self.args[p.name]
-            if p.name in REG_NAMES and resolve_hyper(p.name, self.hyper_names) is None:
+            if p.name in REG_NAMES and rname is None:
                 self.reg = (p.name, value)
             elif p.name in BATCH_NAMES:
                 self.batch = (p.name, value)
@@ -412,7 +458,6 @@ class _Binder:
             value = self.betas_value(p)
             self.roles.append((p.name, f"(beta1, beta2)={value!r}"))
             return Call(p.name, "hyper", value, positional=positional, source="betas")
-        rname = resolve_hyper(p.name, self.hyper_names)
         if rname is not None:
             value = self.hyper_value(p.name, rname, p)
             self.roles.append((p.name, f"{rname}={_fmt(value)}" if rname != p.name else f"={_fmt(value)}"))
@@ -463,14 +508,15 @@ def bind(
     hyper: Mapping[str, tuple[str, Any]],
     args: Mapping[str, Any],
     config_defaults: Mapping[str, Any] | None = None,
+    bind_roles: Mapping[str, str] | None = None,
 ) -> Binding:
     """Map every argument of the target to a role for ``style``; raise ``AuditUsageError`` when one cannot be.
 
     ``hyper`` maps rule hyperparameter names to ``(the name the user wrote, value)``; ``args``
     holds the ``--arg`` values; ``config_defaults`` is what the config style's ``config=None``
-    call set up (scalars and arrays).
+    call set up (scalars and arrays); ``bind_roles`` the ``--bind NAME=ROLE`` settings.
     """
-    b = _Binder(info, rule_cls, hyper, args)
+    b = _Binder(info, rule_cls, hyper, args, check_bind_roles(info, rule_cls, bind_roles or {}))
     if style in ("dict", "functional", "config"):
         plan = _bind_function(b, style, config_defaults)
     elif style == "object":
@@ -519,9 +565,12 @@ def _course_l2(b: _Binder, out: Binding) -> None:
             f"{reg_name}={reg!r}: {b.rule_cls.name} has no weight decay, so the course L2 term cannot be "
             f"checked; audit with --arg {reg_name}=0"
         )
-    if "weight_decay" in b.hyper:
+    if "weight_decay" in b.hyper and not _same_value(b.hyper["weight_decay"][1], wd):
+        given = b.hyper["weight_decay"][0]
         raise AuditUsageError(
-            f"--hyper weight_decay and {reg_name}={reg!r} both set an L2 coefficient; give only one"
+            f"--hyper {given}={b.hyper['weight_decay'][1]!r} and {reg_name}"
+            + (f"/{batch_name} = {_fmt(float(reg))}/{_fmt(batch)}" if batch else f"={_fmt(float(reg))}")
+            + f" = {wd:.6g} both set the L2 coefficient and disagree; give one, or values that agree"
         )
     b.ref_hyper["weight_decay"] = wd
     out.ref_hyper["weight_decay"] = wd
@@ -537,86 +586,319 @@ def _course_l2(b: _Binder, out: Binding) -> None:
     )
 
 
+# ---------------------------------------------------------------------------------------------
+# Roles of a function's arguments, by meaning
+# ---------------------------------------------------------------------------------------------
+
+#: Names of an argument that is a function returning the gradient (``update(w, grad_func)``).
+GRADFN_NAMES = (
+    "grad_fn",
+    "grad_func",
+    "grad_function",
+    "grad_fun",
+    "gradient_fn",
+    "gradient_func",
+    "gradient_function",
+    "grad_f",
+    "gradfn",
+    "df",
+    "dfdx",
+    "fprime",
+    "f_grad",
+    "fgrad",
+    "g_fn",
+    "obj_grad",
+    "jac",
+)
+#: Names of the number of iterations of a loop driver (``adam(grad, x0, num_iters=100)``).
+LOOP_NAMES = (
+    "num_iters",
+    "n_iters",
+    "num_iterations",
+    "n_iterations",
+    "max_iter",
+    "max_iters",
+    "maxiter",
+    "iterations",
+    "epochs",
+    "num_steps",
+    "n_steps",
+    "num_epochs",
+    "n_epochs",
+    "niter",
+)
+CALLBACK_NAMES = ("callback", "cb", "callback_fn", "callback_func", "hook", "log_fn")
+#: Parameter names that usually hold several arrays (a dict or a list) rather than one array.
+PLURAL_PARAMS = (
+    "parameters",
+    "params",
+    "weights",
+    "variables",
+    "args",
+    "param_list",
+    "params_list",
+    "ws",
+    "xs",
+    "thetas",
+    "vars",
+    "grads",
+    "gradients",
+    "dweights",
+    "dparams",
+    "d_params",
+    "grad_list",
+    "grads_list",
+    "gs",
+    "dws",
+)
+#: Roles ``--bind NAME=ROLE`` accepts (besides a hyperparameter name of the rule).
+BIND_ROLES = ("params", "grads", "state", "step", "grad_fn", "callback", "iters", "ignore")
+
+
+def _looks_like_state(name: str, rule_keys: Sequence[str] = ()) -> bool:
+    """Whether ``name`` is a usual name of an optimizer state (``v``, ``S``, ``cache``, ``ms``, ``v_dw``)."""
+    low = name.lower()
+    hints = {h.lower() for h in STATE_HINTS} | {
+        "accum",
+        "accumulators",
+        "velocity",
+        "velocities",
+        "buffers",
+        "bufs",
+        "moments",
+        "caches",
+        "momentum_buffers",
+        "sq_avgs",
+        "square_avgs",
+        "exp_avgs",
+        "exp_avg_sqs",
+        "m_t",
+        "v_t",
+    }
+    if low in hints or name in rule_keys:
+        return True
+    if low.endswith("s") and low[:-1] in hints:
+        return True
+    head = low.split("_")[0]
+    return "_" in low and head in hints and head not in ("d", "grad")
+
+
+def _hyper_context(names: Sequence[str]) -> set[str]:
+    """The meanings the signature's names give each other (``alpha`` beside ``learning_rate`` is a decay)."""
+    out = set()
+    for n in names:
+        if n.lower() in LR_NAMES:
+            out.add("lr")
+    return out
+
+
+#: Names that mean the learning rate in every rule (``alpha`` only when no other name does).
+LR_NAMES = (
+    "lr",
+    "learning_rate",
+    "learning_rate_init",
+    "step_size",
+    "stepsize",
+    "eta",
+    "lrate",
+    "learningrate",
+    "lr_",
+)
+
+
+def _role_by_name(p: ParamInfo, names: Sequence[str], b: _Binder, loop: bool) -> str | None:
+    """The role the name (and annotation) of ``p`` says it has, or ``None``."""
+    n = p.name
+    low = n.lower()
+    ann = (p.annotation or "").lower()
+    if "callable" in ann or low in GRADFN_NAMES or (loop and low in ("grad", "gradient", "g", "grads")):
+        return "grad_fn"
+    if low in CALLBACK_NAMES:
+        return "callback"
+    if loop and low in LOOP_NAMES:
+        return "iters"
+    if n in PARAMS_NAMES or low in ("var", "variable", "data", "x0", "w0", "theta0", "params0", "args", "ws"):
+        return "params"
+    if n in GRADS_NAMES or low in ("dvar", "dweights", "dparam", "grad_w", "grad_params", "gs", "dws"):
+        return "grads"
+    if n in STATE_ARG_NAMES:
+        return "ostate"
+    if (
+        n in STEP_NAMES
+        and b.resolve(n, names) is None
+        and not (p.has_default and p.default is not None and not isinstance(p.default, int))
+    ):
+        return "step"
+    if n == "betas" or b.resolve(n, names) is not None:
+        return "hyper"
+    if n in REG_NAMES or n in BATCH_NAMES:
+        return "l2"
+    if (not p.has_default or p.default is None) and _looks_like_state(n, _rule_state_keys(b)):
+        return "state"
+    return None
+
+
+def _pairs(names: Sequence[str]) -> list[tuple[str, str]]:
+    """``(param, grad)`` argument pairs named by a gradient-key convention (``w``/``dw``, ``b``/``db``)."""
+    from .._core.names import grad_key_candidates
+
+    out = []
+    for n in names:
+        for cand in grad_key_candidates(n)[1:]:
+            if cand in names:
+                out.append((n, cand))
+                break
+    return out
+
+
+def function_roles(info: TargetInfo, b: _Binder, params: Sequence[ParamInfo]) -> dict[str, str]:
+    """Every argument's role: from ``--bind``, ``--arg``, the names and annotations; refuse when unsure.
+
+    Raises ``AuditUsageError`` with one line naming the arguments that could not be told apart
+    and the ``--bind NAME=ROLE`` that settles it.
+    """
+    names = [p.name for p in params if not p.is_var]
+    roles: dict[str, str] = {}
+    loop = any(n.lower() in LOOP_NAMES for n in names) or any(n.lower() in CALLBACK_NAMES for n in names)
+    pairs = _pairs(names)
+    for p in params:
+        if p.is_var:
+            continue
+        if p.name in b.bind:
+            roles[p.name] = b.bind[p.name]
+            continue
+        if p.name in b.args and b.resolve(p.name, names) is None and p.name not in REG_NAMES + BATCH_NAMES:
+            roles[p.name] = "arg"
+            continue
+        role = _role_by_name(p, names, b, loop)
+        if role is not None:
+            roles[p.name] = role
+    if len(pairs) >= 2 and not any(r == "params" and n not in dict(pairs) for n, r in roles.items()):
+        for pn, gn in pairs:
+            if pn not in b.bind:
+                roles[pn] = "params"
+            if gn not in b.bind:
+                roles[gn] = "grads"
+    elif len(pairs) == 1:
+        pn, gn = pairs[0]
+        if roles.get(pn) in (None, "params") and roles.get(gn) in (None, "grads"):
+            roles[pn], roles[gn] = "params", "grads"
+    where = info.signature_text()
+    unknown = [p for p in params if not p.is_var and p.name not in roles and not p.has_default]
+    n_params = [n for n, r in roles.items() if r == "params"]
+    n_grads = [n for n, r in roles.items() if r in ("grads", "grad_fn")]
+    if len(n_params) > 1 and len(pairs) < 2:
+        raise AuditUsageError(
+            f"cannot tell which argument of {where} holds the parameters: {n_params} all could; pass "
+            f"--bind {n_params[0]}=params --bind {n_params[1]}=ROLE (ROLE: one of {list(BIND_ROLES)})"
+        )
+    if len(n_grads) > 1 and len(pairs) < 2:
+        raise AuditUsageError(
+            f"cannot tell which argument of {where} holds the gradients: {n_grads} all could; pass "
+            f"--bind {n_grads[0]}=grads --bind {n_grads[1]}=ROLE (ROLE: one of {list(BIND_ROLES)})"
+        )
+    if not n_grads:
+        cands = [p.name for p in unknown] or [p.name for p in params if not p.is_var and p.name not in roles]
+        hint = f"; pass --bind {cands[0]}=grads" if cands else ""
+        raise AuditUsageError(
+            f"cannot bind {where}: no argument is named like the gradients (grads, grad, dw, g, ...){hint}"
+            + (f" (candidates: {cands})" if len(cands) > 1 else "")
+        )
+    if unknown:
+        u = unknown[0]
+        raise AuditUsageError(
+            f"cannot bind argument {u.name!r} of {where}: its name says neither parameters, gradients, a "
+            f"state, the step nor a hyperparameter of {b.rule_cls.name}; pass --bind {u.name}=ROLE (ROLE: one "
+            f"of {list(BIND_ROLES)} or a hyperparameter such as lr) or its value with --arg {u.name}=VALUE"
+        )
+    return roles
+
+
+def _containers_for(name: str, is_args: bool) -> tuple[str, ...]:
+    """The containers to try for an argument called ``name`` (what its name suggests first)."""
+    if is_args:
+        return ("args",)
+    if name in PLURAL_PARAMS or name.lower() in PLURAL_PARAMS:
+        return ("dict", "list", "array")
+    return ("array", "dict", "list")
+
+
 def _bind_function(b: _Binder, style: str, config_defaults: Mapping[str, Any] | None) -> Plan:
     info = b.info
     params = list(info.params)
-    used: set[str] = set()
+    names = [p.name for p in params if not p.is_var]
     plan = Plan(style=style)
-    calls: list[Call] = []
     where = info.signature_text()
-    # --arg first: an explicit value always wins
-    p_params = _pick(params, PARAMS_NAMES, used) if params and params[0].name not in b.args else None
-    if p_params is None:
-        p_params = _first_free([p for p in params if p.name not in b.args], used)
-    if p_params is None:
-        raise AuditUsageError(
-            f"{where} takes no argument for the parameters; expected e.g. {style_example(style)}"
-        )
-    used.add(p_params.name)
-    p_grads = _pick(params, GRADS_NAMES, used) or _first_free(
-        [p for p in params if p.name not in b.args], used
-    )
-    if p_grads is None:
-        raise AuditUsageError(
-            f"{where} takes no argument for the gradients; expected e.g. {style_example(style)}"
-        )
-    used.add(p_grads.name)
-    plan.param_names, plan.grad_names = p_params.name, p_grads.name
-    positional = style == "config"
-    calls.append(Call(p_params.name, "params", positional=positional or p_params.positional_only))
-    calls.append(Call(p_grads.name, "grads", positional=positional or p_grads.positional_only))
-    b.roles.append((p_params.name, "parameters"))
-    b.roles.append((p_grads.name, "gradients"))
+    roles = function_roles(info, b, params)
+    calls: list[Call] = []
     has_kwargs = any(p.kind == "VAR_KEYWORD" for p in params)
+    multi = sum(1 for r in roles.values() if r == "params") > 1
+    pairs = dict(_pairs(names)) if multi else {}
+    p_names = [n for n in names if roles.get(n) == "params"]
+    g_names = [n for n in names if roles.get(n) in ("grads", "grad_fn")]
+    if multi:
+        plan.container = "args"
+        plan.arg_keys = {**{pn: pn for pn in pairs}, **{gn: pn for pn, gn in pairs.items()}}
+        plan.param_names, plan.grad_names = ", ".join(p_names), ", ".join(g_names)
+    else:
+        plan.param_names = p_names[0] if p_names else ""
+        plan.grad_names = g_names[0]
+    if not p_names:
+        if style == "config":
+            raise AuditUsageError(
+                f"{where} takes no argument for the parameters; expected {style_example(style)}"
+            )
+        plan.direction = 0  # decided at the first call: p + step or p - step
+    lead = p_names[0] if p_names else g_names[0]
+    plan.containers = _containers_for(lead, multi) if style not in ("config",) else ("array",)
+    plan.container = plan.containers[0]
+    if style == "functional":
+        plan.containers = ("array", "dict") if plan.containers[0] == "array" else ("dict", "array")
+        plan.container = plan.containers[0]
     for p in params:
-        if p.name in used or p.is_var:
+        if p.is_var:
             continue
-        used.add(p.name)
-        if p.name in b.args:
-            c = b.generic(p, p.positional_only)
-            assert c is not None
-            calls.append(c)
-            continue
-        if style == "config" and p.name == "config":
+        role = roles.get(p.name)
+        pos = p.positional_only or (style == "config" and role in ("params", "grads"))
+        if role == "params":
+            calls.append(Call(p.name, "params", positional=pos, state=plan.arg_keys.get(p.name, "")))
+            b.roles.append((p.name, "the parameters"))
+        elif role == "grads":
+            calls.append(Call(p.name, "grads", positional=pos, state=plan.arg_keys.get(p.name, "")))
+            b.roles.append((p.name, "the gradients"))
+        elif role == "grad_fn":
+            calls.append(Call(p.name, "grad_fn", positional=pos))
+            b.roles.append((p.name, "a function returning the gradient"))
+        elif role == "callback":
+            calls.append(Call(p.name, "callback", positional=pos))
+        elif role == "iters":
+            calls.append(Call(p.name, "iters", positional=pos))
+        elif style == "config" and p.name == "config":
             calls.append(Call(p.name, "config", positional=p.positional_only))
             b.roles.append((p.name, "the config dict"))
-            continue
-        if style == "functional" and p.name in STATE_ARG_NAMES:
-            calls.append(Call(p.name, "state", state=p.name, positional=p.positional_only))
+        elif role == "ostate" or (role == "state" and style == "functional" and p.name in STATE_ARG_NAMES):
+            calls.append(Call(p.name, "ostate", state=p.name, positional=p.positional_only))
             plan.state_names.append(p.name)
             b.roles.append((p.name, "the optimizer state (None on the first call)"))
-            continue
-        if (
-            p.name in STEP_NAMES
-            and resolve_hyper(p.name, b.hyper_names) is None
-            and not (p.has_default and p.default is not None and not isinstance(p.default, int))
-        ):
+        elif role == "step":
             calls.append(Call(p.name, "step", positional=p.positional_only))
             b.roles.append((p.name, "the step number 1, 2, 3, ..."))
-            continue
-        if (
-            style == "dict"
-            and (not p.has_default or p.default is None)
-            and (
-                p.name in _rule_state_keys(b)
-                or (p.name in STATE_HINTS and resolve_hyper(p.name, b.hyper_names) is None)
-            )
-        ):
+        elif role == "state":
             calls.append(Call(p.name, "state", state=p.name, positional=p.positional_only))
             plan.state_names.append(p.name)
-            continue
-        c = b.generic(p, p.positional_only)
-        if c is not None:
-            calls.append(c)
-            continue
-        if p.has_default:
-            continue
-        if style == "dict" and p.name.lower() in [h.lower() for h in STATE_HINTS]:
-            # a state dict whose name differs from the usual ones only in case (``Cache``)
-            calls.append(Call(p.name, "state", state=p.name, positional=p.positional_only))
-            plan.state_names.append(p.name)
-            continue
-        raise b.unbound(p, where)
+        elif role == "ignore":
+            if not p.has_default:
+                calls.append(Call(p.name, "arg", None, positional=p.positional_only))
+        elif role is not None and role not in ("arg", "hyper", "l2") and role in b.specs:
+            value = b.hyper_value(p.name, role, p)
+            calls.append(Call(p.name, "hyper", value, positional=p.positional_only, source=role))
+            b.roles.append((p.name, f"{role}={_fmt(value)}"))
+        else:
+            c = b.generic(p, p.positional_only, names)
+            if c is not None:
+                calls.append(c)
+            elif not p.has_default:
+                raise b.unbound(p, where)
     if style == "config":
         _bind_config(b, plan, config_defaults or {})
     if has_kwargs and style in ("functional", "dict"):
@@ -632,10 +914,35 @@ def _bind_function(b: _Binder, style: str, config_defaults: Mapping[str, Any] | 
     # positional calls first, in signature order (they are a prefix of the signature)
     calls.sort(key=lambda c: not c.positional)
     plan.calls = calls
-    if style == "dict":
-        for s in plan.state_names:
-            b.roles.append((s, "a state dict (zeros, keyed like the gradients)"))
+    if any(c.role == "ostate" for c in calls) and style == "dict":
+        plan.style = "functional"
+    for s in plan.state_names:
+        if any(c.role == "state" and c.state == s for c in calls):
+            b.roles.append((s, "a state (zeros shaped like the parameters)"))
     return plan
+
+
+def check_bind_roles(info: TargetInfo, rule_cls: Any, bind_roles: Mapping[str, str]) -> dict[str, str]:
+    """Validate ``--bind NAME=ROLE``: NAME an argument of the target, ROLE a role or a hyperparameter."""
+    names = [p.name for p in info.params if not p.is_var] + [p.name for p in (info.step_params or ())]
+    specs = [s.name for s in rule_cls.hyper_specs()]
+    out = {}
+    for name, role in bind_roles.items():
+        if name not in names:
+            raise AuditUsageError(
+                f"--bind {name}={role}: {info.name} has no argument {name!r} (it takes {names})"
+            )
+        r = role.strip()
+        if r not in BIND_ROLES and r not in specs:
+            alias = resolve_hyper(r, specs)
+            if alias is None:
+                raise AuditUsageError(
+                    f"--bind {name}={role}: {role!r} is not a role; expected one of {list(BIND_ROLES)} or a "
+                    f"hyperparameter of {rule_cls.name} ({specs})"
+                )
+            r = alias
+        out[name] = r
+    return out
 
 
 def _rule_state_keys(b: _Binder) -> tuple[str, ...]:
@@ -1330,8 +1637,16 @@ _SESSIONS: dict[str, type[_Session]] = {
 _KEY_FORMS = (("d", "d"), ("", ""), ("d", ""), ("", "d"))
 
 
+#: Styles served by :class:`optcheck.audit._styles.CallSession` (functions bound by meaning).
+CALL_STYLES = ("dict", "functional")
+
+
 def make_session(obj: Any, plan: Plan, params0: Any) -> _Session:
     """Start a trajectory of the target in ``plan.style`` from ``params0``."""
+    if plan.style in CALL_STYLES:
+        from ._styles import CallSession
+
+        return CallSession(obj, plan, params0)
     return _SESSIONS[plan.style](obj, plan, params0)
 
 
@@ -1340,6 +1655,10 @@ def first_step_with_key_forms(obj: Any, plan: Plan, params0: Any, grads: Any) ->
 
     Sets ``plan.grad_prefix``/``plan.state_prefix`` to the forms that worked.
     """
+    if plan.style in CALL_STYLES:
+        from ._styles import first_call
+
+        return first_call(obj, plan, params0, grads, make_session)
     forms: list[tuple[str, str]] = [(plan.grad_prefix, plan.state_prefix)]
     if plan.style in ("dict", "object"):
         forms += [f for f in _KEY_FORMS if f not in forms]

@@ -33,6 +33,7 @@ from .._tree import Path, flatten, map_tree, path_str
 from ..rules import Rule
 from . import adapters
 from ._common import AuditUsageError, Plan, StepOutput, TargetInfo
+from ._styles import apply_note
 from .report import AuditReport, Finding
 from .targets import InProcessWorker, ProcessWorker, TargetFailure, TargetSpec, parse_target, spec_for_object
 
@@ -482,15 +483,33 @@ class Auditor:
         base = names.get(what, what)
         if self.style == "torch" and what == "params":
             text = f"params[{path[0]!r}]" if path else "params"
-        elif self.style in ("config", "functional"):
+        elif self.plan.container == "array" or not path:
             text = base
+        elif self.plan.container in ("list", "tuple"):
+            keys = [k for k, _ in flatten(self._probe_layout())]
+            pos = keys.index(path) if path in keys else path[0]
+            text = f"{base}[{pos}]"
+        elif self.plan.container == "args":
+            text = (
+                path[0]
+                if what == "params"
+                else next(
+                    (a for a, k in self.plan.arg_keys.items() if k == path[0] and a != k),
+                    f"{base}[{path[0]!r}]",
+                )
+                if what == "grads"
+                else f"{base}[{path[0]!r}]"
+            )
         else:
+            from ._styles import user_key
+
             prefix = ""
             if what == "grads":
                 prefix = self.plan.grad_prefix
             elif what not in ("params",) and self.style == "dict":
                 prefix = self.plan.state_prefix
-            text = path_str(base, tuple(prefix + p if i == 0 else p for i, p in enumerate(path)))
+            first = (prefix + user_key(path[0], self.plan.key_base),)
+            text = path_str(base, first + tuple(path[1:]))
         if index:
             text += "[" + ", ".join(str(i) for i in index) + "]"
         return text
@@ -537,7 +556,7 @@ class Auditor:
             for g in case.grads:
                 out = self.worker.request(("step", g), self.timeout)
                 if out.note and "|" in out.note:
-                    self.plan.grad_prefix, self.plan.state_prefix = out.note.split("|")
+                    apply_note(self.plan, out.note)
                 self.printed += out.printed
                 if out.returned:
                     self.returned = out.returned
@@ -900,15 +919,24 @@ class Auditor:
 
     # -- the phases ----------------------------------------------------------------------------------
 
+    def _arg_param_keys(self) -> list[str]:
+        return [a for a, k in self.plan.arg_keys.items() if a == k]
+
+    def _probe_layout(self) -> Any:
+        """The shapes of the probes' parameters: one array, the course dict, or one array per argument."""
+        if self.plan.container == "array":
+            return (4, 3)
+        if self.plan.container == "args":
+            keys = self._arg_param_keys()
+            return {k: (4, 3) if i == 0 else (4, 1) for i, k in enumerate(keys)}
+        return {"W1": (4, 3), "b1": (4, 1), "W2": (2, 4), "b2": (2, 1)}
+
     def probe_cases(self) -> list[Case]:
         """Three fixed cases from the seed: ordinary values, zero gradients, values where epsilon matters."""
         rng = np.random.default_rng(self.seed)
         cases = []
         for i in range(3):
-            if self.style in ("config", "functional"):
-                shapes: dict[str, tuple[int, ...]] | tuple[int, ...] = (4, 3)
-            else:
-                shapes = {"W1": (4, 3), "b1": (4, 1), "W2": (2, 4), "b2": (2, 1)}
+            shapes = self._probe_layout()
 
             def draw(scale: float, shapes: Any = shapes) -> Any:
                 if isinstance(shapes, tuple):
@@ -948,11 +976,14 @@ class Auditor:
 
     def example(self, case: Case) -> dict[str, Any]:
         """The inputs of ``case`` in the user's names and key forms."""
-        gp = self.plan.grad_prefix if self.style in ("dict", "object") else ""
+        gp = self.plan.grad_prefix if self.plan.container == "dict" else ""
+        from ._styles import user_key
 
         def keyed(tree: Any, prefix: str) -> Any:
             if isinstance(tree, Mapping):
-                return {prefix + k: v for k, v in tree.items()}
+                if self.plan.container in ("list", "tuple"):
+                    return [v for v in tree.values()]
+                return {prefix + user_key(k, self.plan.key_base): v for k, v in tree.items()}
             return tree
 
         return {
@@ -1148,9 +1179,13 @@ class Auditor:
         from .. import strategies as ost
 
         steps = self.steps
-        if self.style in ("config", "functional"):
+        if self.plan.container == "array":
             shapes = hnp.array_shapes(min_dims=1, max_dims=2, min_side=1, max_side=3)
             params = st.one_of(ost.params(shapes=shapes), ost.params(shapes=shapes, adversarial=True))
+        elif self.plan.container == "args":
+            one = hnp.array_shapes(min_dims=1, max_dims=2, min_side=1, max_side=3)
+            layout = st.fixed_dictionaries({k: one for k in self._arg_param_keys()})
+            params = st.one_of(ost.params(shapes=layout), ost.params(shapes=layout, adversarial=True))
         else:
             params = st.one_of(
                 ost.params(style="dict", max_side=3), ost.params(style="dict", max_side=3, adversarial=True)

@@ -1,0 +1,355 @@
+"""Calling a function target the way people write them (child side): any container, any return.
+
+:class:`CallSession` serves every function style whose arguments :func:`~.adapters.bind`
+gave roles to: the parameters and gradients as one dict (``parameters["W1"]``), one array
+(``var``), a list or tuple of arrays, or one argument per array (``update(t, w, b, dw, db)``);
+states made by the caller (zeros shaped like the parameters, passed back every call) or by
+the target (``state=None`` first, then what it returned); the step number; a function
+returning the gradient; hyperparameters anywhere in the signature. What the call returned is
+read by meaning: ``None`` (updated in place), the new parameters, the step to apply (when the
+target takes no parameters), or a tuple of those followed by the states in signature order.
+
+The reading of the return value is a pure function of plain values (:func:`read_return`), so
+that it can run in the parent once the child only executes the target.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import numpy as np
+
+from ._common import Plan, StepOutput
+from .adapters import (
+    BadReturn,
+    TargetRaised,
+    _changed,
+    _describe_value,
+    _flat_state,
+    _Session,
+    _to_numpy,
+    call_target,
+)
+
+__all__ = ["CallSession", "read_return", "user_key"]
+
+_LAYER_KEY = re.compile(r"^([A-Za-z_]*?)(\d+)$")
+
+
+def user_key(key: str, base: int) -> str:
+    """The target's name for the audit's key ``key`` (``W1`` -> ``W0`` when layers are numbered from 0)."""
+    if base == 1:
+        return key
+    m = _LAYER_KEY.match(key)
+    if m is None:
+        return key
+    return f"{m.group(1)}{int(m.group(2)) - 1 + base}"
+
+
+def _is_arraylike(x: Any) -> bool:
+    return (hasattr(x, "shape") and hasattr(x, "dtype")) or isinstance(x, (float, int, np.floating))
+
+
+class CallSession(_Session):
+    """One trajectory of a function target bound by :func:`~.adapters.bind` (see the module docstring)."""
+
+    def __init__(self, obj: Any, plan: Plan, params0: Any) -> None:
+        super().__init__(obj, plan, params0)
+        self.keys: list[str] = list(params0) if isinstance(params0, Mapping) else []
+        self.reset()
+
+    # -- containers ------------------------------------------------------------------------------
+
+    def _pack(self, tree: Any, prefix: str = "", zeros: bool = False) -> Any:
+        """The audit's tree (dict keyed W1, ... or one array) in the target's container."""
+
+        def leaf(a: Any) -> Any:
+            return np.zeros_like(a) if zeros else np.array(a, copy=True)
+
+        c = self.plan.container
+        if not isinstance(tree, Mapping):
+            return leaf(tree)
+        base = self.plan.key_base
+        if c == "dict" or c == "args":
+            return {prefix + user_key(k, base): leaf(tree[k]) for k in self.keys}
+        if c == "tuple":
+            return tuple(leaf(tree[k]) for k in self.keys)
+        return [leaf(tree[k]) for k in self.keys]
+
+    def _unpack(self, value: Any, what: str, prefix: str = "") -> Any:
+        """The target's container back as the audit's tree; ``BadReturn`` when it is not one."""
+        if not self.keys:
+            return _to_numpy(value, what)
+        c = self.plan.container
+        base = self.plan.key_base
+        if c in ("dict", "args"):
+            if not isinstance(value, Mapping):
+                raise BadReturn(f"{what} is {_describe_value(value)}; expected a dict of arrays")
+            out = {}
+            for k in self.keys:
+                uk = user_key(k, base)
+                for cand in (prefix + uk, uk, "d" + uk):
+                    if cand in value:
+                        out[k] = _to_numpy(value[cand], f"{what}[{cand!r}]")
+                        break
+                else:
+                    raise BadReturn(f"{what} has no key {prefix + uk!r} (keys: {list(value)[:8]})")
+            return out
+        if not isinstance(value, (list, tuple)) or len(value) != len(self.keys):
+            raise BadReturn(f"{what} is {_describe_value(value)}; expected a {c} of {len(self.keys)} arrays")
+        return {
+            k: _to_numpy(v, f"{what}[{i}]") for i, (k, v) in enumerate(zip(self.keys, value, strict=True))
+        }
+
+    def _matches(self, value: Any) -> bool:
+        """Whether ``value`` has the structure of the parameters (so a return value can be read as them)."""
+        if not self.keys:
+            return _is_arraylike(value) and np.shape(value) == np.shape(self.params0)
+        c = self.plan.container
+        if c in ("dict", "args"):
+            return isinstance(value, Mapping) and all(
+                user_key(k, self.plan.key_base) in value for k in self.keys
+            )
+        return (
+            isinstance(value, (list, tuple))
+            and len(value) == len(self.keys)
+            and all(
+                _is_arraylike(v) and np.shape(v) == np.shape(self.params0[k])
+                for v, k in zip(value, self.keys, strict=True)
+            )
+        )
+
+    def _ostate_entries(self, state: Any) -> dict[str, Any]:
+        """A target-made state as ``{name: tree or number}``: its entries shaped like the parameters."""
+        out: dict[str, Any] = {}
+        flat = _flat_state(state)  # arrays and numbers, by key, position or field
+        items: list[tuple[str, Any]] = []
+        if isinstance(state, Mapping):
+            items = [(str(k), v) for k, v in state.items()]
+        elif isinstance(state, (list, tuple)) and not hasattr(state, "_asdict"):
+            items = [(str(i), v) for i, v in enumerate(state)]
+        for name, v in items:
+            if name in flat and (not self.keys or isinstance(flat[name], float)):
+                out[name] = flat[name]
+                continue
+            if self.keys and self._matches(v):
+                try:
+                    out[name] = self._unpack(v, name)
+                except BadReturn:
+                    continue
+        if not items:
+            out.update(flat)
+        return out
+
+    # -- the trajectory ----------------------------------------------------------------------------
+
+    def reset(self) -> None:
+        """Back to the first step: fresh copies of the parameters, zero states, no target-made state."""
+        self.t = 0
+        self.params: Any = self._pack(self.params0)
+        sp = self.plan.state_prefix
+        self.states: dict[str, Any] = {}
+        self.ostates: dict[str, Any] = {}
+        for c in self.plan.calls:
+            if c.role == "state":
+                self.states[c.state] = self._pack(self.params0, sp, zeros=True)
+            elif c.role == "ostate":
+                self.ostates[c.state] = None
+
+    def _args(self, g: Any, grad_fn: Callable[..., Any]) -> tuple[list[Any], dict[str, Any]]:
+        pos: list[Any] = []
+        kw: dict[str, Any] = {}
+        for c in self.plan.calls:
+            if c.role in ("hyper", "arg"):
+                v = c.value
+            elif c.role == "params":
+                v = self.params[c.state] if self.plan.container == "args" else self.params
+            elif c.role == "grads":
+                v = g[c.state] if self.plan.container == "args" else g
+            elif c.role == "grad_fn":
+                v = grad_fn
+            elif c.role == "state":
+                v = self.states[c.state]
+            elif c.role == "ostate":
+                v = self.ostates[c.state]
+            elif c.role == "step":
+                v = self.t
+            elif c.role in ("callback", "config"):
+                v = None
+            elif c.role == "iters":
+                v = 1
+            else:  # pragma: no cover - bind gives no other roles to functions
+                raise ValueError(f"unknown role {c.role!r}")
+            if c.positional:
+                pos.append(v)
+            else:
+                kw[c.name] = v
+        kw.update(self.plan.kwargs_hyper)
+        return pos, kw
+
+    def step(self, grads: Any) -> StepOutput:
+        """One call of the target, read by meaning (see :func:`read_return`)."""
+        self.t += 1
+        plan = self.plan
+        g = self._pack(grads, plan.grad_prefix if plan.container != "args" else "")
+        if plan.container == "args":
+            g = {gn: g[user_key(pk, plan.key_base)] for gn, pk in plan.arg_keys.items() if gn != pk}
+        g_before = _copy(g)
+
+        def grad_fn(*_args: Any, **_kwargs: Any) -> Any:
+            return _copy(g)
+
+        pos, kw = self._args(g, grad_fn)
+        out = call_target(self.obj, *pos, **kw)
+        state_calls = [c.state for c in plan.calls if c.role in ("state", "ostate")]
+        read = read_return(out, self._matches, direction=not any(c.role == "params" for c in plan.calls))
+        if read.params is not None:
+            if read.direction:
+                step_tree = self._unpack(read.params, "the returned step")
+                if plan.direction == 0:
+                    plan.direction = _direction_sign(step_tree, grads)
+                sign = plan.direction or -1
+                p_out = _apply(self._unpack(self.params, "the parameters"), step_tree, sign)
+                self.params = self._pack(p_out)
+            else:
+                p_out = self._unpack(read.params, f"the returned {plan.param_names}")
+                self.params = read.params
+        else:
+            if not any(c.role == "params" for c in plan.calls):
+                raise BadReturn(
+                    f"returned {_describe_value(out)}; a function that takes no parameters must return the step "
+                    f"(an array shaped like {plan.grad_names}), possibly followed by its states"
+                )
+            p_out = self._unpack(self.params, f"{plan.param_names} after the call")
+        for i, name in enumerate(state_calls):
+            if i < len(read.rest):
+                if name in self.states:
+                    self.states[name] = read.rest[i]
+                else:
+                    self.ostates[name] = read.rest[i]
+        s_out: dict[str, Any] = {}
+        for name, value in self.states.items():
+            try:
+                s_out[name] = self._unpack(value, name, plan.state_prefix)
+            except BadReturn:
+                continue
+        for value in self.ostates.values():
+            s_out.update(self._ostate_entries(value))
+        mutated = _mutated(plan.grad_names, g, g_before)
+        returned = "none" if out is None else "params" if read.whole else f"tuple:{len(out)}"
+        return StepOutput(p_out, s_out, mutated, returned=returned)
+
+
+class _Read:
+    def __init__(self, params: Any, rest: list[Any], direction: bool, whole: bool) -> None:
+        self.params = params
+        self.rest = rest
+        self.direction = direction
+        self.whole = whole
+
+
+def read_return(out: Any, matches: Callable[[Any], bool], direction: bool = False) -> _Read:
+    """What a call returned, by meaning: the parameters (or the step) and the states after them.
+
+    ``None``: updated in place. A value with the structure of the parameters: the new parameters
+    (the step when ``direction``). A tuple or list: its first such value, then the values after
+    it, one per state argument in signature order (extra values such as corrected moments are
+    ignored).
+    """
+    if out is None:
+        return _Read(None, [], direction, False)
+    if matches(out):
+        return _Read(out, [], direction, True)
+    if isinstance(out, (tuple, list)):
+        for i, item in enumerate(out):
+            if matches(item):
+                return _Read(item, list(out[i + 1 :]), direction, False)
+    raise BadReturn(
+        f"returned {_describe_value(out)}; expected nothing (updated in place), the new parameters, or a tuple "
+        "(parameters, *states)"
+    )
+
+
+def _direction_sign(step: Any, grads: Any) -> int:
+    """+1 when the returned step is added (it points down the gradient), -1 when it is subtracted."""
+    dot = 0.0
+    s_leaves = step.values() if isinstance(step, Mapping) else [step]
+    g_leaves = grads.values() if isinstance(grads, Mapping) else [grads]
+    for s, g in zip(s_leaves, g_leaves, strict=False):
+        a, b = np.asarray(s, dtype=np.float64), np.asarray(g, dtype=np.float64)
+        ok = np.isfinite(a) & np.isfinite(b)
+        dot += float(np.sum(a[ok] * b[ok]))
+    if dot == 0.0:
+        return 0
+    return 1 if dot < 0 else -1
+
+
+def _apply(params: Any, step: Any, sign: int) -> Any:
+    if isinstance(params, Mapping):
+        return {k: np.asarray(params[k]) + sign * np.asarray(step[k]) for k in params}
+    return np.asarray(params) + sign * np.asarray(step)
+
+
+def _copy(x: Any) -> Any:
+    if isinstance(x, Mapping):
+        return {k: _copy(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return type(x)(_copy(v) for v in x)
+    if isinstance(x, np.ndarray):
+        return x.copy()
+    return x
+
+
+def _mutated(name: str, now: Any, before: Any) -> list[str]:
+    if isinstance(now, Mapping):
+        return [f"{name}[{k!r}]" for k in now if _changed(np.asarray(now[k]), np.asarray(before[k]))][:1]
+    if isinstance(now, (list, tuple)):
+        return [f"{name}[{i}]" for i, (a, b) in enumerate(zip(now, before, strict=True)) if _changed(a, b)][
+            :1
+        ]
+    return [name] if _changed(np.asarray(now), np.asarray(before)) else []
+
+
+def first_call(
+    obj: Any, plan: Plan, params0: Any, grads: Any, make: Callable[[Any, Plan, Any], _Session]
+) -> tuple[_Session, StepOutput]:
+    """The first step, trying the other key forms (``dW1``/``W1``, layers from 0) on a ``KeyError``."""
+    keys = list(params0) if isinstance(params0, Mapping) else []
+    forms: list[tuple[str, str, int]] = [(plan.grad_prefix, plan.state_prefix, plan.key_base)]
+    if (keys and plan.container in ("dict", "args")) or plan.style == "object":
+        for base in (1, 0):
+            for gp, sp in (("d", "d"), ("", ""), ("d", ""), ("", "d")):
+                if (gp, sp, base) not in forms:
+                    forms.append((gp, sp, base))
+    first_error: TargetRaised | None = None
+    for gp, sp, base in forms:
+        plan.grad_prefix, plan.state_prefix, plan.key_base = gp, sp, base
+        session = make(obj, plan, params0)
+        try:
+            return session, session.step(grads)
+        except TargetRaised as e:
+            other = {p + user_key(k, b) for k in keys for p in ("", "d") for b in (0, 1)}
+            if e.type_name != "KeyError" or e.key not in other:
+                if first_error is None:
+                    raise
+                raise first_error from None
+            first_error = first_error or e
+    plan.grad_prefix, plan.state_prefix, plan.key_base = forms[0]
+    assert first_error is not None
+    raise first_error
+
+
+def note_of(plan: Plan) -> str:
+    """What the first call learnt about the plan, for the parent (``StepOutput.note``)."""
+    return f"{plan.grad_prefix}|{plan.state_prefix}|{plan.key_base}|{plan.direction}"
+
+
+def apply_note(plan: Plan, note: str) -> None:
+    """Set on the parent's plan what :func:`note_of` reported."""
+    parts = note.split("|")
+    if len(parts) >= 2:
+        plan.grad_prefix, plan.state_prefix = parts[0], parts[1]
+    if len(parts) >= 4:
+        plan.key_base, plan.direction = int(parts[2]), int(parts[3])
