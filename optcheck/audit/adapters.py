@@ -289,6 +289,41 @@ def describe(obj: Any, spec_text: str = "") -> TargetInfo:
     )
 
 
+_OPTIMIZER_WORDS = ("adam", "sgd", "momentum", "rmsprop", "adagrad", "adadelta", "nesterov", "optim", "lion", "nadam")
+_EXTRA_GRAD_NAMES = ("dvar", "dweights", "dparam", "grad_w", "grad_params", "gs", "dws", "layer")
+
+
+def _grad_like(names: Sequence[str]) -> bool:
+    for n in names:
+        low = n.lower()
+        if n in GRADS_NAMES or low in GRADFN_NAMES or low in _EXTRA_GRAD_NAMES or low in ("grads", "gradients"):
+            return True
+    return bool(_pairs(names))
+
+
+def looks_like_update(obj: Any) -> bool:
+    """Whether ``obj`` (a function or class found in a file) looks like an update rule or optimizer."""
+    if isinstance(obj, type):
+        torch = sys.modules.get("torch")
+        if torch is not None and issubclass(obj, torch.optim.Optimizer):
+            return True
+        for name, member in vars(obj).items():
+            if name.startswith("_") or not callable(member):
+                continue
+            if _grad_like([p.name for p in _params_of(member, skip_self=True)]):
+                return True
+        return False
+    if not callable(obj):
+        return False
+    names = [p.name for p in _params_of(obj, skip_self=False) if not p.is_var]
+    if _grad_like(names):
+        return True
+    qual = getattr(obj, "__name__", "").lower()
+    return any(w in qual for w in _OPTIMIZER_WORDS) and all(
+        p.has_default for p in _params_of(obj, skip_self=False) if not p.is_var
+    )
+
+
 def _mro_dict(cls: type) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for base in reversed(cls.__mro__[:-1]):
@@ -336,6 +371,7 @@ class Binding:
     roles: list[tuple[str, str]] = dataclasses.field(default_factory=list)
     l2: tuple[float, float | None, float, str, str | None] | None = None
     defaults_differ: list[tuple[str, Any, Any]] = dataclasses.field(default_factory=list)
+    bound: set[str] = dataclasses.field(default_factory=set)
 
 
 def _fmt(v: Any) -> str:
@@ -431,6 +467,7 @@ class _Binder:
 
     def generic(self, p: ParamInfo, positional: bool = False, names: Sequence[str] = ()) -> Call | None:
         """Bind ``p`` as an ``--arg``, a hyperparameter or the course L2 arguments; ``None`` if none applies."""
+        names = names or [q.name for q in self.info.params if not q.is_var]
         rname = self.resolve(p.name, names)
         if p.name in self.args and rname is not None and p.name not in REG_NAMES:
             # a hyperparameter given with --arg: the target gets it, the reference uses it
@@ -533,7 +570,7 @@ def bind(
         b.notes.insert(
             0, f"from the target's own defaults: {used}; give --hyper NAME=VALUE to audit other values"
         )
-    out = Binding(plan, b.ref_hyper, b.notes, b.roles, defaults_differ=b.defaults_differ)
+    out = Binding(plan, b.ref_hyper, b.notes, b.roles, defaults_differ=b.defaults_differ, bound=b.bound_hyper)
     _course_l2(b, out)
     unbound_user = [b.hyper[r][0] for r in b.hyper if r not in b.bound_hyper and r not in plan.kwargs_hyper]
     if plan.style == "config":
@@ -920,6 +957,32 @@ def _bind_function(b: _Binder, style: str, config_defaults: Mapping[str, Any] | 
         if any(c.role == "state" and c.state == s for c in calls):
             b.roles.append((s, "a state (zeros shaped like the parameters)"))
     return plan
+
+
+def passed_hyper(plan: Plan, info: TargetInfo, rule_cls: Any) -> dict[str, Any]:
+    """The hyperparameters of ``rule_cls`` the target is given by ``plan`` (rule name -> value).
+
+    The same call means different rules' hyperparameters (``beta`` is RMSprop's ``alpha`` and
+    SGD's ``momentum``), so each argument given a value is read again under ``rule_cls``.
+    """
+    b = _Binder(info, rule_cls, {}, {})
+    names = [p.name for p in info.params if not p.is_var]
+    out: dict[str, Any] = {}
+    for c in [*plan.calls, *plan.step_calls]:
+        if c.role not in ("hyper", "arg"):
+            continue
+        if c.name == "betas" and isinstance(c.value, tuple) and "beta1" in b.specs:
+            out["beta1"], out["beta2"] = c.value
+            continue
+        rname = c.source if c.source in b.specs and c.role == "hyper" and c.source == c.name else None
+        rname = rname or b.resolve(c.name, names)
+        if rname is not None and rname in b.specs:
+            out[rname] = c.value
+    for key, value in plan.config.items():
+        rname = b.resolve(key, list(plan.config))
+        if rname is not None:
+            out[rname] = value
+    return out
 
 
 def check_bind_roles(info: TargetInfo, rule_cls: Any, bind_roles: Mapping[str, str]) -> dict[str, str]:

@@ -378,6 +378,61 @@ class Auditor:
             )
         self.ref_variant: Any = None
         self.state_map: dict[str, str] | None = None
+        self.unused_states: list[str] = []
+        self.passed: dict[str, Any] | None = None
+        self.layer_base = 1
+        self._probe_call()
+
+    def _probe_call(self) -> None:
+        """One call of a function target on a probe, to learn what its code expects.
+
+        The containers its argument names allow (a dict, one array, a list) are tried in turn
+        until the target accepts one; the first call also settles the key forms (``dW1`` or
+        ``W1``, layers numbered from 0 or 1) and, for a target that returns its step, the sign.
+        Every later case is generated in those forms.
+        """
+        plan = self.plan
+        if plan.style not in adapters.CALL_STYLES:
+            return
+        containers = plan.containers or (plan.container,)
+        chosen = None
+        for container in containers:
+            plan.container = container
+            plan.key_base = 1
+            case = self.probe_cases()[0].truncated(1)
+            try:
+                self.worker.request(("begin", plan, case.params0), self.timeout)
+                out = self.worker.request(("step", case.grads[0]), self.timeout)
+            except TargetFailure as f:
+                if f.id in FATAL:
+                    break
+                continue
+            if out.note and "|" in out.note:
+                apply_note(plan, out.note)
+            chosen = container
+            break
+        plan.container = chosen or containers[0]
+        if chosen is None:
+            plan.key_base = 1
+        if len(containers) > 1 and chosen is not None and chosen != containers[0]:
+            self.notes.append(
+                f"{plan.param_names or plan.grad_names}: passed as a {chosen} (the target did not accept "
+                f"a {containers[0]})"
+            )
+        if plan.key_base != 1:
+            self.layer_base = plan.key_base
+            plan.key_base = 1
+            self.notes.append(
+                f"layers numbered from {self.layer_base} (W{self.layer_base}, b{self.layer_base}, ...)"
+            )
+
+    def _renumber(self, tree: Any) -> Any:
+        """``tree`` with its layer keys numbered like the target's (``W0`` for ``W1`` when it counts from 0)."""
+        if self.layer_base == 1 or not isinstance(tree, Mapping):
+            return tree
+        from ._styles import user_key
+
+        return {user_key(k, self.layer_base): v for k, v in tree.items()}
 
     def _bind_auto(self, info: TargetInfo, style: str, config_defaults: Mapping[str, Any] | None) -> None:
         """``--rule auto``: bind against the rule whose names fit the target best (identified later)."""
@@ -405,36 +460,89 @@ class Auditor:
         self.hyper_in, self.binding = best[3]
 
     def _identify(self) -> bool:
-        """``--rule auto``: which rule the probes show; switch the reference to it. False: none fits."""
+        """``--rule auto``: which rule the probes show; switch the reference to it. False: none fits.
+
+        :func:`optcheck.diagnose.identify` first (rules, conventions and single bugs). When it finds
+        no rule that reproduces the target, every rule is fitted instead (its free hyperparameters
+        from the target's trajectories, the values the target was given kept) and ranked by the
+        fraction of entries it reproduces, so that a target with two bugs is still judged against
+        the rule it implements; the report then says the identification is unsure and names the
+        two best rules.
+        """
         diag = _diagnose_module()
-        trajs = [r.traj for r in self.probe_results if r.failure is None and r.traj.steps]
+        results = [r for r in self.probe_results if r.failure is None and r.traj.steps]
+        trajs = [r.traj for r in results]
         if diag is None or not hasattr(diag, "identify") or not trajs:
             raise AuditUsageError("--rule auto needs optcheck.diagnose.identify; name the rule with --rule")
         plain = [dataclasses.replace(t, states=None) for t in trajs]
         ident = diag.identify(plain, budget_s=IDENTIFY_BUDGET_S)
         self.identification = ident
-        if ident.rule is None or (not ident.matched and not ident.bugs):
-            self.rule_name = "auto"
-            self.findings["differs-from-reference"] = Finding(
-                "differs-from-reference",
-                "error",
-                f"--rule auto: {ident.message()}",
-                step=1,
+        if ident.rule is not None and ident.matched and not ident.bugs:
+            rule = ident.rule
+            message = ident.message()
+        else:
+            ranking = self._rank_rules(trajs)
+            if not ranking or ranking[0][0] <= 0.0:
+                self.rule_name = "auto"
+                self.findings["differs-from-reference"] = Finding(
+                    "differs-from-reference",
+                    "error",
+                    f"--rule auto: {ident.message()}",
+                    step=1,
+                )
+                return False
+            score, rule = ranking[0]
+            others = ", ".join(f"{r.name} ({sc:.0%} of the entries)" for sc, r in ranking[1:2])
+            message = (
+                f"unsure: no rule reproduces the target; the closest is {rule.name} ({score:.0%} of the "
+                f"entries reproduced){', then ' + others if others else ''}; judged against {rule.name} "
+                "(name the rule with --rule to choose)"
             )
-            return False
-        self.rule = ident.rule
-        self.rule_cls = type(ident.rule)
-        self.rule_name = ident.rule.name
+        self.rule = rule
+        self.rule_cls = type(rule)
+        self.rule_name = rule.name
+        self.passed = adapters.passed_hyper(self.plan, self.info, self.rule_cls)
         self.state_map = None
         self.ref_variant = None
-        self.notes.append(f"--rule auto: {ident.message()}")
-        self.convention_findings.append(Finding("rule-identified", "info", f"--rule auto: {ident.message()}"))
+        self.notes.append(f"--rule auto: {message}")
+        self.convention_findings.append(Finding("rule-identified", "info", f"--rule auto: {message}"))
         for fid in list(self.findings):
             if fid not in ("nondeterministic",):
                 self.findings.pop(fid)
         self.provisional.clear()
         self.explanation = None
         return True
+
+    def _rank_rules(self, trajs: Sequence[Trajectory]) -> list[tuple[float, Rule]]:
+        """Every rule of ``AUTO_ORDER`` fitted to ``trajs``, best first: (fraction reproduced, rule)."""
+        from ._infer import fit_free, fittable
+
+        out: list[tuple[float, float, int, Rule]] = []
+        for order, name in enumerate(AUTO_ORDER):
+            cls = rules_mod.rule_class(name)
+            passed = adapters.passed_hyper(self.plan, self.info, cls)
+            if self.binding.l2 is not None:
+                if "weight_decay" not in {s.name for s in cls.hyper_specs()}:
+                    continue
+                passed["weight_decay"] = self.binding.l2[2]
+            try:
+                start = cls(**{k: v for k, v in passed.items() if k in {s.name for s in cls.hyper_specs()}})
+            except (ValueError, TypeError):
+                continue
+            free = [s.name for s in cls.hyper_specs() if s.name not in passed and fittable(start, s.name)]
+            fit = fit_free(
+                start, free, [dataclasses.replace(t, rule=start) for t in trajs], self._overrides_rule, 60
+            )
+            out.append((fit.score, fit.worst, order, fit.rule))
+        out.sort(key=lambda x: (-x[0], -x[1], x[2]))
+        return [(sc, r) for sc, _, _, r in out]
+
+    def _overrides_rule(self, rule: Rule, params0: Any) -> dict[Path, Rule]:
+        """The course-L2 parameter groups for ``rule``: no decay on the biases."""
+        if self.binding.l2 is None or not isinstance(params0, Mapping):
+            return {}
+        no_decay = rule.replace(weight_decay=0.0)
+        return {path: no_decay for path, _ in flatten(params0) if not path[-1].startswith("W")}
 
     def _probe_arrays(self) -> tuple[np.ndarray, np.ndarray]:
         rng = np.random.default_rng(self.seed)
@@ -527,7 +635,9 @@ class Auditor:
     def _map_states(self, states: Mapping[str, Any], params0: Any) -> dict[str, Any]:
         """The target's states under the rule's names, only those with the structure of the params."""
         if self.state_map is None:
-            arrays = [n for n, v in states.items() if not isinstance(v, float)]
+            arrays = [
+                n for n, v in states.items() if not isinstance(v, float) and n not in self.unused_states
+            ]
             if not arrays:
                 return {}
             self.state_map = adapters.map_states(arrays, self.rule)
@@ -565,6 +675,16 @@ class Auditor:
                 outputs.append(out)
         except TargetFailure as f:
             failure = (len(outputs) + 1, f)
+        return self.judge(case, outputs, failure, index)
+
+    def judge(
+        self,
+        case: Case,
+        outputs: list[StepOutput],
+        failure: tuple[int, TargetFailure] | None,
+        index: int = 0,
+    ) -> CaseResult:
+        """Check what the target did on ``case`` against the current reference."""
         overrides = self._overrides_for(case.params0)
         mapped = [self._map_states(o.states, case.params0) for o in outputs]
         traj = Trajectory(
@@ -954,7 +1074,11 @@ class Auditor:
             else:
                 grads = [draw(1e-4) for _ in range(self.steps)]
             cases.append(
-                Case(params0, grads, label=("ordinary values", "zero gradients", "small gradients")[i])
+                Case(
+                    self._renumber(params0),
+                    [self._renumber(g) for g in grads],
+                    label=("ordinary values", "zero gradients", "small gradients")[i],
+                )
             )
         return cases
 
@@ -1019,6 +1143,76 @@ class Auditor:
             self.worker.close()
         return self.report()
 
+    def _find_unused_states(self, results: Sequence[CaseResult]) -> bool:
+        """States the target never changes (still all zero after every probe step): they say nothing.
+
+        Course code often hands ``V`` and ``S`` to an RMSprop that only uses ``S``. Such a state is
+        left out of the state mapping and the invariants; True when one was found.
+        """
+        names: dict[str, bool] = {}
+        for r in results:
+            for out in r.outputs:
+                for name, tree in out.states.items():
+                    if isinstance(tree, float):
+                        continue
+                    zero = all(not np.any(np.asarray(v)) for _, v in flatten(tree))
+                    names[name] = names.get(name, True) and zero
+        moved = any(np.any(np.asarray(v)) for r in results for g in r.case.grads for _, v in flatten(g))
+        unused = [n for n, zero in names.items() if zero and moved and n not in self.unused_states]
+        if not unused or len(unused) == len(names):
+            return False
+        self.unused_states.extend(unused)
+        self.state_map = None
+        for n in unused:
+            self.notes.append(f"{n}: never changed by {self.info.name} (all zeros after every step); ignored")
+        return True
+
+    def _free_hyper(self) -> list[str]:
+        """The rule's hyperparameters the target takes no argument for and the user did not give."""
+        from ._infer import fittable
+
+        bound = set(self.passed) if self.passed is not None else set(self.binding.bound) | set(self.hyper_in)
+        if self.binding.l2 is not None:
+            bound.add("weight_decay")
+        return [
+            s.name for s in self.rule_cls.hyper_specs() if s.name not in bound and fittable(self.rule, s.name)
+        ]
+
+    def _fit_hard_coded(self, results: Sequence[CaseResult]) -> bool:
+        """Fit the free hyperparameters to the probes when the reference disagrees; True if the rule changed."""
+        from ._infer import fit_free
+
+        free = self._free_hyper()
+        if self.auto and self.passed is None:
+            return False  # the rule is not known yet: identification fits it
+        if not free:
+            return False
+        if not any(r.divergence is not None for r in results) and not self.auto:
+            return False
+        trajs = [r.traj for r in results if r.traj.steps]
+        if not trajs:
+            return False
+
+        fit = fit_free(self.rule, free, trajs, self._overrides_rule)
+        self.fit = fit
+        changed = bool(fit.changed)
+        self.rule = fit.rule
+        defaults = {s.name: s.default for s in self.rule_cls.hyper_specs()}
+        assumed = {k: self.rule.hyper[k] for k in free if self.rule.hyper[k] != defaults.get(k)}
+        if not assumed:
+            return changed
+        where = self.info.name
+        values = ", ".join(f"{_hyper_symbol(k)} = {v:g}" for k, v in assumed.items())
+        self.notes.append(
+            f"assumed {values} (hard-coded in {where}: it takes no argument for "
+            f"{'it' if len(assumed) == 1 else 'them'}; fitted to its own trajectories, "
+            f"{fit.evaluations} evaluations)"
+        )
+        self.convention_findings.append(
+            Finding("hyperparameter-inferred", "info", f"assumed {values} (hard-coded in {where})")
+        )
+        return changed
+
     def _fatal(self) -> bool:
         return any(i in FATAL for i in [*self.findings, *self.provisional])
 
@@ -1028,10 +1222,16 @@ class Auditor:
         for i, case in enumerate(self.probe_cases()):
             res = self.run_case(case, i)
             results.append(res)
-            self._record(res, shrunk=False)
             if res.failure is not None and res.failure[1].id in FATAL:
+                for r in results:
+                    self._record(r, shrunk=False)
                 self._promote()
                 return False
+        rejudge = self._find_unused_states(results)
+        if self._fit_hard_coded(results) or rejudge:
+            results = [self.judge(r.case, r.outputs, r.failure, i) for i, r in enumerate(results)]
+        for res in results:
+            self._record(res, shrunk=False)
         self.probe_results = results
         first = results[0]
         if first.failure is None and first.outputs:
@@ -1190,6 +1390,8 @@ class Auditor:
             params = st.one_of(
                 ost.params(style="dict", max_side=3), ost.params(style="dict", max_side=3, adversarial=True)
             )
+
+        params = params.map(self._renumber)
 
         def with_grads(p: Any) -> Any:
             g = st.one_of(ost.grads_like(p), ost.grads_like(p, adversarial=True))
@@ -1478,6 +1680,13 @@ def _convention_variant(convs: Sequence[Any], rule: Rule) -> Any:
         if out is None:
             return None
     return out
+
+
+_SYMBOLS = {"beta1": "β1", "beta2": "β2", "alpha": "α", "rho": "ρ", "eps": "ε", "momentum": "μ"}
+
+
+def _hyper_symbol(name: str) -> str:
+    return _SYMBOLS.get(name, name)
 
 
 def _check_int(name: str, value: Any, low: int) -> int:

@@ -67,7 +67,16 @@ class TargetSpec:
 
 
 def parse_target(text: str, cwd: str | None = None) -> TargetSpec:
-    """Parse ``path/to/file.py:NAME`` or ``package.module:NAME``; ``AuditUsageError`` when malformed."""
+    """Parse ``path/to/file.py:NAME`` or ``package.module:NAME``; ``AuditUsageError`` when malformed.
+
+    ``path/to/file.py`` alone names the file's one update function or optimizer class: the child
+    finds it (:func:`find_candidates`) and the audit lists the candidates when there are several.
+    """
+    if isinstance(text, str) and ":" not in text and text.endswith(".py"):
+        path = Path(cwd or os.getcwd(), text).resolve()
+        if not path.is_file():
+            raise AuditUsageError(f"TARGET {text!r}: the file {text!r} does not exist")
+        return TargetSpec("file", str(path), "", text)
     if not isinstance(text, str) or ":" not in text:
         raise AuditUsageError(
             f"TARGET {text!r} is invalid; expected path/to/file.py:NAME or package.module:NAME "
@@ -148,6 +157,8 @@ def load_target(spec: TargetSpec, sys_path: list[str] | None = None) -> Any:
                 raise
     else:
         module = importlib.import_module(spec.location)
+    if not spec.name:
+        return _only_candidate(module, spec)
     obj: Any = module
     for part in spec.name.split("."):
         if not hasattr(obj, part):
@@ -158,6 +169,43 @@ def load_target(spec: TargetSpec, sys_path: list[str] | None = None) -> Any:
     if not callable(obj):
         raise TypeError(f"{spec.text} is a {type(obj).__name__}, not a function or class")
     return obj
+
+
+def find_candidates(module: Any) -> list[tuple[str, Any]]:
+    """The functions and classes defined in ``module`` that look like an update rule, by their arguments.
+
+    A function qualifies when one of its arguments is named like gradients (or a function returning
+    them), or when it is a factory of ``(init, update, get_params)`` named like an optimizer; a class
+    when one of its methods does. Helpers (``initialize_*``, ``forward_backward``, ``train``) do not.
+    """
+    from .adapters import looks_like_update
+
+    out = []
+    for name, obj in vars(module).items():
+        if name.startswith("_") or getattr(obj, "__module__", None) != module.__name__:
+            continue
+        if not callable(obj):
+            continue
+        if looks_like_update(obj):
+            out.append((name, obj))
+    return out
+
+
+def _only_candidate(module: Any, spec: TargetSpec) -> Any:
+    cands = find_candidates(module)
+    if len(cands) == 1:
+        return cands[0][1]
+    where = Path(spec.location).name if spec.kind == "file" else spec.location
+    if not cands:
+        public = sorted(n for n, o in vars(module).items() if not n.startswith("_") and callable(o))
+        raise AttributeError(
+            f"{where} has no function or class that takes gradients (callables there: {public[:12]}); "
+            f"name the target as {spec.text}:NAME"
+        )
+    names = [n for n, _ in cands]
+    raise AttributeError(
+        f"{where} has {len(names)} candidate targets {names}; name one as {spec.text}:{names[0]}"
+    )
 
 
 # ---------------------------------------------------------------------------------------------
