@@ -134,7 +134,9 @@ class Plan:
       array with its key (``update(param, grad, name)``);
     * ``arg_keys``: for ``container="args"``, target argument -> params key (``{"dw": "w"}``);
     * ``containers``: the containers still to try at the first call, in order (the probe call
-      keeps the first that the target accepts).
+      keeps the first that the target accepts);
+    * ``given``: the target's own names of the hyperparameters it reads from elsewhere than its
+      arguments (the config style's keys) -> the value it uses.
     """
 
     style: str
@@ -156,6 +158,7 @@ class Plan:
     per_key: str = ""
     arg_keys: dict[str, str] = dataclasses.field(default_factory=dict)
     containers: tuple[str, ...] = ()
+    given: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass

@@ -106,7 +106,11 @@ def _lr_estimate(rule: Rule, traj: Trajectory, overrides: Mapping[Path, Rule]) -
 def _score(
     rule: Rule, trajs: Sequence[Trajectory], overrides_for: Callable[[Rule, Any], Mapping[Path, Rule]]
 ) -> tuple[float, float]:
-    """(fraction of parameter entries reproduced, minus the largest relative disagreement)."""
+    """(fraction of entries reproduced, minus the largest relative disagreement).
+
+    The entries are the parameters' and, where the trajectory carries the target's states under
+    the rule's names, the states' after every step.
+    """
     agree = total = 0
     worst = 0.0
     for traj in trajs:
@@ -120,7 +124,12 @@ def _score(
                     params, state = step_tree(rule, params, traj.grads[k], state, overrides)
             except (ValueError, TypeError, FloatingPointError, ZeroDivisionError, OverflowError):
                 return (0.0, -math.inf)
-            for (_, ref), (_, tgt) in zip(flatten(params), flatten(traj.params[k]), strict=False):
+            pairs = list(zip(flatten(params), flatten(traj.params[k]), strict=False))
+            if traj.states is not None and k < len(traj.states):
+                for key, tree in traj.states[k].items():
+                    if key in state and not isinstance(tree, float):
+                        pairs += list(zip(flatten(state[key]), flatten(tree), strict=False))
+            for (_, ref), (_, tgt) in pairs:
                 r = np.asarray(ref, dtype=np.float64)
                 t = np.asarray(tgt, dtype=np.float64)
                 if r.shape != t.shape:

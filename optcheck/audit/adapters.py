@@ -186,9 +186,18 @@ HYPER_ALIASES: dict[str, tuple[str, ...]] = {
     "beta_1": ("beta1",),
     "b1": ("beta1",),
     "beta1": ("beta1",),
-    "beta_2": ("beta2",),
+    "beta_2": ("beta2", "alpha", "rho"),
     "b2": ("beta2",),
-    "beta2": ("beta2",),
+    "beta2": ("beta2", "alpha", "rho"),
+    "decay2": ("beta2",),
+    "decay1": ("beta1",),
+    "e": ("eps",),
+    "mass": ("momentum",),
+    "learning_rate_init": ("lr",),
+    "stepsize": ("lr",),
+    "lambd": ("weight_decay",),
+    "reg_param": ("weight_decay",),
+    "weight_decay": ("weight_decay",),
     "wd": ("weight_decay",),
     "l2": ("weight_decay",),
     "weight_decay_rate": ("weight_decay",),
@@ -289,14 +298,30 @@ def describe(obj: Any, spec_text: str = "") -> TargetInfo:
     )
 
 
-_OPTIMIZER_WORDS = ("adam", "sgd", "momentum", "rmsprop", "adagrad", "adadelta", "nesterov", "optim", "lion", "nadam")
+_OPTIMIZER_WORDS = (
+    "adam",
+    "sgd",
+    "momentum",
+    "rmsprop",
+    "adagrad",
+    "adadelta",
+    "nesterov",
+    "optim",
+    "lion",
+    "nadam",
+)
 _EXTRA_GRAD_NAMES = ("dvar", "dweights", "dparam", "grad_w", "grad_params", "gs", "dws", "layer")
 
 
 def _grad_like(names: Sequence[str]) -> bool:
     for n in names:
         low = n.lower()
-        if n in GRADS_NAMES or low in GRADFN_NAMES or low in _EXTRA_GRAD_NAMES or low in ("grads", "gradients"):
+        if (
+            n in GRADS_NAMES
+            or low in GRADFN_NAMES
+            or low in _EXTRA_GRAD_NAMES
+            or low in ("grads", "gradients")
+        ):
             return True
     return bool(_pairs(names))
 
@@ -468,7 +493,8 @@ class _Binder:
     def generic(self, p: ParamInfo, positional: bool = False, names: Sequence[str] = ()) -> Call | None:
         """Bind ``p`` as an ``--arg``, a hyperparameter or the course L2 arguments; ``None`` if none applies."""
         names = names or [q.name for q in self.info.params if not q.is_var]
-        rname = self.resolve(p.name, names)
+        # a target's reg_param/lambd is the course L2 coefficient (divided by the batch size when given)
+        rname = None if p.name in REG_NAMES or p.name in BATCH_NAMES else self.resolve(p.name, names)
         if p.name in self.args and rname is not None and p.name not in REG_NAMES:
             # a hyperparameter given with --arg: the target gets it, the reference uses it
             self.used_args.add(p.name)
@@ -768,8 +794,9 @@ def _role_by_name(p: ParamInfo, names: Sequence[str], b: _Binder, loop: bool) ->
         return "step"
     if n == "betas" or b.resolve(n, names) is not None:
         return "hyper"
-    if n in REG_NAMES or n in BATCH_NAMES:
-        return "l2"
+    numeric_default = isinstance(p.default, (int, float)) and not isinstance(p.default, bool)
+    if (n in REG_NAMES or n in BATCH_NAMES) and (numeric_default or not _looks_like_state(n)):
+        return "l2"  # ``m`` is the batch size beside ``reg_param`` but the first moment beside ``s``
     if (not p.has_default or p.default is None) and _looks_like_state(n, _rule_state_keys(b)):
         return "state"
     return None
@@ -978,8 +1005,8 @@ def passed_hyper(plan: Plan, info: TargetInfo, rule_cls: Any) -> dict[str, Any]:
         rname = rname or b.resolve(c.name, names)
         if rname is not None and rname in b.specs:
             out[rname] = c.value
-    for key, value in plan.config.items():
-        rname = b.resolve(key, list(plan.config))
+    for key, value in {**plan.given, **plan.config}.items():
+        rname = b.resolve(key, list({**plan.given, **plan.config}))
         if rname is not None:
             out[rname] = value
     return out
@@ -1033,6 +1060,7 @@ def _bind_config(b: _Binder, plan: Plan, defaults: Mapping[str, Any]) -> None:
                     f"config[{key!r}]={value!r} is not a hyperparameter of {b.rule_cls.name}; left as it is"
                 )
             continue
+        plan.given[key] = b.hyper[rname][1] if rname in b.hyper else value
         if rname in b.hyper:
             used = b.hyper[rname][1]
             plan.config[key] = used

@@ -239,6 +239,7 @@ class Auditor:
         progress: Callable[[str], None] | None = None,
         isolate: bool | None = None,
         cwd: str | None = None,
+        bind: Mapping[str, str] | None = None,
     ) -> None:
         self.t0 = time.monotonic()
         self.seed = _check_int("seed", seed, 0)
@@ -264,6 +265,7 @@ class Auditor:
             self.hyper_in = _parse_hyper(self.rule_cls, self.hyper_given)
         self.rule_name = self.rule_cls.name
         self.args = dict(args or {})
+        self.bind = dict(bind or {})
         self.progress = progress
         self._last_progress = 0.0
         self.cases_run = 0
@@ -356,7 +358,7 @@ class Auditor:
             self._bind_auto(info, style, config_defaults)
         else:
             self.binding = adapters.bind(
-                info, style, self.rule_cls, self.hyper_in, self.args, config_defaults
+                info, style, self.rule_cls, self.hyper_in, self.args, config_defaults, self.bind
             )
         self.plan: Plan = self.binding.plan
         self.notes.extend(self.binding.notes)
@@ -442,7 +444,7 @@ class Auditor:
             cls = rules_mod.rule_class(name)
             try:
                 hyper_in = _parse_hyper(cls, self.hyper_given)
-                binding = adapters.bind(info, style, cls, hyper_in, self.args, config_defaults)
+                binding = adapters.bind(info, style, cls, hyper_in, self.args, config_defaults, self.bind)
                 rules_mod.get(name, **binding.ref_hyper)
             except (AuditUsageError, ValueError, TypeError) as e:
                 if first_error is None and isinstance(e, AuditUsageError):
@@ -481,7 +483,7 @@ class Auditor:
             rule = ident.rule
             message = ident.message()
         else:
-            ranking = self._rank_rules(trajs)
+            ranking = self._rank_rules(results)
             if not ranking or ranking[0][0] <= 0.0:
                 self.rule_name = "auto"
                 self.findings["differs-from-reference"] = Finding(
@@ -513,9 +515,21 @@ class Auditor:
         self.explanation = None
         return True
 
-    def _rank_rules(self, trajs: Sequence[Trajectory]) -> list[tuple[float, Rule]]:
-        """Every rule of ``AUTO_ORDER`` fitted to ``trajs``, best first: (fraction reproduced, rule)."""
+    def _rank_rules(self, results: Sequence[CaseResult]) -> list[tuple[float, Rule]]:
+        """Every rule of ``AUTO_ORDER`` fitted to the probes, best first: (fraction reproduced, rule).
+
+        The target's states count as well as its parameters, each rule reading them under its own
+        names (``v`` is Adam's second moment beside ``m``, SGD's momentum buffer alone).
+        """
         from ._infer import fit_free, fittable
+
+        raw = [
+            [{n: v for n, v in o.states.items() if n not in self.unused_states} for o in r.outputs]
+            for r in results
+        ]
+        arrays = sorted(
+            {n for steps in raw for st in steps for n, v in st.items() if not isinstance(v, float)}
+        )
 
         out: list[tuple[float, float, int, Rule]] = []
         for order, name in enumerate(AUTO_ORDER):
@@ -530,9 +544,12 @@ class Auditor:
             except (ValueError, TypeError):
                 continue
             free = [s.name for s in cls.hyper_specs() if s.name not in passed and fittable(start, s.name)]
-            fit = fit_free(
-                start, free, [dataclasses.replace(t, rule=start) for t in trajs], self._overrides_rule, 60
-            )
+            smap = adapters.map_states(arrays, start) if arrays and start.array_keys() else {}
+            trajs = []
+            for r, steps in zip(results, raw, strict=True):
+                states = [{key: st[user] for user, key in smap.items() if user in st} for st in steps]
+                trajs.append(dataclasses.replace(r.traj, rule=start, states=states if smap else None))
+            fit = fit_free(start, free, trajs, self._overrides_rule, 60)
             out.append((fit.score, fit.worst, order, fit.rule))
         out.sort(key=lambda x: (-x[0], -x[1], x[2]))
         return [(sc, r) for sc, _, _, r in out]
@@ -1709,11 +1726,13 @@ def run_audit(
     progress: Callable[[str], None] | None = None,
     isolate: bool | None = None,
     cwd: str | None = None,
+    bind: Mapping[str, str] | None = None,
 ) -> AuditReport:
     """Audit ``target`` (``"file.py:NAME"``, ``"module:NAME"``, or a function/class) against ``rule``.
 
     ``hyper`` sets the reference's hyperparameters (rule names or the usual aliases), ``args``
-    the target's own extra arguments. Raises :class:`~optcheck.audit.AuditUsageError` when the
+    the target's own extra arguments, ``bind`` the roles of arguments whose names do not say
+    them (``{"a": "params"}``, like ``--bind a=params``). Raises :class:`~optcheck.audit.AuditUsageError` when the
     audit cannot run. ``isolate=False`` runs the target in this process (no protection against
     hangs and crashes); by default a target that can be re-imported by name runs in a child process.
     """
@@ -1730,6 +1749,7 @@ def run_audit(
         progress=progress,
         isolate=isolate,
         cwd=cwd if cwd is not None else os.getcwd(),
+        bind=bind,
     )
     return auditor.run()
 
