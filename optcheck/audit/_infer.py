@@ -60,7 +60,7 @@ def fittable(rule: Rule, name: str) -> bool:
     spec = {s.name: s for s in type(rule).hyper_specs()}.get(name)
     if spec is None or spec.kind != "float" or getattr(spec, "convention", False):
         return False
-    return name in ("lr", "eps", "momentum", "alpha", "rho", "beta1", "beta2", "beta3", "lr_decay")
+    return name in ("lr", "eps", "momentum", "alpha", "rho", "beta1", "beta2", "beta3")
 
 
 def candidates(name: str, current: float) -> list[float]:
@@ -69,8 +69,6 @@ def candidates(name: str, current: float) -> list[float]:
         common: Sequence[float] = _LRS
     elif name == "eps":
         common = _EPS
-    elif name == "lr_decay":
-        common = (0.0, 1e-4, 1e-3, 1e-2)
     else:
         common = _DECAYS
     out = [current]

@@ -124,6 +124,11 @@ class CallSession(_Session):
     def _ostate_entries(self, state: Any) -> dict[str, Any]:
         """A target-made state as ``{name: tree or number}``: its entries shaped like the parameters."""
         out: dict[str, Any] = {}
+        if self.keys and self._matches(state):  # one state keyed like the parameters
+            try:
+                return {"state": self._unpack(state, "state")}
+            except BadReturn:
+                return out
         flat = _flat_state(state)  # arrays and numbers, by key, position or field
         items: list[tuple[str, Any]] = []
         if isinstance(state, Mapping):

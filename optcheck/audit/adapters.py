@@ -905,7 +905,7 @@ def _bind_function(b: _Binder, style: str, config_defaults: Mapping[str, Any] | 
         plan.arg_keys = {**{pn: pn for pn in pairs}, **{gn: pn for pn, gn in pairs.items()}}
         plan.param_names, plan.grad_names = ", ".join(p_names), ", ".join(g_names)
     else:
-        plan.param_names = p_names[0] if p_names else ""
+        plan.param_names = p_names[0] if p_names else "params"
         plan.grad_names = g_names[0]
     if not p_names:
         if style == "config":

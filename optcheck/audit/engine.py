@@ -483,7 +483,11 @@ class Auditor:
             rule = ident.rule
             message = ident.message()
         else:
+            self._ranked_trajs: dict[str, list[Trajectory]] = {}
             ranking = self._rank_rules(results)
+            explained = False
+            if ranking and ranking[0][0] < 1.0:
+                ranking, explained = self._explained_first(ranking, diag)
             if not ranking or ranking[0][0] <= 0.0:
                 self.rule_name = "auto"
                 self.findings["differs-from-reference"] = Finding(
@@ -495,11 +499,18 @@ class Auditor:
                 return False
             score, rule = ranking[0]
             others = ", ".join(f"{r.name} ({sc:.0%} of the entries)" for sc, r in ranking[1:2])
-            message = (
-                f"unsure: no rule reproduces the target; the closest is {rule.name} ({score:.0%} of the "
-                f"entries reproduced){', then ' + others if others else ''}; judged against {rule.name} "
-                "(name the rule with --rule to choose)"
-            )
+            if explained:
+                message = (
+                    f"{rule.name}, with a known bug: no rule reproduces the target as written, and a "
+                    f"catalog bug of {rule.name} does ({rule.name} alone reproduces {score:.0%} of the "
+                    f"entries{'; next: ' + others if others else ''})"
+                )
+            else:
+                message = (
+                    f"unsure: no rule reproduces the target; the closest is {rule.name} ({score:.0%} of "
+                    f"the entries reproduced){', then ' + others if others else ''}; judged against "
+                    f"{rule.name} (name the rule with --rule to choose)"
+                )
         self.rule = rule
         self.rule_cls = type(rule)
         self.rule_name = rule.name
@@ -531,7 +542,7 @@ class Auditor:
             {n for steps in raw for st in steps for n, v in st.items() if not isinstance(v, float)}
         )
 
-        out: list[tuple[float, float, int, Rule]] = []
+        out: list[tuple[float, tuple[int, int, int], float, Rule]] = []
         for order, name in enumerate(AUTO_ORDER):
             cls = rules_mod.rule_class(name)
             passed = adapters.passed_hyper(self.plan, self.info, cls)
@@ -550,9 +561,35 @@ class Auditor:
                 states = [{key: st[user] for user, key in smap.items() if user in st} for st in steps]
                 trajs.append(dataclasses.replace(r.traj, rule=start, states=states if smap else None))
             fit = fit_free(start, free, trajs, self._overrides_rule, 60)
-            out.append((fit.score, fit.worst, order, fit.rule))
-        out.sort(key=lambda x: (-x[0], -x[1], x[2]))
+            # evidence beyond the numbers, for ties: as many states as the rule keeps, and the
+            # hyperparameter names the target uses that the rule has (alpha, beta1, momentum, rho)
+            mismatch = abs(len(arrays) - len(start.array_keys()))
+            named = sum(1 for k in passed if k not in ("lr", "eps", "weight_decay"))
+            out.append((fit.score, (mismatch, -named, order), fit.worst, fit.rule))
+            self._ranked_trajs[name] = [dataclasses.replace(t, rule=fit.rule) for t in trajs]
+        # equal fractions (a bug that spoils every entry): the evidence decides, then the commoner rule
+        out.sort(key=lambda x: (-round(x[0], 2), x[1], -x[2]))
         return [(sc, r) for sc, _, _, r in out]
+
+    def _explained_first(
+        self, ranking: list[tuple[float, Rule]], diag: Any
+    ) -> tuple[list[tuple[float, Rule]], bool]:
+        """The ranking with the first of its three best rules whose known bugs explain the target moved first.
+
+        Two rules can reproduce equally few entries of a buggy target; the one a catalog bug of
+        which reproduces it is the rule the target meant to implement.
+        """
+        for i, (_, rule) in enumerate(ranking[:3]):
+            trajs = self._ranked_trajs.get(rule.name)
+            if not trajs:
+                continue
+            try:
+                expl = diag.explain(trajs, budget_s=DIAGNOSE_BUDGET_S)
+            except Exception:
+                continue
+            if _diagnoses(expl):
+                return [ranking[i], *ranking[:i], *ranking[i + 1 :]], True
+        return ranking, False
 
     def _overrides_rule(self, rule: Rule, params0: Any) -> dict[Path, Rule]:
         """The course-L2 parameter groups for ``rule``: no decay on the biases."""
@@ -1524,20 +1561,40 @@ class Auditor:
         if self.binding.l2 is not None:
             l2_names = {self.binding.l2[3], self.binding.l2[4]}
 
+        container = plan.container
+
         def describe_call(c: Any) -> str:
             if c.role == "params":
-                if style in ("config", "functional"):
+                if container == "array":
                     return "the parameter array"
                 if style == "torch":
                     return f"a list of float64 tensors ({layout})"
+                if container in ("list", "tuple"):
+                    return f"the parameters, a {container} of arrays [W1, b1, ...]"
+                if container == "args":
+                    return f"the parameter {c.name!r}, one array"
                 return f"the parameters, a dict {{{layout}}}"
             if c.role == "grads":
-                if style in ("config", "functional"):
+                if container == "array":
                     return "the gradient array"
+                if container in ("list", "tuple"):
+                    return f"the gradients, a {container} of arrays like the parameters"
+                if container == "args":
+                    return f"the gradient of {plan.arg_keys.get(c.name, '?')!r}, one array"
                 return f"the gradients, a dict {{{gp}W1, {gp}b1, ...}}"
+            if c.role == "grad_fn":
+                return "a function returning this step's gradient (whatever it is called with)"
+            if c.role == "callback":
+                return "None"
+            if c.role == "ostate":
+                return "None on the first call, then the state it returned"
             if c.role == "state":
                 key = inverse.get(c.state)
                 what = f"{key} ({roles_of.get(key, 'state')})" if key else "a state"
+                if c.state in self.unused_states:
+                    return "zeros like the parameters; never changed by the target (unused, ignored)"
+                if container != "dict":
+                    return f"{what}: zeros like the parameters, then what the target returned or left in it"
                 if style == "functional":
                     return f"the state it returned last time (None on the first call){'; ' + what if key else ''}"
                 return f"{what}: a dict of zeros {{{sp}W1, {sp}b1, ...}}, then what the target returned or left in it"
@@ -1606,7 +1663,7 @@ class Auditor:
         return AuditReport(
             target=self.target_text,
             rule=self.rule_name,
-            style=self.style,
+            style=self._style_label(),
             verdict=verdict,
             seed=self.seed,
             findings=findings,
@@ -1623,6 +1680,18 @@ class Auditor:
             isolated=bool(getattr(self.worker, "isolated", False)),
             trajectory=self._diverging_trajectory(),
         )
+
+    def _style_label(self) -> str:
+        """The style as the report names it: a function style's container when it is not a dict."""
+        plan = self.plan
+        if self.style == "dict" and plan.container != "dict":
+            label = {"array": "array", "list": "list", "tuple": "list", "args": "per-array arguments"}
+            text = label.get(plan.container, plan.container)
+        else:
+            text = self.style
+        if not any(c.role == "params" for c in plan.calls) and self.style in adapters.CALL_STYLES:
+            text += ", returns the step"
+        return text
 
     def _diverging_trajectory(self) -> Trajectory | None:
         results: list[CaseResult] = [*self.probe_results, *self.failing]
