@@ -61,7 +61,9 @@ class TargetInfo:
     ``kind`` is ``"function"`` or ``"class"``. For a function, ``params`` is its signature; for a
     class, ``params`` is the constructor's (without ``self``) and ``step_params`` the signature of
     its ``step`` method (``None`` when it has none). ``is_torch_optimizer`` is true for a subclass
-    of ``torch.optim.Optimizer``.
+    of ``torch.optim.Optimizer``. ``methods`` lists a class's public methods with their
+    signatures (without ``self``); ``method`` is the method a ``Class.method`` target names (the
+    audit then constructs the class and calls that method).
     """
 
     spec: str
@@ -73,6 +75,8 @@ class TargetInfo:
     file: str | None = None
     module: str = ""
     import_line: str = ""
+    methods: tuple[tuple[str, tuple[ParamInfo, ...]], ...] = ()
+    method: str = ""
 
     def signature_text(self) -> str:
         """``name(a, b, c=1)`` for messages."""

@@ -115,6 +115,7 @@ def _score(
         overrides = overrides_for(rule, traj.params0)
         params: Any = traj.params0
         state: Any = rule.init(params)
+        starts = [np.asarray(p, dtype=np.float64) for _, p in flatten(traj.params0)]
         for k in range(traj.steps):
             try:
                 with np.errstate(all="ignore"), warnings.catch_warnings():
@@ -122,12 +123,19 @@ def _score(
                     params, state = step_tree(rule, params, traj.grads[k], state, overrides)
             except (ValueError, TypeError, FloatingPointError, ZeroDivisionError, OverflowError):
                 return (0.0, -math.inf)
-            pairs = list(zip(flatten(params), flatten(traj.params[k]), strict=False))
+            # parameters are compared by how far they moved from the start, so that a small step is
+            # judged against its own size, not against the size of the parameter
+            pairs = [
+                (np.asarray(r, dtype=np.float64) - p0, np.asarray(t, dtype=np.float64) - p0)
+                for (_, r), (_, t), p0 in zip(flatten(params), flatten(traj.params[k]), starts, strict=False)
+            ]
             if traj.states is not None and k < len(traj.states):
                 for key, tree in traj.states[k].items():
                     if key in state and not isinstance(tree, float):
-                        pairs += list(zip(flatten(state[key]), flatten(tree), strict=False))
-            for (_, ref), (_, tgt) in pairs:
+                        pairs += [
+                            (r, t) for (_, r), (_, t) in zip(flatten(state[key]), flatten(tree), strict=False)
+                        ]
+            for ref, tgt in pairs:
                 r = np.asarray(ref, dtype=np.float64)
                 t = np.asarray(tgt, dtype=np.float64)
                 if r.shape != t.shape:

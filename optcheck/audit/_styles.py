@@ -172,7 +172,7 @@ class CallSession(_Session):
             elif c.role == "params":
                 v = self.params[c.state] if self.plan.container == "args" else self.params
             elif c.role == "grads":
-                v = g[c.state] if self.plan.container == "args" else g
+                v = g[c.name] if self.plan.container == "args" else g
             elif c.role == "grad_fn":
                 v = grad_fn
             elif c.role == "state":
@@ -358,3 +358,170 @@ def apply_note(plan: Plan, note: str) -> None:
         plan.grad_prefix, plan.state_prefix = parts[0], parts[1]
     if len(parts) >= 4:
         plan.key_base, plan.direction = int(parts[2]), int(parts[3])
+
+
+class _Layer:
+    """The layer object handed to ``update(layer)``: one attribute per parameter and per gradient."""
+
+    def __repr__(self) -> str:
+        return f"Layer({', '.join(sorted(vars(self)))})"
+
+
+class MethodSession(CallSession):
+    """An optimizer object: constructed once per trajectory, its update method called every step.
+
+    The method may take the parameters and gradients in any container (or one array per call,
+    ``update(param, grad, name)`` once per key), a layer object with ``W``/``dW`` attributes, the
+    step number, or a gradient function; ``plan.after`` (``step()``) is called after each update.
+    """
+
+    def __init__(self, obj: Any, plan: Plan, params0: Any) -> None:
+        super().__init__(obj, plan, params0)
+        from .adapters import owner_class
+
+        cls = owner_class(obj) or obj
+        pos: list[Any] = []
+        kw: dict[str, Any] = {}
+        for c in plan.calls:
+            v = self.params if c.role == "params" else c.value
+            if c.positional:
+                pos.append(v)
+            else:
+                kw[c.name] = v
+        kw.update(plan.kwargs_hyper)
+        self.opt = call_target(cls, *pos, **kw)
+        self.layer: _Layer | None = None
+
+    def _method_args(self, values: Mapping[str, Any]) -> tuple[list[Any], dict[str, Any]]:
+        pos: list[Any] = []
+        kw: dict[str, Any] = {}
+        for c in self.plan.step_calls:
+            if c.role in ("hyper", "arg"):
+                v = c.value
+            elif c.role == "params" and self.plan.container == "args":
+                v = values["params"][c.state]
+            elif c.role == "grads" and self.plan.container == "args":
+                v = values["grads"][c.name]
+            elif c.role == "callback":
+                v = None
+            else:
+                v = values[c.role]
+            if c.positional:
+                pos.append(v)
+            else:
+                kw[c.name] = v
+        return pos, kw
+
+    def step(self, grads: Any) -> StepOutput:
+        """One update: the method (per key when it takes a key), then ``plan.after``."""
+        self.t += 1
+        plan = self.plan
+        method = getattr(self.opt, plan.method)
+        gp = plan.grad_prefix
+        if plan.container == "attrs":
+            if self.layer is None:
+                self.layer = _Layer()
+                for k in self.keys:
+                    setattr(self.layer, k, np.array(self.params0[k], copy=True))
+            g = {k: np.array(grads[k], copy=True) for k in self.keys}
+            for k in self.keys:
+                setattr(self.layer, (gp or "d") + k, g[k])
+            g_before = _copy(g)
+            pos, kw = self._method_args({"layer": self.layer, "step": self.t})
+            call_target(method, *pos, **kw)
+            p_out = {k: _to_numpy(getattr(self.layer, k), f"layer.{k}") for k in self.keys}
+            mutated = [f"layer.d{k}" for k in self.keys if _changed(g[k], g_before[k])][:1]
+        elif plan.per_key:
+            g = {k: np.array(grads[k], copy=True) for k in self.keys}
+            g_before = _copy(g)
+            new = dict(self.params) if isinstance(self.params, Mapping) else {}
+            for k in self.keys:
+                values = {"params": new[k], "grads": g[k], "key": user_key(k, plan.key_base), "step": self.t}
+                pos, kw = self._method_args(values)
+                out = call_target(method, *pos, **kw)
+                if out is not None:
+                    new[k] = out[0] if isinstance(out, (tuple, list)) and out else out
+            self.params = new
+            p_out = self._unpack(self.params, f"{plan.param_names} after the update")
+            mutated = _mutated(plan.grad_names, g, g_before)
+        else:
+            g = self._pack(grads, gp if plan.container != "args" else "")
+            if plan.container == "args":
+                g = {gn: g[user_key(pk, plan.key_base)] for gn, pk in plan.arg_keys.items() if gn != pk}
+            g_before = _copy(g)
+
+            def grad_fn(*_args: Any, **_kwargs: Any) -> Any:
+                return _copy(g)
+
+            values = {"params": self.params, "grads": g, "grad_fn": grad_fn, "step": self.t}
+            pos, kw = self._method_args(values)
+            out = call_target(method, *pos, **kw)
+            has_params = any(c.role == "params" for c in plan.step_calls)
+            read = read_return(out, self._matches) if out is not None else None
+            if read is not None and read.params is not None:
+                if plan.container == "args":
+                    p_out = self._args_return(out)
+                else:
+                    p_out = self._unpack(read.params, f"the returned {plan.param_names}")
+                    self.params = read.params
+            elif out is not None and plan.container == "args":
+                p_out = self._args_return(out)
+            else:
+                if not has_params and not plan.ctor_params:
+                    raise BadReturn(
+                        f"{plan.method} returned {_describe_value(out)}; expected the new parameters"
+                    )
+                p_out = self._unpack(self.params, f"{plan.param_names} after the update")
+            mutated = _mutated(plan.grad_names, g, g_before)
+        if plan.after:
+            call_target(getattr(self.opt, plan.after))
+        return StepOutput(p_out, self._opt_states(), mutated, returned="")
+
+    def _args_return(self, out: Any) -> dict[str, Any]:
+        """``return w, b`` of ``update(t, w, b, dw, db)``: one array per parameter argument, in order."""
+        keys = [k for a, k in self.plan.arg_keys.items() if a == k]
+        items = list(out) if isinstance(out, (tuple, list)) else [out]
+        if len(items) < len(keys):
+            raise BadReturn(
+                f"{self.plan.method} returned {_describe_value(out)}; expected ({', '.join(keys)})"
+            )
+        p_out = {k: _to_numpy(v, k) for k, v in zip(keys, items, strict=False)}
+        self.params = dict(p_out)
+        return p_out
+
+    def _opt_states(self) -> dict[str, Any]:
+        """The object's attributes shaped like the parameters (per key, per container or per array)."""
+        out: dict[str, Any] = {}
+        for name, val in getattr(self.opt, "__dict__", {}).items():
+            if (
+                self.keys
+                and isinstance(val, Mapping)
+                and all(user_key(k, self.plan.key_base) in val for k in self.keys)
+            ):
+                first = val[user_key(self.keys[0], self.plan.key_base)]
+                if isinstance(first, (tuple, list)):  # cache[name] = (m, v): one state per position
+                    for i in range(len(first)):
+                        try:
+                            tree = {
+                                k: _to_numpy(val[user_key(k, self.plan.key_base)][i], name) for k in self.keys
+                            }
+                        except (BadReturn, IndexError, TypeError):
+                            break
+                        if all(tree[k].shape == np.shape(self.params0[k]) for k in self.keys):
+                            out[f"{name}[{i}]"] = tree
+                    continue
+                try:
+                    tree = {k: _to_numpy(val[user_key(k, self.plan.key_base)], name) for k in self.keys}
+                except BadReturn:
+                    continue
+                if all(tree[k].shape == np.shape(self.params0[k]) for k in self.keys):
+                    out[name] = tree
+                continue
+            if self.plan.container in ("attrs", "args") or self.plan.per_key:
+                continue
+            if self._matches(val):
+                try:
+                    out[name] = self._unpack(val, name)
+                except BadReturn:
+                    continue
+        return out

@@ -286,16 +286,50 @@ def describe(obj: Any, spec_text: str = "") -> TargetInfo:
     name = getattr(obj, "__qualname__", None) or getattr(obj, "__name__", None) or type(obj).__name__
     module = getattr(obj, "__module__", "") or ""
     file = getattr(sys.modules.get(module), "__file__", None)
+    method = ""
+    owner = owner_class(obj)
+    if owner is not None:
+        method, obj = obj.__name__, owner
     if isinstance(obj, type):
         torch = sys.modules.get("torch")
         is_torch = bool(torch is not None and issubclass(obj, torch.optim.Optimizer))
         init = _params_of(_mro_dict(obj)["__init__"], skip_self=True) if "__init__" in _mro_dict(obj) else ()
         step = getattr(obj, "step", None)
         step_params = _params_of(step, skip_self=True) if callable(step) else None
-        return TargetInfo(spec_text, name, "class", init, step_params, is_torch, file, module)
+        methods = tuple(
+            (k, _params_of(v, skip_self=True))
+            for k, v in _mro_dict(obj).items()
+            if not k.startswith("_") and inspect.isfunction(v)
+        )
+        return TargetInfo(
+            spec_text,
+            name,
+            "class",
+            init,
+            step_params,
+            is_torch,
+            file,
+            module,
+            methods=methods,
+            method=method,
+        )
     return TargetInfo(
         spec_text, name, "function", _params_of(obj, skip_self=False), None, False, file, module
     )
+
+
+def owner_class(fn: Any) -> type | None:
+    """The class whose method ``fn`` is, for a ``Class.method`` target (``None`` for anything else)."""
+    if isinstance(fn, type) or not inspect.isfunction(fn):
+        return None
+    qual = getattr(fn, "__qualname__", "")
+    if qual.count(".") != 1 or "<" in qual:
+        return None
+    owner = getattr(sys.modules.get(fn.__module__), qual.split(".")[0], None)
+    if not isinstance(owner, type) or not isinstance(vars(owner).get(fn.__name__), type(fn)):
+        return None
+    params = list(inspect.signature(fn).parameters)
+    return owner if params and params[0] == "self" else None
 
 
 _OPTIMIZER_WORDS = (
@@ -365,13 +399,7 @@ def detect_style(info: TargetInfo) -> str:
         return "config"
     if any(n in STATE_ARG_NAMES for n in names):
         return "functional"
-    if names and names[0] in ("parameters", "params"):
-        return "dict"
-    if any(n in STATE_HINTS for n in names[2:]):
-        return "dict"
-    if names and names[0] in PARAMS_NAMES:
-        return "functional"
-    return "dict"
+    return "dict"  # the arguments' roles and containers are found by bind() and the first call
 
 
 # ---------------------------------------------------------------------------------------------
@@ -916,9 +944,6 @@ def _bind_function(b: _Binder, style: str, config_defaults: Mapping[str, Any] | 
     lead = p_names[0] if p_names else g_names[0]
     plan.containers = _containers_for(lead, multi) if style not in ("config",) else ("array",)
     plan.container = plan.containers[0]
-    if style == "functional":
-        plan.containers = ("array", "dict") if plan.containers[0] == "array" else ("dict", "array")
-        plan.container = plan.containers[0]
     for p in params:
         if p.is_var:
             continue
@@ -1115,7 +1140,9 @@ def _bind_object(b: _Binder) -> Plan:
             assert c is not None
             plan.calls.append(c)
             continue
-        if p.name in ("params", "parameters") and not plan.ctor_params:
+        if (
+            p.name in PLURAL_PARAMS[:8] or p.name in ("param_groups", "model_params")
+        ) and not plan.ctor_params:
             plan.ctor_params = p.name
             plan.calls.append(Call(p.name, "params", positional=p.positional_only))
             b.roles.append((p.name, "the parameters dict"))
@@ -1127,48 +1154,80 @@ def _bind_object(b: _Binder) -> Plan:
         if p.has_default:
             continue
         raise b.unbound(p, where)
-    if info.step_params is None:
-        raise AuditUsageError(
-            f"{info.name} has no step method; the object style calls opt.step(params, grads)"
-        )
-    step_args = [p for p in info.step_params if not p.is_var]
-    used: set[str] = set()
-    p_params = _pick(step_args, PARAMS_NAMES, used)
-    if p_params is not None:
-        used.add(p_params.name)
-    p_grads = _pick(step_args, GRADS_NAMES, used)
-    if p_grads is not None:
-        used.add(p_grads.name)
-    free = [p for p in step_args if p.name not in used and not p.has_default]
-    if p_grads is None and free:
-        p_grads = free.pop(0 if (p_params is not None or len(free) == 1) else 1)
-        used.add(p_grads.name)
-    if p_params is None and free and not plan.ctor_params:
-        p_params = free.pop(0)
-        used.add(p_params.name)
-    if p_grads is None:
-        raise AuditUsageError(
-            f"{info.name}.step takes no argument for the gradients; expected step(params, grads)"
-        )
-    if p_params is None and not plan.ctor_params:
-        raise AuditUsageError(
-            f"{info.name}.step takes no argument for the parameters and the constructor does not take them; "
-            "expected step(params, grads)"
-        )
-    for p in step_args:
-        if p is p_params:
-            plan.step_calls.append(Call(p.name, "params", positional=p.positional_only))
-            plan.param_names = p.name
-        elif p is p_grads:
-            plan.step_calls.append(Call(p.name, "grads", positional=p.positional_only))
-            plan.grad_names = p.name
-        elif p.name in b.args:
+    method, mparams = _choose_method(info)
+    plan.method = method
+    where_m = f"{info.name}.{method}"
+    mnames = [p.name for p in mparams if not p.is_var]
+    sub = _Binder(
+        dataclasses.replace(info, name=where_m, params=mparams), b.rule_cls, b.hyper, b.args, b.bind
+    )
+    sub.ref_hyper = b.ref_hyper
+    sub.used_args = b.used_args
+    sub.bound_hyper = b.bound_hyper
+    roles: dict[str, str] = {}
+    for p in mparams:
+        if p.is_var:
+            continue
+        if p.name in b.bind:
+            roles[p.name] = b.bind[p.name]
+        elif p.name.lower() in LAYER_NAMES and len([q for q in mparams if not q.has_default]) == 1:
+            roles[p.name] = "layer"
+        elif p.name.lower() in KEY_NAMES:
+            roles[p.name] = "key"
+    if "layer" not in roles.values():
+        rest = [p for p in mparams if p.name not in roles]
+        found = function_roles(sub.info, sub, rest) if rest else {}
+        roles.update(found)
+    multi = sum(1 for r in roles.values() if r == "params") > 1
+    p_names = [n for n in mnames if roles.get(n) == "params"]
+    g_names = [n for n in mnames if roles.get(n) in ("grads", "grad_fn")]
+    if "layer" in roles.values():
+        plan.container = "attrs"
+        plan.containers = ("attrs",)
+        plan.param_names = plan.grad_names = next(n for n, r in roles.items() if r == "layer")
+    elif multi:
+        pairs = dict(_pairs(mnames))
+        plan.container = "args"
+        plan.containers = ("args",)
+        plan.arg_keys = {**{pn: pn for pn in pairs}, **{gn: pn for pn, gn in pairs.items()}}
+        plan.param_names, plan.grad_names = ", ".join(p_names), ", ".join(g_names)
+    else:
+        lead = p_names[0] if p_names else plan.ctor_params or g_names[0]
+        plan.containers = ("dict",) if "key" in roles.values() else _containers_for(lead, False)
+        plan.container = plan.containers[0]
+        plan.param_names = p_names[0] if p_names else (plan.ctor_params or "params")
+        plan.grad_names = g_names[0] if g_names else "grads"
+        if "key" in roles.values():
+            plan.per_key = next(n for n, r in roles.items() if r == "key")
+    if plan.ctor_params and not plan.per_key:
+        plan.containers = tuple(c for c in plan.containers if c != "array") or ("dict",)
+        plan.container = plan.containers[0]
+    for p in mparams:
+        if p.is_var:
+            continue
+        role = roles.get(p.name)
+        if role in ("params", "grads"):
+            plan.step_calls.append(
+                Call(p.name, role, positional=p.positional_only, state=plan.arg_keys.get(p.name, ""))
+            )
+        elif role in ("grad_fn", "step", "layer", "key", "callback"):
+            plan.step_calls.append(Call(p.name, role, positional=p.positional_only))
+        elif role == "arg" or p.name in b.args:
             b.used_args.add(p.name)
-            plan.step_calls.append(Call(p.name, "arg", b.args[p.name], positional=p.positional_only))
-        elif p.name in STEP_NAMES and not p.has_default:
-            plan.step_calls.append(Call(p.name, "step", positional=p.positional_only))
-        elif not p.has_default:
-            raise b.unbound(p, f"{info.name}.step")
+            plan.step_calls.append(Call(p.name, "arg", b.args.get(p.name), positional=p.positional_only))
+        elif role == "ignore":
+            continue
+        else:
+            c = sub.generic(p, p.positional_only, mnames)
+            if c is not None:
+                plan.step_calls.append(c)
+            elif not p.has_default:
+                raise sub.unbound(p, where_m)
+    b.roles.extend(sub.roles)
+    if method != "step":
+        zero_arg = dict(info.methods).get("step")
+        if zero_arg is not None and not [p for p in zero_arg if not p.has_default and not p.is_var]:
+            plan.after = "step"
     plan.step_calls.sort(key=lambda c: not c.positional)
     plan.grad_prefix = ""
     plan.state_prefix = ""
@@ -1179,6 +1238,55 @@ def _bind_object(b: _Binder) -> Plan:
                 plan.kwargs_hyper[given] = value
                 b.bound_hyper.add(rname)
     return plan
+
+
+#: Names of the argument of ``update(layer)`` (an object with ``W``/``dW`` attributes).
+LAYER_NAMES = ("layer", "l", "module", "lyr")
+#: Names of the argument of ``update(param, grad, name)`` (the array's key).
+KEY_NAMES = ("name", "key", "param_name", "layer_name", "pname", "param_key", "param_id", "idx")
+#: Update methods of optimizer objects, in the order they are looked for.
+METHOD_NAMES = (
+    "step",
+    "update",
+    "update_params",
+    "update_parameters",
+    "apply_grad",
+    "apply_grads",
+    "apply_gradients",
+    "apply",
+    "update_weights",
+    "optimize",
+    "minimize",
+)
+
+
+def _choose_method(info: TargetInfo) -> tuple[str, tuple[ParamInfo, ...]]:
+    """The update method of an optimizer class: the one a ``Class.method`` target names, else by name."""
+    methods = dict(info.methods)
+    if info.method:
+        return info.method, methods.get(info.method, ())
+    if not methods and info.step_params is not None:
+        return "step", info.step_params
+    for name in METHOD_NAMES:
+        params = methods.get(name)
+        if params is None:
+            continue
+        names = [p.name for p in params if not p.is_var]
+        if _grad_like(names) or any(n.lower() in LAYER_NAMES for n in names):
+            return name, params
+    cands = [n for n, ps in methods.items() if _grad_like([p.name for p in ps])]
+    if len(cands) == 1:
+        return cands[0], methods[cands[0]]
+    if cands:
+        raise AuditUsageError(
+            f"{info.name} has several update methods {cands}; name one as TARGET {info.spec}.{cands[0]}"
+            if ":" in info.spec
+            else f"{info.name} has several update methods {cands}; name one as {info.spec}:{info.name}.{cands[0]}"
+        )
+    raise AuditUsageError(
+        f"{info.name} has no method that takes gradients (methods: {sorted(methods)}); expected e.g. "
+        "step(params, grads) or update(w, grad)"
+    )
 
 
 def _bind_torch(b: _Binder) -> Plan:
@@ -1738,6 +1846,10 @@ def make_session(obj: Any, plan: Plan, params0: Any) -> _Session:
         from ._styles import CallSession
 
         return CallSession(obj, plan, params0)
+    if plan.style == "object":
+        from ._styles import MethodSession
+
+        return MethodSession(obj, plan, params0)
     return _SESSIONS[plan.style](obj, plan, params0)
 
 
@@ -1746,7 +1858,7 @@ def first_step_with_key_forms(obj: Any, plan: Plan, params0: Any, grads: Any) ->
 
     Sets ``plan.grad_prefix``/``plan.state_prefix`` to the forms that worked.
     """
-    if plan.style in CALL_STYLES:
+    if plan.style in (*CALL_STYLES, "object"):
         from ._styles import first_call
 
         return first_call(obj, plan, params0, grads, make_session)

@@ -394,7 +394,7 @@ class Auditor:
         Every later case is generated in those forms.
         """
         plan = self.plan
-        if plan.style not in adapters.CALL_STYLES:
+        if plan.style not in (*adapters.CALL_STYLES, "object"):
             return
         containers = plan.containers or (plan.container,)
         chosen = None
@@ -474,7 +474,9 @@ class Auditor:
         diag = _diagnose_module()
         results = [r for r in self.probe_results if r.failure is None and r.traj.steps]
         trajs = [r.traj for r in results]
-        if diag is None or not hasattr(diag, "identify") or not trajs:
+        if not trajs:
+            return False  # every probe failed: those failures are the report
+        if diag is None or not hasattr(diag, "identify"):
             raise AuditUsageError("--rule auto needs optcheck.diagnose.identify; name the rule with --rule")
         plain = [dataclasses.replace(t, states=None) for t in trajs]
         ident = diag.identify(plain, budget_s=IDENTIFY_BUDGET_S)
@@ -482,6 +484,25 @@ class Auditor:
         if ident.rule is not None and ident.matched and not ident.bugs:
             rule = ident.rule
             message = ident.message()
+            # the values the target was given are what it must use: identify() fits them freely
+            given = adapters.passed_hyper(self.plan, self.info, type(rule))
+            if self.binding.l2 is not None and "weight_decay" in rule.hyper:
+                given["weight_decay"] = self.binding.l2[2]
+            differ = {
+                k: v
+                for k, v in given.items()
+                if k in rule.hyper and not adapters._same_value(rule.hyper[k], v)
+            }
+            if differ:
+                try:
+                    rule = rule.replace(**differ)
+                except (ValueError, TypeError):
+                    pass
+                else:
+                    told = ", ".join(
+                        f"{k}={v:g}" if isinstance(v, float) else f"{k}={v!r}" for k, v in differ.items()
+                    )
+                    message += f"; judged with the values the target is given ({told})"
         else:
             self._ranked_trajs: dict[str, list[Trajectory]] = {}
             ranking = self._rank_rules(results)
@@ -1103,6 +1124,8 @@ class Auditor:
         if self.plan.container == "args":
             keys = self._arg_param_keys()
             return {k: (4, 3) if i == 0 else (4, 1) for i, k in enumerate(keys)}
+        if self.plan.container == "attrs":
+            return {"W": (4, 3), "b": (4, 1)}
         return {"W1": (4, 3), "b1": (4, 1), "W2": (2, 4), "b2": (2, 1)}
 
     def probe_cases(self) -> list[Case]:
@@ -1192,6 +1215,8 @@ class Auditor:
                 go = self._identify() and self._probes()
             if go:
                 self._search()
+            else:
+                self._promote()
             self._diagnose()
         finally:
             self.worker.close()
@@ -1436,9 +1461,10 @@ class Auditor:
         if self.plan.container == "array":
             shapes = hnp.array_shapes(min_dims=1, max_dims=2, min_side=1, max_side=3)
             params = st.one_of(ost.params(shapes=shapes), ost.params(shapes=shapes, adversarial=True))
-        elif self.plan.container == "args":
+        elif self.plan.container in ("args", "attrs"):
             one = hnp.array_shapes(min_dims=1, max_dims=2, min_side=1, max_side=3)
-            layout = st.fixed_dictionaries({k: one for k in self._arg_param_keys()})
+            keys = self._arg_param_keys() if self.plan.container == "args" else ["W", "b"]
+            layout = st.fixed_dictionaries({k: one for k in keys})
             params = st.one_of(ost.params(shapes=layout), ost.params(shapes=layout, adversarial=True))
         else:
             params = st.one_of(

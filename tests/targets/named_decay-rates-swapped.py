@@ -1,4 +1,4 @@
-"""Adam keyed by name with beta1 and beta2 swapped in the moment updates; ``step()`` advances time."""
+"""Adam keyed by name with beta1 and beta2 swapped (each moment uses the other's rate); ``step()`` advances time."""
 
 import numpy as np
 
@@ -17,8 +17,8 @@ class Adam:
         m = self.beta2 * m + (1 - self.beta2) * grad
         v = self.beta1 * v + (1 - self.beta1) * grad**2
         self.cache[name] = (m, v)
-        mhat = m / (1 - self.beta1**self.iteration)
-        vhat = v / (1 - self.beta2**self.iteration)
+        mhat = m / (1 - self.beta2**self.iteration)
+        vhat = v / (1 - self.beta1**self.iteration)
         param -= self.lr * mhat / (np.sqrt(vhat) + self.eps)
         return param
 
