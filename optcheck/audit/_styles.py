@@ -525,3 +525,142 @@ class MethodSession(CallSession):
                 except BadReturn:
                     continue
         return out
+
+
+class LoopSession(CallSession):
+    """A loop driver, ``adam(grad, x0, callback=None, num_iters=100, ...)``, that runs every step itself.
+
+    Step ``k`` of the audit runs the driver afresh with ``num_iters=k`` and a gradient function
+    that returns the audit's gradients in turn (whatever it is called with; past the last one it
+    keeps returning the last); the parameters after ``k`` steps are what the driver returns.
+    """
+
+    def reset(self) -> None:
+        """Back to the first step."""
+        super().reset()
+        self.grads: list[Any] = []
+
+    def step(self, grads: Any) -> StepOutput:
+        """Run the driver over the gradients so far."""
+        self.t += 1
+        plan = self.plan
+        self.grads.append(self._pack(grads, plan.grad_prefix))
+        before = _copy(self.grads)
+        calls = {"n": 0}
+
+        def grad_fn(*_args: Any, **_kwargs: Any) -> Any:
+            i = min(calls["n"], len(self.grads) - 1)
+            calls["n"] += 1
+            return _copy(self.grads[i])
+
+        pos: list[Any] = []
+        kw: dict[str, Any] = {}
+        for c in plan.calls:
+            if c.role in ("hyper", "arg"):
+                v = c.value
+            elif c.role == "params":
+                v = self._pack(self.params0)
+            elif c.role == "grad_fn":
+                v = grad_fn
+            elif c.role == "iters":
+                v = self.t
+            else:
+                v = None
+            if c.positional:
+                pos.append(v)
+            else:
+                kw[c.name] = v
+        kw.update(plan.kwargs_hyper)
+        out = call_target(self.obj, *pos, **kw)
+        read = read_return(out, self._matches)
+        if read.params is None:
+            raise BadReturn(f"returned {_describe_value(out)}; a loop driver returns the final parameters")
+        p_out = self._unpack(read.params, "the returned parameters")
+        if calls["n"] < self.t:
+            raise BadReturn(
+                f"called the gradient function {calls['n']} times in {self.t} iterations (num_iters={self.t})"
+            )
+        mutated = (
+            ["the gradients"]
+            if any(_mutated("g", a, b) for a, b in zip(self.grads, before, strict=True))
+            else []
+        )
+        return StepOutput(p_out, {}, mutated, returned="params")
+
+
+class TripleSession(CallSession):
+    """A jax.example_libraries-style optimizer: ``init, update, get_params = momentum(step_size, mass)``.
+
+    The factory is called with the hyperparameters; then ``state = init(x0)``, and every step
+    ``state = update(i, g, state)`` (``i`` counts from 0; the update function's arguments are
+    bound by name: step, gradients, state) and ``params = get_params(state)``.
+    """
+
+    def reset(self) -> None:
+        """A fresh optimizer: the factory called again, ``init`` on the parameters."""
+        super().reset()
+        pos: list[Any] = []
+        kw: dict[str, Any] = {}
+        for c in self.plan.calls:
+            if c.positional:
+                pos.append(c.value)
+            else:
+                kw[c.name] = c.value
+        out = call_target(self.obj, *pos, **kw)
+        if not (isinstance(out, (tuple, list)) and len(out) >= 2 and all(callable(f) for f in out[:3])):
+            raise BadReturn(
+                f"returned {_describe_value(out)}; an optimizer factory returns (init, update, get_params)"
+            )
+        self.init, self.update = out[0], out[1]
+        self.get_params = out[2] if len(out) >= 3 else None
+        self.state = call_target(self.init, self._pack(self.params0))
+        self.order = _update_order(self.update)
+
+    def step(self, grads: Any) -> StepOutput:
+        """``state = update(i, g, state)``; the parameters from ``get_params(state)``."""
+        self.t += 1
+        g = self._pack(grads, self.plan.grad_prefix)
+        g_before = _copy(g)
+        values = {"step": self.t - 1, "grads": g, "state": self.state}
+        self.state = call_target(self.update, *[values[r] for r in self.order])
+        params = call_target(self.get_params, self.state) if self.get_params is not None else self.state
+        p_out = self._unpack(params, "get_params(state)")
+        states = {
+            k: v
+            for k, v in self._ostate_entries(self.state).items()
+            if isinstance(v, float) or not _same_tree(v, p_out)
+        }
+        return StepOutput(p_out, states, _mutated("g", g, g_before), returned="state")
+
+
+def _same_tree(a: Any, b: Any) -> bool:
+    if isinstance(a, Mapping) and isinstance(b, Mapping):
+        return a.keys() == b.keys() and all(_same_tree(a[k], b[k]) for k in a)
+    try:
+        return bool(np.array_equal(np.asarray(a), np.asarray(b)))
+    except (TypeError, ValueError):
+        return False
+
+
+def _update_order(fn: Any) -> list[str]:
+    """The roles of an update function's arguments: ``(i, g, state)`` by default, else by their names."""
+    import inspect
+
+    try:
+        names = [p.name for p in inspect.signature(fn).parameters.values()]
+    except (TypeError, ValueError):
+        return ["step", "grads", "state"]
+    roles = []
+    for n in names:
+        low = n.lower()
+        if low in ("i", "t", "step", "count", "it", "iteration", "k"):
+            roles.append("step")
+        elif "state" in low:
+            roles.append("state")
+        elif low.startswith("g") or low.startswith("d"):
+            roles.append("grads")
+    if sorted(roles) == ["grads", "state", "step"]:
+        return roles
+    if sorted(roles) == ["grads", "state"]:
+        return roles
+    return ["step", "grads", "state"]

@@ -889,6 +889,8 @@ def function_roles(info: TargetInfo, b: _Binder, params: Sequence[ParamInfo]) ->
             f"cannot tell which argument of {where} holds the gradients: {n_grads} all could; pass "
             f"--bind {n_grads[0]}=grads --bind {n_grads[1]}=ROLE (ROLE: one of {list(BIND_ROLES)})"
         )
+    if not n_grads and not n_params and not unknown and looks_like_factory(info):
+        return {**roles, "": "factory"}
     if not n_grads:
         cands = [p.name for p in unknown] or [p.name for p in params if not p.is_var and p.name not in roles]
         hint = f"; pass --bind {cands[0]}=grads" if cands else ""
@@ -912,7 +914,7 @@ def _containers_for(name: str, is_args: bool) -> tuple[str, ...]:
         return ("args",)
     if name in PLURAL_PARAMS or name.lower() in PLURAL_PARAMS:
         return ("dict", "list", "array")
-    return ("array", "dict", "list")
+    return ("array", "vector", "dict", "list")
 
 
 def _bind_function(b: _Binder, style: str, config_defaults: Mapping[str, Any] | None) -> Plan:
@@ -922,6 +924,8 @@ def _bind_function(b: _Binder, style: str, config_defaults: Mapping[str, Any] | 
     plan = Plan(style=style)
     where = info.signature_text()
     roles = function_roles(info, b, params)
+    if roles.pop("", None) == "factory":
+        return _bind_factory(b, plan, params)
     calls: list[Call] = []
     has_kwargs = any(p.kind == "VAR_KEYWORD" for p in params)
     multi = sum(1 for r in roles.values() if r == "params") > 1
@@ -1008,6 +1012,34 @@ def _bind_function(b: _Binder, style: str, config_defaults: Mapping[str, Any] | 
     for s in plan.state_names:
         if any(c.role == "state" and c.state == s for c in calls):
             b.roles.append((s, "a state (zeros shaped like the parameters)"))
+    if any(c.role == "iters" for c in calls) and any(c.role == "grad_fn" for c in calls):
+        plan.style = "loop"
+    return plan
+
+
+def looks_like_factory(info: TargetInfo) -> bool:
+    """Whether a function taking only hyperparameters is an optimizer factory (``adam(step_size)``)."""
+    name = info.name.lower()
+    return any(w in name for w in _OPTIMIZER_WORDS)
+
+
+def _bind_factory(b: _Binder, plan: Plan, params: Sequence[ParamInfo]) -> Plan:
+    """A factory of ``(init, update, get_params)``: its arguments are hyperparameters."""
+    plan.style = "triple"
+    plan.containers = ("array", "dict")
+    plan.container = "array"
+    plan.param_names, plan.grad_names = "x0", "g"
+    plan.grad_prefix = plan.state_prefix = ""
+    names = [p.name for p in params if not p.is_var]
+    for p in params:
+        if p.is_var:
+            continue
+        c = b.generic(p, p.positional_only, names)
+        if c is not None:
+            plan.calls.append(c)
+        elif not p.has_default:
+            raise b.unbound(p, b.info.signature_text())
+    b.finish(any(p.kind == "VAR_KEYWORD" for p in params))
     return plan
 
 
@@ -1836,13 +1868,13 @@ _SESSIONS: dict[str, type[_Session]] = {
 _KEY_FORMS = (("d", "d"), ("", ""), ("d", ""), ("", "d"))
 
 
-#: Styles served by :class:`optcheck.audit._styles.CallSession` (functions bound by meaning).
-CALL_STYLES = ("dict", "functional")
+#: Styles served by :class:`optcheck.audit._styles.CallSession` and its subclasses (bound by meaning).
+CALL_STYLES = ("dict", "functional", "loop", "triple")
 
 
 def make_session(obj: Any, plan: Plan, params0: Any) -> _Session:
     """Start a trajectory of the target in ``plan.style`` from ``params0``."""
-    if plan.style in CALL_STYLES:
+    if plan.style in ("dict", "functional"):
         from ._styles import CallSession
 
         return CallSession(obj, plan, params0)
@@ -1850,6 +1882,10 @@ def make_session(obj: Any, plan: Plan, params0: Any) -> _Session:
         from ._styles import MethodSession
 
         return MethodSession(obj, plan, params0)
+    if plan.style in ("loop", "triple"):
+        from ._styles import LoopSession, TripleSession
+
+        return (LoopSession if plan.style == "loop" else TripleSession)(obj, plan, params0)
     return _SESSIONS[plan.style](obj, plan, params0)
 
 
@@ -1858,7 +1894,7 @@ def first_step_with_key_forms(obj: Any, plan: Plan, params0: Any, grads: Any) ->
 
     Sets ``plan.grad_prefix``/``plan.state_prefix`` to the forms that worked.
     """
-    if plan.style in (*CALL_STYLES, "object"):
+    if plan.style in (*CALL_STYLES, "object", "loop", "triple"):
         from ._styles import first_call
 
         return first_call(obj, plan, params0, grads, make_session)

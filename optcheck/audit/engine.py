@@ -418,8 +418,8 @@ class Auditor:
             plan.key_base = 1
         if len(containers) > 1 and chosen is not None and chosen != containers[0]:
             self.notes.append(
-                f"{plan.param_names or plan.grad_names}: passed as a {chosen} (the target did not accept "
-                f"a {containers[0]})"
+                f"{plan.param_names or plan.grad_names}: passed as {_CONTAINER_WORDS.get(chosen, chosen)} "
+                f"(the target did not accept {_CONTAINER_WORDS.get(containers[0], containers[0])})"
             )
         if plan.key_base != 1:
             self.layer_base = plan.key_base
@@ -520,7 +520,13 @@ class Auditor:
                 return False
             score, rule = ranking[0]
             others = ", ".join(f"{r.name} ({sc:.0%} of the entries)" for sc, r in ranking[1:2])
-            if explained:
+            if score >= 1.0:
+                specs = {sp.name: sp.default for sp in type(rule).hyper_specs()}
+                shown = ", ".join(
+                    f"{k}={v:g}" for k, v in rule.hyper.items() if isinstance(v, float) and v != specs.get(k)
+                )
+                message = f"identified {rule.name}({shown}): it reproduces the target"
+            elif explained:
                 message = (
                     f"{rule.name}, with a known bug: no rule reproduces the target as written, and a "
                     f"catalog bug of {rule.name} does ({rule.name} alone reproduces {score:.0%} of the "
@@ -584,7 +590,7 @@ class Auditor:
             fit = fit_free(start, free, trajs, self._overrides_rule, 60)
             # evidence beyond the numbers, for ties: as many states as the rule keeps, and the
             # hyperparameter names the target uses that the rule has (alpha, beta1, momentum, rho)
-            mismatch = abs(len(arrays) - len(start.array_keys()))
+            mismatch = abs(len(arrays) - len(start.array_keys())) if arrays else 0
             named = sum(1 for k in passed if k not in ("lr", "eps", "weight_decay"))
             out.append((fit.score, (mismatch, -named, order), fit.worst, fit.rule))
             self._ranked_trajs[name] = [dataclasses.replace(t, rule=fit.rule) for t in trajs]
@@ -666,7 +672,7 @@ class Auditor:
         base = names.get(what, what)
         if self.style == "torch" and what == "params":
             text = f"params[{path[0]!r}]" if path else "params"
-        elif self.plan.container == "array" or not path:
+        elif self.plan.container in ("array", "vector") or not path:
             text = base
         elif self.plan.container in ("list", "tuple"):
             keys = [k for k, _ in flatten(self._probe_layout())]
@@ -1121,6 +1127,8 @@ class Auditor:
         """The shapes of the probes' parameters: one array, the course dict, or one array per argument."""
         if self.plan.container == "array":
             return (4, 3)
+        if self.plan.container == "vector":
+            return (6,)
         if self.plan.container == "args":
             keys = self._arg_param_keys()
             return {k: (4, 3) if i == 0 else (4, 1) for i, k in enumerate(keys)}
@@ -1458,8 +1466,9 @@ class Auditor:
         from .. import strategies as ost
 
         steps = self.steps
-        if self.plan.container == "array":
-            shapes = hnp.array_shapes(min_dims=1, max_dims=2, min_side=1, max_side=3)
+        if self.plan.container in ("array", "vector"):
+            dims = 1 if self.plan.container == "vector" else 2
+            shapes = hnp.array_shapes(min_dims=1, max_dims=dims, min_side=1, max_side=3)
             params = st.one_of(ost.params(shapes=shapes), ost.params(shapes=shapes, adversarial=True))
         elif self.plan.container in ("args", "attrs"):
             one = hnp.array_shapes(min_dims=1, max_dims=2, min_side=1, max_side=3)
@@ -1591,8 +1600,8 @@ class Auditor:
 
         def describe_call(c: Any) -> str:
             if c.role == "params":
-                if container == "array":
-                    return "the parameter array"
+                if container in ("array", "vector"):
+                    return "the parameter array" + (" (one dimension)" if container == "vector" else "")
                 if style == "torch":
                     return f"a list of float64 tensors ({layout})"
                 if container in ("list", "tuple"):
@@ -1601,7 +1610,7 @@ class Auditor:
                     return f"the parameter {c.name!r}, one array"
                 return f"the parameters, a dict {{{layout}}}"
             if c.role == "grads":
-                if container == "array":
+                if container in ("array", "vector"):
                     return "the gradient array"
                 if container in ("list", "tuple"):
                     return f"the gradients, a {container} of arrays like the parameters"
@@ -1711,11 +1720,17 @@ class Auditor:
         """The style as the report names it: a function style's container when it is not a dict."""
         plan = self.plan
         if self.style == "dict" and plan.container != "dict":
-            label = {"array": "array", "list": "list", "tuple": "list", "args": "per-array arguments"}
+            label = {
+                "array": "array",
+                "vector": "array",
+                "list": "list",
+                "tuple": "list",
+                "args": "per-array arguments",
+            }
             text = label.get(plan.container, plan.container)
         else:
             text = self.style
-        if not any(c.role == "params" for c in plan.calls) and self.style in adapters.CALL_STYLES:
+        if not any(c.role == "params" for c in plan.calls) and self.style in ("dict", "functional"):
             text += ", returns the step"
         return text
 
@@ -1793,6 +1808,14 @@ def _convention_variant(convs: Sequence[Any], rule: Rule) -> Any:
             return None
     return out
 
+
+_CONTAINER_WORDS = {
+    "array": "one array",
+    "vector": "a one-dimensional array",
+    "dict": "a dict of arrays",
+    "list": "a list of arrays",
+    "tuple": "a tuple of arrays",
+}
 
 _SYMBOLS = {"beta1": "β1", "beta2": "β2", "alpha": "α", "rho": "ρ", "eps": "ε", "momentum": "μ"}
 
