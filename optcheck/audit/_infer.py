@@ -60,7 +60,9 @@ def fittable(rule: Rule, name: str) -> bool:
     spec = {s.name: s for s in type(rule).hyper_specs()}.get(name)
     if spec is None or spec.kind != "float" or getattr(spec, "convention", False):
         return False
-    return name in ("lr", "eps", "momentum", "alpha", "rho", "beta1", "beta2", "beta3")
+    if name == "momentum":  # the heart of SGD; an optional extra elsewhere (RMSprop), never hard-coded there
+        return rule.name == "sgd"
+    return name in ("lr", "eps", "alpha", "rho", "beta1", "beta2", "beta3")
 
 
 def candidates(name: str, current: float) -> list[float]:

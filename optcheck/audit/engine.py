@@ -382,6 +382,7 @@ class Auditor:
         self.state_map: dict[str, str] | None = None
         self.unused_states: list[str] = []
         self.passed: dict[str, Any] | None = None
+        self._ident_unsure = ""
         self.layer_base = 1
         self._probe_call()
 
@@ -533,6 +534,7 @@ class Auditor:
                     f"entries{'; next: ' + others if others else ''})"
                 )
             else:
+                self._ident_unsure = rule.name
                 message = (
                     f"unsure: no rule reproduces the target; the closest is {rule.name} ({score:.0%} of "
                     f"the entries reproduced){', then ' + others if others else ''}; judged against "
@@ -1572,6 +1574,14 @@ class Auditor:
                     self._cases[d.id] = self._cases["differs-from-reference"]
         self.findings.pop("differs-from-reference", None)
         ids = [getattr(d, "id", "") for d in found]
+        if self._ident_unsure:
+            # the bugs diagnosis named settle the identification: the target is that rule, with them
+            settled = f"--rule auto: {self._ident_unsure}, with the bugs below (no rule reproduces the target as written)"
+            self.notes[:] = [settled if n.startswith("--rule auto: unsure") else n for n in self.notes]
+            for f in self.convention_findings:
+                if f.id == "rule-identified":
+                    f.message = settled
+            self._ident_unsure = ""
         for fid in (
             "non-finite",
             "negative-second-moment",
