@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from optcheck._core import names
 from optcheck._core.names import (
     GRAD_KEY_CONVENTIONS,
     describe_convention,
@@ -121,3 +122,53 @@ def test_the_docstring_examples_hold() -> None:
 
     result = doctest.testmod(names)
     assert result.attempted >= 8 and result.failed == 0
+
+
+# the helpers the guard and the audit use (trees keyed like the gradients, flat keys, layers)
+
+
+@pytest.mark.parametrize(
+    ("params", "keys", "prefix"),
+    [
+        (["W1", "b1"], ["dW1", "db1"], "d"),
+        (["W1", "b1"], ["W1", "b1"], ""),
+        (["W1", "b1"], ["grad_W1", "grad_b1"], "grad_"),
+        (["W1"], ["W1_grad"], None),  # a suffix is no prefix
+        (["W0", "b0", "W1"], ["dW0", "db0", "dW1"], "d"),
+        (["W1", "b1"], ["dW1"], None),  # a missing key
+        (["W1"], ["dW1", "dW2"], None),  # an extra key
+        (["W1"], [], None),
+        (["W1"], [1], None),
+    ],
+)
+def test_key_prefix(params: list[str], keys: list[object], prefix: str | None) -> None:
+    assert names.key_prefix(params, keys) == prefix
+
+
+@pytest.mark.parametrize(
+    ("key", "split"),
+    [
+        ("cache_dW1", ("cache", "d", "W1")),
+        ("v_dW2", ("v", "d", "W2")),
+        ("VdW1", ("V", "d", "W1")),
+        ("s_W1", ("s", "", "W1")),
+        ("m_W10", ("m", "", "W10")),  # the longest key wins
+        ("dW1", None),  # the gradient key itself
+        ("W1", None),
+        ("_W1", None),
+    ],
+)
+def test_split_state_key(key: str, split: tuple[str, str, str] | None) -> None:
+    assert names.split_state_key(key, ["W1", "b1", "W2", "W10"]) == split
+
+
+def test_layers_numbered_from_zero_or_one() -> None:
+    assert names.layer_base(["W1", "b1", "W2"]) == 1
+    assert names.layer_base(["W0", "b0"]) == 0
+    assert names.layer_base(["weight", "bias"]) is None
+    assert names.renumber(["W1", "b1", "W2"], 0) == {"W1": "W0", "b1": "b0", "W2": "W1"}
+    assert names.renumber(["w", "b"], 0) == {"w": "w", "b": "b"}
+
+
+def test_rekey() -> None:
+    assert names.rekey({"dW1": 1, "db1": 2}, "d") == {"W1": 1, "b1": 2}

@@ -24,15 +24,22 @@ Examples:
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import re
+from collections.abc import Iterable, Mapping
 
 __all__ = [
     "GRAD_KEY_CONVENTIONS",
+    "KEY_FORMS",
     "GradKeyConvention",
     "describe_convention",
     "grad_key_candidates",
+    "key_prefix",
+    "layer_base",
     "match_grad_keys",
     "match_grad_keys_with_convention",
+    "rekey",
+    "renumber",
+    "split_state_key",
 ]
 
 # (where, affix): the gradient of parameter ``p`` is called ``affix + p`` ("prefix") or
@@ -131,3 +138,95 @@ def match_grad_keys(param_keys: Iterable[str], grad_keys: Iterable[str]) -> dict
     """
     matched = match_grad_keys_with_convention(param_keys, grad_keys)
     return None if matched is None else matched[0]
+
+
+# ---------------------------------------------------------------------------------------------
+# Trees keyed like the gradients, flat state keys, layer numbers (the guard and the audit)
+# ---------------------------------------------------------------------------------------------
+
+KEY_FORMS: tuple[tuple[str, str], ...] = (("d", "d"), ("", ""), ("d", ""), ("", "d"))
+"""The (gradient prefix, state prefix) pairs course code uses, the most common first."""
+
+_LAYER = re.compile(r"^(.*?)(\d+)$")
+
+
+def key_prefix(param_keys: Iterable[object], keys: Iterable[object]) -> str | None:
+    """The prefix that turns ``param_keys`` into ``keys`` (``""``, ``"d"``, ``"grad_"``...), or ``None``.
+
+    ``key_prefix(["W1", "b1"], ["dW1", "db1"])`` is ``"d"``; identical keys give ``""``. A state
+    tree keyed like the gradients (``v["dW1"]``) has the gradients' prefix. ``None`` when no
+    prefix convention of :data:`GRAD_KEY_CONVENTIONS` fits (or a suffix one does: ``W1_grad``).
+
+    >>> key_prefix(["W1", "b1"], ["db1", "dW1"])
+    'd'
+    >>> key_prefix(["W1"], ["V1"]) is None
+    True
+    """
+    pk, tk = list(param_keys), list(keys)
+    if not all(isinstance(k, str) for k in (*pk, *tk)):
+        return None
+    matched = match_grad_keys_with_convention(pk, tk)  # type: ignore[arg-type]
+    if matched is None:
+        return None
+    where, affix = matched[1]
+    return affix if where in ("same", "prefix") else None
+
+
+def rekey(tree: Mapping[str, object], prefix: str) -> dict[str, object]:
+    """``tree`` with ``prefix`` removed from each key (``{"dW1": g}`` -> ``{"W1": g}``)."""
+    return {k[len(prefix) :] if prefix and k.startswith(prefix) else k: v for k, v in tree.items()}
+
+
+def split_state_key(key: str, param_keys: Iterable[str]) -> tuple[str, str, str] | None:
+    """Split a flat state key into ``(state name, prefix, param key)``, or ``None``.
+
+    One dict holding every state: ``cache_dW1`` -> ``("cache", "d", "W1")``, ``v_W2`` ->
+    ``("v", "", "W2")``, ``VdW1`` -> ``("V", "d", "W1")``. The state name is not empty; the
+    longest parameter key that fits wins (``W10`` before ``W1``), a gradient form (``dW1``)
+    before a bare one; the gradient key itself (``dW1``) is no state key.
+
+    >>> split_state_key("cache_dW1", ["W1", "b1"])
+    ('cache', 'd', 'W1')
+    """
+    for p in sorted(set(param_keys), key=len, reverse=True):
+        for prefix in ("d", ""):
+            tail = prefix + p
+            if not key.endswith(tail):
+                continue
+            head = key[: -len(tail)]
+            name = head[:-1] if head.endswith("_") else head
+            if name and not name.endswith("_") and not (name == "d" and not prefix):
+                return name, prefix, p
+    return None
+
+
+def layer_base(keys: Iterable[object]) -> int | None:
+    """The number of the first layer in keys like ``W1, b1, W2`` (1) or ``W0, b0`` (0); ``None`` if unnumbered."""
+    nums = []
+    for k in keys:
+        if not isinstance(k, str):
+            return None
+        m = _LAYER.match(k)
+        if m is None or not m.group(1):
+            return None
+        nums.append(int(m.group(2)))
+    return min(nums) if nums else None
+
+
+def renumber(keys: Iterable[str], base: int) -> dict[str, str]:
+    """``{key: renumbered key}`` shifting layer numbers so that the first layer is ``base``.
+
+    >>> renumber(["W1", "b1", "W2"], 0)
+    {'W1': 'W0', 'b1': 'b0', 'W2': 'W1'}
+    """
+    keys = list(keys)
+    current = layer_base(keys)
+    if current is None:
+        return {k: k for k in keys}
+    shift = base - current
+    out: dict[str, str] = {}
+    for k in keys:
+        m = _LAYER.match(k)
+        assert m is not None
+        out[k] = f"{m.group(1)}{int(m.group(2)) + shift}"
+    return out

@@ -1,41 +1,52 @@
-"""Calling a function target the way people write them (child side): any container, any return.
+"""Calling targets the way people write them, bound by meaning (parent-side sessions).
 
-:class:`CallSession` serves every function style whose arguments :func:`~.adapters.bind`
-gave roles to: the parameters and gradients as one dict (``parameters["W1"]``), one array
-(``var``), a list or tuple of arrays, or one argument per array (``update(t, w, b, dw, db)``);
-states made by the caller (zeros shaped like the parameters, passed back every call) or by
-the target (``state=None`` first, then what it returned); the step number; a function
-returning the gradient; hyperparameters anywhere in the signature. What the call returned is
-read by meaning: ``None`` (updated in place), the new parameters, the step to apply (when the
-target takes no parameters), or a tuple of those followed by the states in signature order.
+:func:`~.adapters.bind` gives every argument of a target a role; the sessions here call it
+accordingly, one :class:`~optcheck.audit.targets.Batch` per step, and read what it did from the
+child's plain snapshots (the child only executes):
 
-The reading of the return value is a pure function of plain values (:func:`read_return`), so
-that it can run in the parent once the child only executes the target.
+* :class:`CallSession`, for functions: the parameters and gradients as one dict
+  (``parameters["W1"]``), one array (``var``), a list or tuple of arrays, or one argument per
+  array (``update(t, w, b, dw, db)``); states made by the caller (zeros shaped like the
+  parameters, passed back every call) or by the target (``state=None`` first, then what it
+  returned); the step number; a function returning the gradient; hyperparameters anywhere.
+  What a call returns is read by meaning (:func:`read_return`): nothing (updated in place), the
+  new parameters, the step to apply (a target that takes no parameters), or a tuple of those
+  followed by the states in signature order.
+* :class:`MethodSession`, for optimizer objects: constructed once (``Class.method`` targets
+  included), their update method called every step (``update``, ``update_params``,
+  ``apply_grad``, ...; once per key for ``update(param, grad, name)``; with a layer object for
+  ``update(layer)``), then ``step()`` when the update method is another one.
+* :class:`LoopSession`, for loop drivers (``adam(grad, x0, num_iters=...)``), and
+  :class:`TripleSession`, for jax-style ``(init, update, get_params)`` factories.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
 from ._common import Plan, StepOutput
-from .adapters import (
-    BadReturn,
-    TargetRaised,
-    _changed,
-    _describe_value,
-    _flat_state,
-    _Session,
-    _to_numpy,
-    call_target,
-)
+from ._wire import TARGET, GradFn, Obj, Recorder, Ref
+from .sessions import SESSIONS, BadReturn, Session, changed, describe_value, flat_state, to_numpy
+from .targets import Batch, BatchResult, TargetFailure
 
-__all__ = ["CallSession", "read_return", "user_key"]
+__all__ = [
+    "CallSession",
+    "LoopSession",
+    "MethodSession",
+    "TripleSession",
+    "first_call",
+    "read_return",
+    "user_key",
+]
 
 _LAYER_KEY = re.compile(r"^([A-Za-z_]*?)(\d+)$")
+
+#: The styles served here (registered in :data:`optcheck.audit.sessions.SESSIONS`).
+STYLES = ("dict", "functional", "object", "loop", "triple")
 
 
 def user_key(key: str, base: int) -> str:
@@ -49,66 +60,104 @@ def user_key(key: str, base: int) -> str:
 
 
 def _is_arraylike(x: Any) -> bool:
-    return (hasattr(x, "shape") and hasattr(x, "dtype")) or isinstance(x, (float, int, np.floating))
+    return isinstance(x, (np.ndarray, float, int)) and not isinstance(x, bool)
 
 
-class CallSession(_Session):
+def _output(
+    res: BatchResult, params: Any, states: dict[str, Any], mutated: list[str], returned: str = ""
+) -> StepOutput:
+    return StepOutput(
+        params, states, mutated, printed=res.printed, printed_head=res.printed_head, returned=returned
+    )
+
+
+class _Read:
+    def __init__(self, params: Any, index: int | None, rest: list[Any], whole: bool) -> None:
+        self.params = params
+        self.index = index  # position of the parameters in a returned tuple (None: the whole value)
+        self.rest = rest
+        self.whole = whole
+
+
+def read_return(out: Any, matches: Callable[[Any], bool]) -> _Read:
+    """What a call returned, by meaning: the parameters (or the step) and the states after them.
+
+    ``None``: updated in place. A value with the structure of the parameters: the new parameters
+    (the step when the target takes no parameters). A tuple or list: its first such value, then
+    the values after it, one per state argument in signature order (extra values such as
+    corrected moments are ignored).
+    """
+    if out is None:
+        return _Read(None, None, [], False)
+    if matches(out):
+        return _Read(out, None, [], True)
+    if isinstance(out, (tuple, list)):
+        for i, item in enumerate(out):
+            if matches(item):
+                return _Read(item, i, list(out[i + 1 :]), False)
+    raise BadReturn(
+        f"returned {describe_value(out)}; expected nothing (updated in place), the new parameters, or a tuple "
+        "(parameters, *states)"
+    )
+
+
+class CallSession(Session):
     """One trajectory of a function target bound by :func:`~.adapters.bind` (see the module docstring)."""
 
-    def __init__(self, obj: Any, plan: Plan, params0: Any) -> None:
-        super().__init__(obj, plan, params0)
+    def __init__(self, worker: Any, plan: Plan, params0: Any) -> None:
+        super().__init__(worker, plan, params0)
         self.keys: list[str] = list(params0) if isinstance(params0, Mapping) else []
-        self.reset()
+        self.p_src: Any = None  # what the parameters handle holds next step (None: as left in place)
+        self.s_src: dict[str, Any] = {}
+        self.p_now: Any = params0  # the parameters after the last step, as the audit's tree
 
     # -- containers ------------------------------------------------------------------------------
 
-    def _pack(self, tree: Any, prefix: str = "", zeros: bool = False) -> Any:
-        """The audit's tree (dict keyed W1, ... or one array) in the target's container."""
+    def pack(self, tree: Any, prefix: str = "", zeros: bool = False) -> Any:
+        """The audit's tree (dict keyed W1, ... or one array) in the target's container (plain data)."""
 
         def leaf(a: Any) -> Any:
             return np.zeros_like(a) if zeros else np.array(a, copy=True)
 
-        c = self.plan.container
         if not isinstance(tree, Mapping):
             return leaf(tree)
-        base = self.plan.key_base
-        if c == "dict" or c == "args":
+        c, base = self.plan.container, self.plan.key_base
+        if c in ("dict", "args", "attrs"):
             return {prefix + user_key(k, base): leaf(tree[k]) for k in self.keys}
         if c == "tuple":
             return tuple(leaf(tree[k]) for k in self.keys)
         return [leaf(tree[k]) for k in self.keys]
 
-    def _unpack(self, value: Any, what: str, prefix: str = "") -> Any:
-        """The target's container back as the audit's tree; ``BadReturn`` when it is not one."""
+    def unpack(self, value: Any, what: str, prefix: str = "") -> Any:
+        """A snapshot of the target's container as the audit's tree; ``bad-return`` when it is not one."""
         if not self.keys:
-            return _to_numpy(value, what)
-        c = self.plan.container
-        base = self.plan.key_base
-        if c in ("dict", "args"):
+            return to_numpy(value, what)
+        c, base = self.plan.container, self.plan.key_base
+        if c in ("dict", "args", "attrs"):
             if not isinstance(value, Mapping):
-                raise BadReturn(f"{what} is {_describe_value(value)}; expected a dict of arrays")
+                raise BadReturn(f"{what} is {describe_value(value)}; expected a dict of arrays")
             out = {}
             for k in self.keys:
                 uk = user_key(k, base)
                 for cand in (prefix + uk, uk, "d" + uk):
                     if cand in value:
-                        out[k] = _to_numpy(value[cand], f"{what}[{cand!r}]")
+                        out[k] = to_numpy(value[cand], f"{what}[{cand!r}]")
                         break
                 else:
-                    raise BadReturn(f"{what} has no key {prefix + uk!r} (keys: {list(value)[:8]})")
+                    raise BadReturn(
+                        f"{what} has no key {prefix + uk!r} (keys: {[str(x) for x in list(value)[:8]]})"
+                    )
             return out
         if not isinstance(value, (list, tuple)) or len(value) != len(self.keys):
-            raise BadReturn(f"{what} is {_describe_value(value)}; expected a {c} of {len(self.keys)} arrays")
-        return {
-            k: _to_numpy(v, f"{what}[{i}]") for i, (k, v) in enumerate(zip(self.keys, value, strict=True))
-        }
+            raise BadReturn(f"{what} is {describe_value(value)}; expected a {c} of {len(self.keys)} arrays")
+        return {k: to_numpy(v, f"{what}[{i}]") for i, (k, v) in enumerate(zip(self.keys, value, strict=True))}
 
-    def _matches(self, value: Any) -> bool:
-        """Whether ``value`` has the structure of the parameters (so a return value can be read as them)."""
+    def matches(self, value: Any) -> bool:
+        """Whether a snapshot has the structure of the parameters (so it can be read as them)."""
         if not self.keys:
             return _is_arraylike(value) and np.shape(value) == np.shape(self.params0)
         c = self.plan.container
-        if c in ("dict", "args"):
+        if c in ("dict", "args", "attrs"):
             return isinstance(value, Mapping) and all(
                 user_key(k, self.plan.key_base) in value for k in self.keys
             )
@@ -121,72 +170,96 @@ class CallSession(_Session):
             )
         )
 
-    def _ostate_entries(self, state: Any) -> dict[str, Any]:
-        """A target-made state as ``{name: tree or number}``: its entries shaped like the parameters."""
+    def state_entries(self, state: Any) -> dict[str, Any]:
+        """A target-made state (snapshot) as ``{name: tree or number}``: its entries shaped like the parameters."""
         out: dict[str, Any] = {}
-        if self.keys and self._matches(state):  # one state keyed like the parameters
+        if self.keys and self.matches(state):  # one state keyed like the parameters
             try:
-                return {"state": self._unpack(state, "state")}
-            except BadReturn:
+                return {"state": self.unpack(state, "state")}
+            except TargetFailure:
                 return out
-        flat = _flat_state(state)  # arrays and numbers, by key, position or field
+        flat = flat_state(state)
         items: list[tuple[str, Any]] = []
         if isinstance(state, Mapping):
             items = [(str(k), v) for k, v in state.items()]
-        elif isinstance(state, (list, tuple)) and not hasattr(state, "_asdict"):
+        elif isinstance(state, (list, tuple)):
             items = [(str(i), v) for i, v in enumerate(state)]
+        elif isinstance(state, Obj):
+            items = (
+                list(state.attrs.items())
+                if state.items is None
+                else [(str(i), v) for i, v in enumerate(state.items)]
+            )
         for name, v in items:
             if name in flat and (not self.keys or isinstance(flat[name], float)):
                 out[name] = flat[name]
-                continue
-            if self.keys and self._matches(v):
+            elif self.keys and self.matches(v):
                 try:
-                    out[name] = self._unpack(v, name)
-                except BadReturn:
+                    out[name] = self.unpack(v, name)
+                except TargetFailure:
                     continue
         if not items:
             out.update(flat)
         return out
 
-    # -- the trajectory ----------------------------------------------------------------------------
+    # -- one step --------------------------------------------------------------------------------
 
-    def reset(self) -> None:
-        """Back to the first step: fresh copies of the parameters, zero states, no target-made state."""
-        self.t = 0
-        self.params: Any = self._pack(self.params0)
-        sp = self.plan.state_prefix
-        self.states: dict[str, Any] = {}
-        self.ostates: dict[str, Any] = {}
-        for c in self.plan.calls:
-            if c.role == "state":
-                self.states[c.state] = self._pack(self.params0, sp, zeros=True)
-            elif c.role == "ostate":
-                self.ostates[c.state] = None
+    def _grads(self, b: Batch, grads: Any) -> tuple[Any, dict[str, Any]]:
+        """Put the gradients; returns (what was put, role values for them)."""
+        plan = self.plan
+        if plan.container == "args":
+            g = self.pack(grads)
+            put = {gn: g[user_key(pk, plan.key_base)] for gn, pk in plan.arg_keys.items() if gn != pk}
+            for gn, arr in put.items():
+                b.put(arr, name="G:" + gn)
+            return put, {"grads": {gn: Ref("G:" + gn) for gn in put}}
+        g = self.pack(grads, plan.grad_prefix)
+        b.put(g, name="G")
+        b.put(GradFn([g, g]), name="GF")
+        return g, {"grads": Ref("G"), "grad_fn": Ref("GF")}
 
-    def _args(self, g: Any, grad_fn: Callable[..., Any]) -> tuple[list[Any], dict[str, Any]]:
+    def _snap_grads(self, b: Batch, put: Any) -> Any:
+        if self.plan.container == "args":
+            return {gn: b.snap(Ref("G:" + gn)) for gn in put}
+        return b.snap(Ref("G"))
+
+    def _mutated(self, res: BatchResult, put: Any, snap: Any) -> list[str]:
+        name = self.plan.grad_names
+        if isinstance(snap, Mapping):
+            return [gn for gn, i in snap.items() if changed(res[i], put[gn])][:1]
+        after = res[snap]
+        if isinstance(put, Mapping):
+            if not isinstance(after, Mapping):
+                return [name]
+            return [f"{name}[{k!r}]" for k in put if changed(after.get(k), put[k])][:1]
+        if isinstance(put, (list, tuple)):
+            if not isinstance(after, (list, tuple)) or len(after) != len(put):
+                return [name]
+            return [f"{name}[{i}]" for i, (a, p) in enumerate(zip(after, put, strict=True)) if changed(a, p)][
+                :1
+            ]
+        return [name] if changed(after, put) else []
+
+    def _args(self, values: Mapping[str, Any]) -> tuple[list[Any], dict[str, Any]]:
         pos: list[Any] = []
         kw: dict[str, Any] = {}
         for c in self.plan.calls:
             if c.role in ("hyper", "arg"):
                 v = c.value
             elif c.role == "params":
-                v = self.params[c.state] if self.plan.container == "args" else self.params
+                v = Ref("P:" + c.state) if self.plan.container == "args" else Ref("P")
             elif c.role == "grads":
-                v = g[c.name] if self.plan.container == "args" else g
-            elif c.role == "grad_fn":
-                v = grad_fn
-            elif c.role == "state":
-                v = self.states[c.state]
-            elif c.role == "ostate":
-                v = self.ostates[c.state]
+                v = values["grads"][c.name] if self.plan.container == "args" else values["grads"]
+            elif c.role in ("state", "ostate"):
+                v = Ref("S:" + c.state)
             elif c.role == "step":
                 v = self.t
-            elif c.role in ("callback", "config"):
-                v = None
             elif c.role == "iters":
                 v = 1
-            else:  # pragma: no cover - bind gives no other roles to functions
-                raise ValueError(f"unknown role {c.role!r}")
+            elif c.role == "grad_fn":
+                v = values.get("grad_fn")
+            else:  # callback, config, ignore
+                v = None
             if c.positional:
                 pos.append(v)
             else:
@@ -195,86 +268,82 @@ class CallSession(_Session):
         return pos, kw
 
     def step(self, grads: Any) -> StepOutput:
-        """One call of the target, read by meaning (see :func:`read_return`)."""
-        self.t += 1
+        """One call of the target, read by meaning."""
         plan = self.plan
-        g = self._pack(grads, plan.grad_prefix if plan.container != "args" else "")
+        b = self.batch()
+        first = self.t == 0
+        self.t += 1
+        has_params = any(c.role == "params" for c in plan.calls)
+        states = [c for c in plan.calls if c.role in ("state", "ostate")]
+        if first or self.p_src is not None:
+            src = self.pack(self.params0) if first else self.p_src
+            if plan.container == "args":
+                for k in self.keys:
+                    b.put(
+                        src[user_key(k, plan.key_base)] if first else src[k],
+                        name="P:" + user_key(k, plan.key_base),
+                    )
+            else:
+                b.put(src, name="P")
+        for c in states:
+            if first:
+                init = None if c.role == "ostate" else self.pack(self.params0, plan.state_prefix, zeros=True)
+                b.put(init, name="S:" + c.state)
+            elif self.s_src.get(c.state) is not None:
+                b.put(self.s_src[c.state], name="S:" + c.state)
+        put, gvals = self._grads(b, grads)
+        pos, kw = self._args(gvals)
+        out_ref = b.call(TARGET, pos, kw, name="OUT")
+        i_out = b.snap(out_ref)
         if plan.container == "args":
-            g = {gn: g[user_key(pk, plan.key_base)] for gn, pk in plan.arg_keys.items() if gn != pk}
-        g_before = _copy(g)
-
-        def grad_fn(*_args: Any, **_kwargs: Any) -> Any:
-            return _copy(g)
-
-        pos, kw = self._args(g, grad_fn)
-        out = call_target(self.obj, *pos, **kw)
-        state_calls = [c.state for c in plan.calls if c.role in ("state", "ostate")]
-        read = read_return(out, self._matches, direction=not any(c.role == "params" for c in plan.calls))
+            i_p: Any = {k: b.snap(Ref("P:" + user_key(k, plan.key_base))) for k in self.keys}
+        else:
+            i_p = b.snap(Ref("P"))
+        i_s = {c.state: b.snap(Ref("S:" + c.state)) for c in states}
+        i_g = self._snap_grads(b, put)
+        res = self.run(b)
+        out = res[i_out]
+        self.p_src, self.s_src = None, {}
+        read = read_return(out, self.matches)
         if read.params is not None:
-            if read.direction:
-                step_tree = self._unpack(read.params, "the returned step")
+            ref = out_ref if read.index is None else out_ref.item(read.index)
+            if not has_params:  # the step to apply: the parameters are the caller's
+                step_tree = self.unpack(read.params, "the returned step")
                 if plan.direction == 0:
                     plan.direction = _direction_sign(step_tree, grads)
-                sign = plan.direction or -1
-                p_out = _apply(self._unpack(self.params, "the parameters"), step_tree, sign)
-                self.params = self._pack(p_out)
+                p_out = _apply(self.p_now, step_tree, plan.direction or -1)
             else:
-                p_out = self._unpack(read.params, f"the returned {plan.param_names}")
-                self.params = read.params
+                p_out = self.unpack(read.params, f"the returned {plan.param_names}")
+                self.p_src = ref
+        elif not has_params:
+            raise BadReturn(
+                f"returned {describe_value(out)}; a function that takes no parameters must return the step "
+                f"(shaped like {plan.grad_names}), possibly followed by its states"
+            )
+        elif plan.container == "args":
+            p_out = {k: to_numpy(res[i], f"{k} after the call") for k, i in i_p.items()}
         else:
-            if not any(c.role == "params" for c in plan.calls):
-                raise BadReturn(
-                    f"returned {_describe_value(out)}; a function that takes no parameters must return the step "
-                    f"(an array shaped like {plan.grad_names}), possibly followed by its states"
-                )
-            p_out = self._unpack(self.params, f"{plan.param_names} after the call")
-        for i, name in enumerate(state_calls):
-            if i < len(read.rest):
-                if name in self.states:
-                    self.states[name] = read.rest[i]
-                else:
-                    self.ostates[name] = read.rest[i]
+            p_out = self.unpack(res[i_p], f"{plan.param_names} after the call")
+        if plan.container == "args" and read.params is not None:
+            self.p_src = dict(p_out)  # the next call gets the returned arrays
+        state_snaps = {c.state: res[i] for c, i in zip(states, i_s.values(), strict=True)}
+        for j, c in enumerate(states):
+            if j < len(read.rest):
+                state_snaps[c.state] = read.rest[j]
+                self.s_src[c.state] = out_ref.item((read.index or 0) + 1 + j)
         s_out: dict[str, Any] = {}
-        for name, value in self.states.items():
-            try:
-                s_out[name] = self._unpack(value, name, plan.state_prefix)
-            except BadReturn:
+        for c in states:
+            value = state_snaps[c.state]
+            if c.role == "ostate":
+                s_out.update(self.state_entries(value))
                 continue
-        for value in self.ostates.values():
-            s_out.update(self._ostate_entries(value))
-        mutated = _mutated(plan.grad_names, g, g_before)
+            try:
+                s_out[c.state] = self.unpack(value, c.state, plan.state_prefix)
+            except TargetFailure:
+                continue
+        self.p_now = p_out
         returned = "none" if out is None else "params" if read.whole else f"tuple:{len(out)}"
-        return StepOutput(p_out, s_out, mutated, returned=returned)
-
-
-class _Read:
-    def __init__(self, params: Any, rest: list[Any], direction: bool, whole: bool) -> None:
-        self.params = params
-        self.rest = rest
-        self.direction = direction
-        self.whole = whole
-
-
-def read_return(out: Any, matches: Callable[[Any], bool], direction: bool = False) -> _Read:
-    """What a call returned, by meaning: the parameters (or the step) and the states after them.
-
-    ``None``: updated in place. A value with the structure of the parameters: the new parameters
-    (the step when ``direction``). A tuple or list: its first such value, then the values after
-    it, one per state argument in signature order (extra values such as corrected moments are
-    ignored).
-    """
-    if out is None:
-        return _Read(None, [], direction, False)
-    if matches(out):
-        return _Read(out, [], direction, True)
-    if isinstance(out, (tuple, list)):
-        for i, item in enumerate(out):
-            if matches(item):
-                return _Read(item, list(out[i + 1 :]), direction, False)
-    raise BadReturn(
-        f"returned {_describe_value(out)}; expected nothing (updated in place), the new parameters, or a tuple "
-        "(parameters, *states)"
-    )
+        return _output(res, p_out, s_out, self._mutated(res, put, i_g), returned)
 
 
 def _direction_sign(step: Any, grads: Any) -> int:
@@ -297,76 +366,6 @@ def _apply(params: Any, step: Any, sign: int) -> Any:
     return np.asarray(params) + sign * np.asarray(step)
 
 
-def _copy(x: Any) -> Any:
-    if isinstance(x, Mapping):
-        return {k: _copy(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return type(x)(_copy(v) for v in x)
-    if isinstance(x, np.ndarray):
-        return x.copy()
-    return x
-
-
-def _mutated(name: str, now: Any, before: Any) -> list[str]:
-    if isinstance(now, Mapping):
-        return [f"{name}[{k!r}]" for k in now if _changed(np.asarray(now[k]), np.asarray(before[k]))][:1]
-    if isinstance(now, (list, tuple)):
-        return [f"{name}[{i}]" for i, (a, b) in enumerate(zip(now, before, strict=True)) if _changed(a, b)][
-            :1
-        ]
-    return [name] if _changed(np.asarray(now), np.asarray(before)) else []
-
-
-def first_call(
-    obj: Any, plan: Plan, params0: Any, grads: Any, make: Callable[[Any, Plan, Any], _Session]
-) -> tuple[_Session, StepOutput]:
-    """The first step, trying the other key forms (``dW1``/``W1``, layers from 0) on a ``KeyError``."""
-    keys = list(params0) if isinstance(params0, Mapping) else []
-    forms: list[tuple[str, str, int]] = [(plan.grad_prefix, plan.state_prefix, plan.key_base)]
-    if (keys and plan.container in ("dict", "args")) or plan.style == "object":
-        for base in (1, 0):
-            for gp, sp in (("d", "d"), ("", ""), ("d", ""), ("", "d")):
-                if (gp, sp, base) not in forms:
-                    forms.append((gp, sp, base))
-    first_error: TargetRaised | None = None
-    for gp, sp, base in forms:
-        plan.grad_prefix, plan.state_prefix, plan.key_base = gp, sp, base
-        session = make(obj, plan, params0)
-        try:
-            return session, session.step(grads)
-        except TargetRaised as e:
-            other = {p + user_key(k, b) for k in keys for p in ("", "d") for b in (0, 1)}
-            if e.type_name != "KeyError" or e.key not in other:
-                if first_error is None:
-                    raise
-                raise first_error from None
-            first_error = first_error or e
-    plan.grad_prefix, plan.state_prefix, plan.key_base = forms[0]
-    assert first_error is not None
-    raise first_error
-
-
-def note_of(plan: Plan) -> str:
-    """What the first call learnt about the plan, for the parent (``StepOutput.note``)."""
-    return f"{plan.grad_prefix}|{plan.state_prefix}|{plan.key_base}|{plan.direction}"
-
-
-def apply_note(plan: Plan, note: str) -> None:
-    """Set on the parent's plan what :func:`note_of` reported."""
-    parts = note.split("|")
-    if len(parts) >= 2:
-        plan.grad_prefix, plan.state_prefix = parts[0], parts[1]
-    if len(parts) >= 4:
-        plan.key_base, plan.direction = int(parts[2]), int(parts[3])
-
-
-class _Layer:
-    """The layer object handed to ``update(layer)``: one attribute per parameter and per gradient."""
-
-    def __repr__(self) -> str:
-        return f"Layer({', '.join(sorted(vars(self)))})"
-
-
 class MethodSession(CallSession):
     """An optimizer object: constructed once per trajectory, its update method called every step.
 
@@ -375,22 +374,11 @@ class MethodSession(CallSession):
     step number, or a gradient function; ``plan.after`` (``step()``) is called after each update.
     """
 
-    def __init__(self, obj: Any, plan: Plan, params0: Any) -> None:
-        super().__init__(obj, plan, params0)
-        from .adapters import owner_class
-
-        cls = owner_class(obj) or obj
-        pos: list[Any] = []
-        kw: dict[str, Any] = {}
-        for c in plan.calls:
-            v = self.params if c.role == "params" else c.value
-            if c.positional:
-                pos.append(v)
-            else:
-                kw[c.name] = v
-        kw.update(plan.kwargs_hyper)
-        self.opt = call_target(cls, *pos, **kw)
-        self.layer: _Layer | None = None
+    def _cls(self) -> Ref:
+        """The class to construct: the target, or the class of a ``Class.method`` target."""
+        if self.plan.owner:
+            return TARGET.attr("__globals__").item(self.plan.owner)
+        return TARGET
 
     def _method_args(self, values: Mapping[str, Any]) -> tuple[list[Any], dict[str, Any]]:
         pos: list[Any] = []
@@ -399,13 +387,13 @@ class MethodSession(CallSession):
             if c.role in ("hyper", "arg"):
                 v = c.value
             elif c.role == "params" and self.plan.container == "args":
-                v = values["params"][c.state]
+                v = Ref("P:" + c.state)
             elif c.role == "grads" and self.plan.container == "args":
                 v = values["grads"][c.name]
-            elif c.role == "callback":
+            elif c.role in ("callback", "ignore"):
                 v = None
             else:
-                v = values[c.role]
+                v = values.get(c.role)
             if c.positional:
                 pos.append(v)
             else:
@@ -414,115 +402,154 @@ class MethodSession(CallSession):
 
     def step(self, grads: Any) -> StepOutput:
         """One update: the method (per key when it takes a key), then ``plan.after``."""
-        self.t += 1
         plan = self.plan
-        method = getattr(self.opt, plan.method)
+        b = self.batch()
+        first = self.t == 0
+        self.t += 1
         gp = plan.grad_prefix
-        if plan.container == "attrs":
-            if self.layer is None:
-                self.layer = _Layer()
-                for k in self.keys:
-                    setattr(self.layer, k, np.array(self.params0[k], copy=True))
-            g = {k: np.array(grads[k], copy=True) for k in self.keys}
-            for k in self.keys:
-                setattr(self.layer, (gp or "d") + k, g[k])
-            g_before = _copy(g)
-            pos, kw = self._method_args({"layer": self.layer, "step": self.t})
-            call_target(method, *pos, **kw)
-            p_out = {k: _to_numpy(getattr(self.layer, k), f"layer.{k}") for k in self.keys}
-            mutated = [f"layer.d{k}" for k in self.keys if _changed(g[k], g_before[k])][:1]
-        elif plan.per_key:
-            g = {k: np.array(grads[k], copy=True) for k in self.keys}
-            g_before = _copy(g)
-            new = dict(self.params) if isinstance(self.params, Mapping) else {}
-            for k in self.keys:
-                values = {"params": new[k], "grads": g[k], "key": user_key(k, plan.key_base), "step": self.t}
-                pos, kw = self._method_args(values)
-                out = call_target(method, *pos, **kw)
-                if out is not None:
-                    new[k] = out[0] if isinstance(out, (tuple, list)) and out else out
-            self.params = new
-            p_out = self._unpack(self.params, f"{plan.param_names} after the update")
-            mutated = _mutated(plan.grad_names, g, g_before)
-        else:
-            g = self._pack(grads, gp if plan.container != "args" else "")
+        if first:
             if plan.container == "args":
-                g = {gn: g[user_key(pk, plan.key_base)] for gn, pk in plan.arg_keys.items() if gn != pk}
-            g_before = _copy(g)
-
-            def grad_fn(*_args: Any, **_kwargs: Any) -> Any:
-                return _copy(g)
-
-            values = {"params": self.params, "grads": g, "grad_fn": grad_fn, "step": self.t}
+                for k in self.keys:
+                    b.put(np.array(self.params0[k], copy=True), name="P:" + k)
+            elif plan.container != "attrs":
+                b.put(self.pack(self.params0), name="P")
+            pos: list[Any] = []
+            kw: dict[str, Any] = {}
+            for c in plan.calls:
+                v = Ref("P") if c.role == "params" else c.value
+                if c.positional:
+                    pos.append(v)
+                else:
+                    kw[c.name] = v
+            kw.update(plan.kwargs_hyper)
+            b.call(self._cls(), pos, kw, name="OPT")
+        elif self.p_src is not None and plan.container == "args":
+            for k in self.keys:
+                b.put(np.array(self.p_src[k], copy=True), name="P:" + k)
+        elif self.p_src is not None:
+            b.put(self.p_src, name="P")
+        method = Ref("OPT").attr(plan.method)
+        i_extra: dict[str, int] = {}
+        if plan.container == "attrs":
+            if first:
+                b.put(Recorder(), name="L")
+                for k in self.keys:
+                    b.setattr(Ref("L"), k, np.array(self.params0[k], copy=True))
+            put = {k: np.array(grads[k], copy=True) for k in self.keys}
+            for k in self.keys:
+                b.setattr(Ref("L"), (gp or "d") + k, put[k])
+            pos, kw = self._method_args({"layer": Ref("L"), "step": self.t})
+            b.call(method, pos, kw, name="OUT")
+            i_extra = {k: b.snap(Ref("L").attr(k)) for k in self.keys}
+            i_g = {k: b.snap(Ref("L").attr((gp or "d") + k)) for k in self.keys}
+            i_outs: dict[str, int] = {}
+        elif plan.per_key:
+            put = {k: np.array(grads[k], copy=True) for k in self.keys}
+            b.put(put, name="G")
+            i_outs = {}
+            for k in self.keys:
+                values = {"params": Ref("P").item(k), "grads": Ref("G").item(k), "key": k, "step": self.t}
+                pos, kw = self._method_args(values)
+                i_outs[k] = b.snap(b.call(method, pos, kw, name="OUT:" + k))
+            i_extra = {k: b.snap(Ref("P").item(k)) for k in self.keys}
+            i_g = {"": b.snap(Ref("G"))}
+        else:
+            put, gvals = self._grads(b, grads)
+            values = {"params": Ref("P"), "step": self.t, **gvals}
             pos, kw = self._method_args(values)
-            out = call_target(method, *pos, **kw)
+            out_ref = b.call(method, pos, kw, name="OUT")
+            i_outs = {"": b.snap(out_ref)}
+            if plan.container == "args":
+                i_extra = {k: b.snap(Ref("P:" + k)) for k in self.keys}
+            elif plan.container != "attrs":
+                i_extra = {"": b.snap(Ref("P"))}
+            i_g = {"": self._snap_grads(b, put)} if plan.container != "args" else self._snap_grads(b, put)
+        if plan.after:
+            b.call(Ref("OPT").attr(plan.after), [], {}, name="AFTER")
+        i_opt = b.snap(Ref("OPT"), depth=4)
+        res = self.run(b)
+        self.p_src = None
+        if plan.container == "attrs":
+            p_out = {k: to_numpy(res[i], f"layer.{k}") for k, i in i_extra.items()}
+            mutated = [f"layer.d{k}" for k, i in i_g.items() if changed(res[i], put[k])][:1]
+        elif plan.per_key:
+            new = {}
+            for k in self.keys:
+                out = res[i_outs[k]]
+                got = out[0] if isinstance(out, (tuple, list)) and out else out
+                new[k] = to_numpy(got if got is not None else res[i_extra[k]], f"{plan.param_names}[{k!r}]")
+            p_out = new
+            self.p_src = {k: np.array(v, copy=True) for k, v in new.items()}
+            after = res[i_g[""]]
+            mutated = [
+                f"{plan.grad_names}[{k!r}]"
+                for k in self.keys
+                if not isinstance(after, Mapping) or changed(after.get(k), put[k])
+            ][:1]
+        else:
+            out = res[i_outs[""]]
             has_params = any(c.role == "params" for c in plan.step_calls)
-            read = read_return(out, self._matches) if out is not None else None
-            if read is not None and read.params is not None:
-                if plan.container == "args":
+            if plan.container == "args":
+                if out is not None:
                     p_out = self._args_return(out)
                 else:
-                    p_out = self._unpack(read.params, f"the returned {plan.param_names}")
-                    self.params = read.params
-            elif out is not None and plan.container == "args":
-                p_out = self._args_return(out)
+                    p_out = {k: to_numpy(res[i], k) for k, i in i_extra.items()}
+                mutated = self._mutated(res, put, i_g)
             else:
-                if not has_params and not plan.ctor_params:
-                    raise BadReturn(
-                        f"{plan.method} returned {_describe_value(out)}; expected the new parameters"
-                    )
-                p_out = self._unpack(self.params, f"{plan.param_names} after the update")
-            mutated = _mutated(plan.grad_names, g, g_before)
-        if plan.after:
-            call_target(getattr(self.opt, plan.after))
-        return StepOutput(p_out, self._opt_states(), mutated, returned="")
+                read = read_return(out, self.matches) if out is not None else _Read(None, None, [], False)
+                if read.params is not None:
+                    p_out = self.unpack(read.params, f"what {plan.method} returned")
+                    self.p_src = Ref("OUT") if read.index is None else Ref("OUT").item(read.index)
+                else:
+                    if not has_params and not plan.ctor_params:
+                        raise BadReturn(
+                            f"{plan.method} returned {describe_value(out)}; expected the new parameters"
+                        )
+                    p_out = self.unpack(res[i_extra[""]], f"{plan.param_names} after {plan.method}")
+                mutated = self._mutated(res, put, i_g[""])
+        opt = res[i_opt]
+        return _output(res, p_out, self._opt_states(opt.attrs if isinstance(opt, Obj) else {}), mutated)
 
     def _args_return(self, out: Any) -> dict[str, Any]:
         """``return w, b`` of ``update(t, w, b, dw, db)``: one array per parameter argument, in order."""
-        keys = [k for a, k in self.plan.arg_keys.items() if a == k]
         items = list(out) if isinstance(out, (tuple, list)) else [out]
-        if len(items) < len(keys):
+        if len(items) < len(self.keys):
             raise BadReturn(
-                f"{self.plan.method} returned {_describe_value(out)}; expected ({', '.join(keys)})"
+                f"{self.plan.method} returned {describe_value(out)}; expected ({', '.join(self.keys)})"
             )
-        p_out = {k: _to_numpy(v, k) for k, v in zip(keys, items, strict=False)}
-        self.params = dict(p_out)
+        p_out = {k: to_numpy(v, k) for k, v in zip(self.keys, items, strict=False)}
+        self.p_src = p_out
         return p_out
 
-    def _opt_states(self) -> dict[str, Any]:
+    def _opt_states(self, attrs: Mapping[str, Any]) -> dict[str, Any]:
         """The object's attributes shaped like the parameters (per key, per container or per array)."""
         out: dict[str, Any] = {}
-        for name, val in getattr(self.opt, "__dict__", {}).items():
-            if (
-                self.keys
-                and isinstance(val, Mapping)
-                and all(user_key(k, self.plan.key_base) in val for k in self.keys)
-            ):
-                first = val[user_key(self.keys[0], self.plan.key_base)]
+        base = self.plan.key_base
+        for name, val in attrs.items():
+            if self.keys and isinstance(val, Mapping) and all(user_key(k, base) in val for k in self.keys):
+                first = val[user_key(self.keys[0], base)]
                 if isinstance(first, (tuple, list)):  # cache[name] = (m, v): one state per position
                     for i in range(len(first)):
                         try:
-                            tree = {
-                                k: _to_numpy(val[user_key(k, self.plan.key_base)][i], name) for k in self.keys
-                            }
-                        except (BadReturn, IndexError, TypeError):
+                            tree = {k: to_numpy(val[user_key(k, base)][i], name) for k in self.keys}
+                        except (TargetFailure, IndexError, TypeError):
                             break
                         if all(tree[k].shape == np.shape(self.params0[k]) for k in self.keys):
                             out[f"{name}[{i}]"] = tree
                     continue
                 try:
-                    tree = {k: _to_numpy(val[user_key(k, self.plan.key_base)], name) for k in self.keys}
-                except BadReturn:
+                    tree = {k: to_numpy(val[user_key(k, base)], name) for k in self.keys}
+                except TargetFailure:
                     continue
                 if all(tree[k].shape == np.shape(self.params0[k]) for k in self.keys):
                     out[name] = tree
                 continue
             if self.plan.container in ("attrs", "args") or self.plan.per_key:
                 continue
-            if self._matches(val):
+            if self.matches(val):
                 try:
-                    out[name] = self._unpack(val, name)
-                except BadReturn:
+                    out[name] = self.unpack(val, name)
+                except TargetFailure:
                     continue
         return out
 
@@ -531,37 +558,30 @@ class LoopSession(CallSession):
     """A loop driver, ``adam(grad, x0, callback=None, num_iters=100, ...)``, that runs every step itself.
 
     Step ``k`` of the audit runs the driver afresh with ``num_iters=k`` and a gradient function
-    that returns the audit's gradients in turn (whatever it is called with; past the last one it
-    keeps returning the last); the parameters after ``k`` steps are what the driver returns.
+    that returns the audit's gradients in turn (whatever it is called with; one extra evaluation
+    gets the last one again); the parameters after ``k`` steps are what the driver returns.
     """
 
-    def reset(self) -> None:
-        """Back to the first step."""
-        super().reset()
+    def __init__(self, worker: Any, plan: Plan, params0: Any) -> None:
+        super().__init__(worker, plan, params0)
         self.grads: list[Any] = []
 
     def step(self, grads: Any) -> StepOutput:
         """Run the driver over the gradients so far."""
-        self.t += 1
         plan = self.plan
-        self.grads.append(self._pack(grads, plan.grad_prefix))
-        before = _copy(self.grads)
-        calls = {"n": 0}
-
-        def grad_fn(*_args: Any, **_kwargs: Any) -> Any:
-            i = min(calls["n"], len(self.grads) - 1)
-            calls["n"] += 1
-            return _copy(self.grads[i])
-
+        b = self.batch()
+        self.t += 1
+        self.grads.append(self.pack(grads, plan.grad_prefix))
+        b.put(GradFn([*self.grads, self.grads[-1]]), name="GF")
         pos: list[Any] = []
         kw: dict[str, Any] = {}
         for c in plan.calls:
             if c.role in ("hyper", "arg"):
                 v = c.value
             elif c.role == "params":
-                v = self._pack(self.params0)
+                v = self.pack(self.params0)
             elif c.role == "grad_fn":
-                v = grad_fn
+                v = Ref("GF")
             elif c.role == "iters":
                 v = self.t
             else:
@@ -571,21 +591,22 @@ class LoopSession(CallSession):
             else:
                 kw[c.name] = v
         kw.update(plan.kwargs_hyper)
-        out = call_target(self.obj, *pos, **kw)
-        read = read_return(out, self._matches)
+        i_out = b.snap(b.call(TARGET, pos, kw, name="OUT"))
+        i_calls = b.snap(Ref("GF").attr("calls"), depth=1)
+        res = self.run(b)
+        read = read_return(res[i_out], self.matches)
         if read.params is None:
-            raise BadReturn(f"returned {_describe_value(out)}; a loop driver returns the final parameters")
-        p_out = self._unpack(read.params, "the returned parameters")
-        if calls["n"] < self.t:
             raise BadReturn(
-                f"called the gradient function {calls['n']} times in {self.t} iterations (num_iters={self.t})"
+                f"returned {describe_value(res[i_out])}; a loop driver returns the final parameters"
             )
-        mutated = (
-            ["the gradients"]
-            if any(_mutated("g", a, b) for a, b in zip(self.grads, before, strict=True))
-            else []
-        )
-        return StepOutput(p_out, {}, mutated, returned="params")
+        p_out = self.unpack(read.params, "the returned parameters")
+        calls = res[i_calls]
+        n = len(calls) if isinstance(calls, (list, tuple)) else self.t
+        if n < self.t:
+            raise BadReturn(
+                f"called the gradient function {n} times in {self.t} iterations (num_iters={self.t})"
+            )
+        return _output(res, p_out, {}, [], returned="params")
 
 
 class TripleSession(CallSession):
@@ -596,41 +617,46 @@ class TripleSession(CallSession):
     bound by name: step, gradients, state) and ``params = get_params(state)``.
     """
 
-    def reset(self) -> None:
-        """A fresh optimizer: the factory called again, ``init`` on the parameters."""
-        super().reset()
-        pos: list[Any] = []
-        kw: dict[str, Any] = {}
-        for c in self.plan.calls:
-            if c.positional:
-                pos.append(c.value)
-            else:
-                kw[c.name] = c.value
-        out = call_target(self.obj, *pos, **kw)
-        if not (isinstance(out, (tuple, list)) and len(out) >= 2 and all(callable(f) for f in out[:3])):
-            raise BadReturn(
-                f"returned {_describe_value(out)}; an optimizer factory returns (init, update, get_params)"
-            )
-        self.init, self.update = out[0], out[1]
-        self.get_params = out[2] if len(out) >= 3 else None
-        self.state = call_target(self.init, self._pack(self.params0))
-        self.order = _update_order(self.update)
+    order: list[str] = ["step", "grads", "state"]  # noqa: RUF012 - replaced per session
 
     def step(self, grads: Any) -> StepOutput:
         """``state = update(i, g, state)``; the parameters from ``get_params(state)``."""
+        plan = self.plan
+        if self.t == 0:
+            b = self.batch()
+            pos = [c.value for c in plan.calls if c.positional]
+            kw = {c.name: c.value for c in plan.calls if not c.positional}
+            i_tri = b.snap(b.call(TARGET, pos, kw, name="TRI"), depth=1)
+            b.call(Ref("TRI").item(0), [self.pack(self.params0)], {}, name="ST")
+            i_desc = b.describe(Ref("TRI").item(1))
+            res = self.run(b)
+            tri = res[i_tri]
+            if not (isinstance(tri, (tuple, list)) and len(tri) >= 2):
+                raise BadReturn(
+                    f"returned {describe_value(tri)}; an optimizer factory returns (init, update, get_params)"
+                )
+            self.has_get = len(tri) >= 3
+            desc = res[i_desc]
+            names = [p.get("name", "") for p in desc.get("params", [])] if isinstance(desc, Mapping) else []
+            self.order = _update_order([str(n) for n in names])
+        b = self.worker.batch()
         self.t += 1
-        g = self._pack(grads, self.plan.grad_prefix)
-        g_before = _copy(g)
-        values = {"step": self.t - 1, "grads": g, "state": self.state}
-        self.state = call_target(self.update, *[values[r] for r in self.order])
-        params = call_target(self.get_params, self.state) if self.get_params is not None else self.state
-        p_out = self._unpack(params, "get_params(state)")
+        g = self.pack(grads, plan.grad_prefix)
+        b.put(g, name="G")
+        values = {"step": self.t - 1, "grads": Ref("G"), "state": Ref("ST")}
+        b.call(Ref("TRI").item(1), [values[r] for r in self.order], {}, name="ST")
+        params_ref = b.call(Ref("TRI").item(2), [Ref("ST")], {}, name="PX") if self.has_get else Ref("ST")
+        i_p, i_st, i_g = b.snap(params_ref), b.snap(Ref("ST")), b.snap(Ref("G"))
+        res = self.run(b)
+        p_out = self.unpack(res[i_p], "get_params(state)")
         states = {
             k: v
-            for k, v in self._ostate_entries(self.state).items()
+            for k, v in self.state_entries(res[i_st]).items()
             if isinstance(v, float) or not _same_tree(v, p_out)
         }
-        return StepOutput(p_out, states, _mutated("g", g, g_before), returned="state")
+        return _output(res, p_out, states, self._mutated(res, g, i_g), returned="state")
+
+    has_get = True
 
 
 def _same_tree(a: Any, b: Any) -> bool:
@@ -642,14 +668,8 @@ def _same_tree(a: Any, b: Any) -> bool:
         return False
 
 
-def _update_order(fn: Any) -> list[str]:
+def _update_order(names: Sequence[str]) -> list[str]:
     """The roles of an update function's arguments: ``(i, g, state)`` by default, else by their names."""
-    import inspect
-
-    try:
-        names = [p.name for p in inspect.signature(fn).parameters.values()]
-    except (TypeError, ValueError):
-        return ["step", "grads", "state"]
     roles = []
     for n in names:
         low = n.lower()
@@ -659,8 +679,38 @@ def _update_order(fn: Any) -> list[str]:
             roles.append("state")
         elif low.startswith("g") or low.startswith("d"):
             roles.append("grads")
-    if sorted(roles) == ["grads", "state", "step"]:
-        return roles
-    if sorted(roles) == ["grads", "state"]:
+    if sorted(roles) in (["grads", "state", "step"], ["grads", "state"]):
         return roles
     return ["step", "grads", "state"]
+
+
+for _style in ("dict", "functional", "loop", "triple"):
+    SESSIONS[_style] = {"loop": LoopSession, "triple": TripleSession}.get(_style, CallSession)
+SESSIONS["object"] = MethodSession
+
+
+def first_call(worker: Any, plan: Plan, params0: Any, grads: Any) -> tuple[Session, StepOutput]:
+    """The first step, trying the other key forms on a ``KeyError`` (``dW1``/``W1``, layers from 0)."""
+    keys = list(params0) if isinstance(params0, Mapping) else []
+    forms: list[tuple[str, str, int]] = [(plan.grad_prefix, plan.state_prefix, plan.key_base)]
+    if keys and plan.container in ("dict", "args"):
+        for base in (1, 0):
+            for gp, sp in (("d", "d"), ("", ""), ("d", ""), ("", "d")):
+                if (gp, sp, base) not in forms:
+                    forms.append((gp, sp, base))
+    first_error: TargetFailure | None = None
+    for gp, sp, base in forms:
+        plan.grad_prefix, plan.state_prefix, plan.key_base = gp, sp, base
+        session = SESSIONS[plan.style](worker, plan, params0)
+        try:
+            return session, session.step(grads)
+        except TargetFailure as e:
+            other = {p + user_key(k, bb) for k in keys for p in ("", "d") for bb in (0, 1)}
+            if e.id != "raised-exception" or e.type_name != "KeyError" or e.key not in other:
+                if first_error is None:
+                    raise
+                raise first_error from None
+            first_error = first_error or e
+    plan.grad_prefix, plan.state_prefix, plan.key_base = forms[0]
+    assert first_error is not None
+    raise first_error

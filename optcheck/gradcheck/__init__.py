@@ -3,7 +3,10 @@ localises the bad entry and knows about kinks.
 
 :func:`check_gradient` compares an analytic gradient with numerical derivatives of ``f``;
 :func:`assert_gradient` raises :class:`GradientError` when they disagree; :func:`check_vjp`
-checks a layer's backward (a vector-Jacobian product); :func:`step_sweep` shows the error of
+checks a layer's backward (a vector-Jacobian product); :func:`check_layer` does it in one call
+for a forward/backward pair in the (out, cache) or the plain convention; :func:`check_torch`
+checks torch autograd (custom ``autograd.Function`` backward passes included) the same way;
+:func:`step_sweep` shows the error of
 the numerical derivative against the step (the V-shaped curve).
 
 How it works
@@ -116,8 +119,10 @@ what was and was not checked.
 from __future__ import annotations
 
 from ._api import assert_gradient, check_gradient, check_vjp
+from ._layer import check_layer
 from ._report import Coverage, GradientEntry, GradientError, GradientReport
 from ._sweep import StepSweep, step_sweep
+from ._torch import check_torch
 
 __all__ = [
     "Coverage",
@@ -127,6 +132,8 @@ __all__ = [
     "StepSweep",
     "assert_gradient",
     "check_gradient",
+    "check_layer",
+    "check_torch",
     "check_vjp",
     "step_sweep",
 ]
