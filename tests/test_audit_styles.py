@@ -100,3 +100,73 @@ def test_file_with_several_candidates_lists_them(tmp_path: Path) -> None:
     with pytest.raises(AuditUsageError) as e:
         run_audit(str(f), "sgd", **FAST)
     assert "sgd" in str(e.value) and "momentum" in str(e.value) and f"{f}:sgd" in str(e.value)
+
+
+# ---------------------------------------------------------------------------------------------
+# The guard and the audit read an update function's arguments the same way
+# ---------------------------------------------------------------------------------------------
+
+#: Real-world signatures: (signature, params, grads, states, step).
+SIGNATURES = [
+    ("parameters, gradients, V, S, batch_size, t, learning_rate, reg_param", "parameters", "gradients", {"V", "S"}, "t"),
+    ("parameters, grads, v, s, t, learning_rate=0.01, beta1=0.9, beta2=0.999, epsilon=1e-8", "parameters", "grads", {"v", "s"}, "t"),
+    ("params, grads, m, s, t, lr=0.01", "params", "grads", {"m", "s"}, "t"),
+    ("alpha, beta1, beta2, epsilon, var, grad, v, s, t", "var", "grad", {"v", "s"}, "t"),
+    ("alpha, beta2, epsilon, var, grad, s", "var", "grad", {"s"}, None),
+    ("weights, dweights, ms, vs, step, learning_rate=1e-3", "weights", "dweights", {"ms", "vs"}, "step"),
+    ("params, grads, bufs, lr=0.05, momentum=0.9", "params", "grads", {"bufs"}, None),
+    ("x, grad_fn, cache, lr=1e-2, rho=0.99", "x", "grad_fn", {"cache"}, None),
+    ("parameters, grads, S, learning_rate=0.01, beta=0.9, epsilon=1e-8, reg_param=0.7, batch_size=32", "parameters", "grads", {"S"}, None),
+    ("w, dw, v_dw, s_dw, iteration, lr=0.001", "w", "dw", {"v_dw", "s_dw"}, "iteration"),
+    ("theta, dtheta, velocity, mu=0.9, lr=0.01", "theta", "dtheta", {"velocity"}, None),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("sig", "params", "grads", "states", "step"), SIGNATURES, ids=[s[0][:40] for s in SIGNATURES]
+)
+def test_guard_and_audit_bind_the_same_names(
+    sig: str, params: str, grads: str, states: set[str], step: str | None
+) -> None:
+    import numpy as np
+
+    from optcheck import rules
+    from optcheck.audit import adapters
+    from optcheck.audit._common import ParamInfo, TargetInfo
+    from optcheck.guard._guard import _classify
+
+    parts = [p.strip() for p in sig.split(",")]
+    infos = []
+    for part in parts:
+        name, _, default = part.partition("=")
+        infos.append(
+            ParamInfo(name, "POSITIONAL_OR_KEYWORD", bool(default), float(default) if default else None)
+        )
+    info = TargetInfo("", "update", "function", tuple(infos))
+    binding = adapters.bind(
+        info,
+        "dict",
+        rules.rule_class("adam"),
+        {},
+        {
+            i.name: 1.0
+            for i in infos
+            if not i.has_default
+            and i.name
+            in ("alpha", "beta1", "beta2", "epsilon", "beta2", "batch_size", "learning_rate", "reg_param")
+        },
+    )
+    roles = {c.name: c.role for c in binding.plan.calls}
+    assert roles.get(params) == "params" and roles.get(grads) in ("grads", "grad_fn"), roles
+    assert {n for n, r in roles.items() if r == "state"} == states, roles
+    assert (step is None and "step" not in roles.values()) or roles.get(step) == "step", roles
+    # the guard, handed the values a training loop passes
+    tree = {"W1": np.ones((2, 2)), "b1": np.ones((2, 1))}
+    values = {}
+    for i in infos:
+        n = i.name
+        values[n] = tree if n in (params, grads) or n in states else 3 if n == step else 0.5
+    call = _classify(values)
+    assert (call.params, call.grads) == (params, grads)
+    assert set(call.states) == states
+    assert call.step == step

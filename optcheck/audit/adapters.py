@@ -348,158 +348,31 @@ def _course_l2(b: _Binder, out: Binding) -> None:
 # Roles of a function's arguments, by meaning
 # ---------------------------------------------------------------------------------------------
 
-#: Names of an argument that is a function returning the gradient (``update(w, grad_func)``).
-GRADFN_NAMES = (
-    "grad_fn",
-    "grad_func",
-    "grad_function",
-    "grad_fun",
-    "gradient_fn",
-    "gradient_func",
-    "gradient_function",
-    "grad_f",
-    "gradfn",
-    "df",
-    "dfdx",
-    "fprime",
-    "f_grad",
-    "fgrad",
-    "g_fn",
-    "obj_grad",
-    "jac",
-)
-#: Names of the number of iterations of a loop driver (``adam(grad, x0, num_iters=100)``).
-LOOP_NAMES = (
-    "num_iters",
-    "n_iters",
-    "num_iterations",
-    "n_iterations",
-    "max_iter",
-    "max_iters",
-    "maxiter",
-    "iterations",
-    "epochs",
-    "num_steps",
-    "n_steps",
-    "num_epochs",
-    "n_epochs",
-    "niter",
-)
-CALLBACK_NAMES = ("callback", "cb", "callback_fn", "callback_func", "hook", "log_fn")
-#: Parameter names that usually hold several arrays (a dict or a list) rather than one array.
-PLURAL_PARAMS = (
-    "parameters",
-    "params",
-    "weights",
-    "variables",
-    "args",
-    "param_list",
-    "params_list",
-    "ws",
-    "xs",
-    "thetas",
-    "vars",
-    "grads",
-    "gradients",
-    "dweights",
-    "dparams",
-    "d_params",
-    "grad_list",
-    "grads_list",
-    "gs",
-    "dws",
-)
+GRADFN_NAMES = naming.GRADFN_NAMES
+LOOP_NAMES = naming.LOOP_NAMES
+CALLBACK_NAMES = naming.CALLBACK_NAMES
+PLURAL_PARAMS = naming.PLURAL_PARAMS
 #: Roles ``--bind NAME=ROLE`` accepts (besides a hyperparameter name of the rule).
 BIND_ROLES = ("params", "grads", "state", "step", "grad_fn", "callback", "iters", "ignore")
 
 
-def _looks_like_state(name: str, rule_keys: Sequence[str] = ()) -> bool:
-    """Whether ``name`` is a usual name of an optimizer state (``v``, ``S``, ``cache``, ``ms``, ``v_dw``)."""
-    low = name.lower()
-    if naming.looks_like_state(name):
-        return True
-    hints = {
-        "accum",
-        "accumulators",
-        "velocity",
-        "velocities",
-        "buffers",
-        "bufs",
-        "moments",
-        "caches",
-        "momentum_buffers",
-        "sq_avgs",
-        "square_avgs",
-        "exp_avgs",
-        "exp_avg_sqs",
-        "m_t",
-        "v_t",
-    }
-    if low in hints or name in rule_keys:
-        return True
-    if low.endswith("s") and len(low) > 1 and (low[:-1] in hints or naming.looks_like_state(name[:-1])):
-        return True
-    head = name.split("_")[0]
-    return (
-        "_" in low
-        and head.lower() not in ("d", "grad")
-        and (head.lower() in hints or naming.looks_like_state(head))
-    )
-
-
-def _hyper_context(names: Sequence[str]) -> set[str]:
-    """The meanings the signature's names give each other (``alpha`` beside ``learning_rate`` is a decay)."""
-    out = set()
-    for n in names:
-        if n.lower() in LR_NAMES:
-            out.add("lr")
-    return out
-
-
-#: Names that mean the learning rate in every rule (``alpha`` only when no other name does).
-LR_NAMES = (
-    "lr",
-    "learning_rate",
-    "learning_rate_init",
-    "step_size",
-    "stepsize",
-    "eta",
-    "lrate",
-    "learningrate",
-    "lr_",
-)
-
-
-def _role_by_name(p: ParamInfo, names: Sequence[str], b: _Binder, loop: bool) -> str | None:
-    """The role the name (and annotation) of ``p`` says it has, or ``None``."""
+def _role_by_name(p: ParamInfo, named: Mapping[str, str], b: _Binder, names: Sequence[str]) -> str | None:
+    """The role the name (and annotation, default) of ``p`` says it has, or ``None``."""
     n = p.name
-    low = n.lower()
-    ann = (p.annotation or "").lower()
-    if "callable" in ann or low in GRADFN_NAMES or (loop and low in ("grad", "gradient", "g", "grads")):
+    if "callable" in (p.annotation or "").lower():
         return "grad_fn"
-    if low in CALLBACK_NAMES:
-        return "callback"
-    if loop and low in LOOP_NAMES:
-        return "iters"
-    if n in PARAMS_NAMES or low in ("var", "variable", "data", "x0", "w0", "theta0", "params0", "args", "ws"):
-        return "params"
-    if n in GRADS_NAMES or low in ("dvar", "dweights", "dparam", "grad_w", "grad_params", "gs", "dws"):
-        return "grads"
-    if n in STATE_ARG_NAMES:
-        return "ostate"
-    if (
-        naming.is_step_name(n)
-        and b.resolve(n, names) is None
-        and not (p.has_default and p.default is not None and not isinstance(p.default, int))
-    ):
-        return "step"
+    role = named.get(n)
+    numeric_default = isinstance(p.default, (int, float)) and not isinstance(p.default, bool)
+    if role == "step" and p.has_default and p.default is not None and not isinstance(p.default, int):
+        role = None  # ``step=0.01`` is a step size
+    if role == "state" and p.has_default and p.default is not None:
+        role = None
+    if role is not None and not (role == "state" and n in BATCH_NAMES and numeric_default):
+        return role
     if n == "betas" or b.resolve(n, names) is not None:
         return "hyper"
-    numeric_default = isinstance(p.default, (int, float)) and not isinstance(p.default, bool)
-    if (n in REG_NAMES or n in BATCH_NAMES) and (numeric_default or not _looks_like_state(n)):
-        return "l2"  # ``m`` is the batch size beside ``reg_param`` but the first moment beside ``s``
-    if (not p.has_default or p.default is None) and _looks_like_state(n, _rule_state_keys(b)):
-        return "state"
+    if n in REG_NAMES or n in BATCH_NAMES:
+        return "l2"
     return None
 
 
@@ -524,7 +397,7 @@ def function_roles(info: TargetInfo, b: _Binder, params: Sequence[ParamInfo]) ->
     """
     names = [p.name for p in params if not p.is_var]
     roles: dict[str, str] = {}
-    loop = any(n.lower() in LOOP_NAMES for n in names) or any(n.lower() in CALLBACK_NAMES for n in names)
+    named = naming.argument_roles(names)
     pairs = _pairs(names)
     for p in params:
         if p.is_var:
@@ -535,7 +408,7 @@ def function_roles(info: TargetInfo, b: _Binder, params: Sequence[ParamInfo]) ->
         if p.name in b.args and b.resolve(p.name, names) is None and p.name not in REG_NAMES + BATCH_NAMES:
             roles[p.name] = "arg"
             continue
-        role = _role_by_name(p, names, b, loop)
+        role = _role_by_name(p, named, b, names)
         if role is not None:
             roles[p.name] = role
     if len(pairs) >= 2 and not any(r == "params" and n not in dict(pairs) for n, r in roles.items()):
