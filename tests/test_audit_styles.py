@@ -17,6 +17,8 @@ hyperparameters and the rule all come from the target itself.
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -78,6 +80,13 @@ def test_style_target_audited_without_glue(path: Path) -> None:
         assert report.verdict == "fail", report.render_text()
         assert expect <= errors, f"expected {sorted(expect)}, found {sorted(errors)}\n{report.render_text()}"
         assert "differs-from-reference" not in errors, report.render_text()
+        # the runnable reproduction runs for every style
+        assert report.reproduction, report.render_text()
+        proc = subprocess.run(
+            [sys.executable, "-c", report.reproduction], capture_output=True, text=True, timeout=120, cwd=ROOT
+        )
+        assert proc.returncode == 0, report.reproduction + "\n" + proc.stderr[-2000:]
+        assert "target:" in proc.stdout and "reference:" in proc.stdout, proc.stdout
     else:
         assert report.verdict == "pass", report.render_text()
 

@@ -513,11 +513,12 @@ class MethodSession(CallSession):
     def _args_return(self, out: Any) -> dict[str, Any]:
         """``return w, b`` of ``update(t, w, b, dw, db)``: one array per parameter argument, in order."""
         items = list(out) if isinstance(out, (tuple, list)) else [out]
-        if len(items) < len(self.keys):
+        order = [a for a, k in self.plan.arg_keys.items() if a == k]  # the parameter arguments, in order
+        if len(items) < len(order):
             raise BadReturn(
-                f"{self.plan.method} returned {describe_value(out)}; expected ({', '.join(self.keys)})"
+                f"{self.plan.method} returned {describe_value(out)}; expected ({', '.join(order)})"
             )
-        p_out = {k: to_numpy(v, k) for k, v in zip(self.keys, items, strict=False)}
+        p_out = {k: to_numpy(v, k) for k, v in zip(order, items, strict=False)}
         self.p_src = p_out
         return p_out
 

@@ -1730,6 +1730,15 @@ class Auditor:
         container = plan.container
 
         def describe_call(c: Any) -> str:
+            if plan.per_key and c.role in ("params", "grads", "key"):
+                per = {
+                    "params": "one parameter array",
+                    "grads": "its gradient",
+                    "key": "its key ('W1', 'b1', ...)",
+                }
+                return f"{per[c.role]} (called once per array)"
+            if c.role == "layer":
+                return "a layer object with attributes W, b and their gradients dW, db"
             if c.role == "params":
                 if container in ("array", "vector"):
                     return "the parameter array" + (" (one dimension)" if container == "vector" else "")
@@ -1799,7 +1808,7 @@ class Auditor:
                 out.append((p.name, f"not passed (its default {p.default_repr})"))
         if style == "object":
             for c in plan.step_calls:
-                out.append((f"step: {c.name}", describe_call(c)))
+                out.append((f"{plan.method}: {c.name}", describe_call(c)))
         return out
 
     def report(self) -> AuditReport:
@@ -1850,11 +1859,38 @@ class Auditor:
             hyper=dict(self.rule.hyper),
             notes=self.notes,
             binding=self._binding_lines(),
-            signature=self.info.signature_text(),
+            signature=self._called_as(),
             reproduction=repro,
             isolated=bool(getattr(self.worker, "isolated", False)),
             trajectory=self._diverging_trajectory(),
         )
+
+    def _called_as(self) -> str:
+        """The call as the audit makes it: the values actually passed, not the signature's defaults."""
+        plan = self.plan
+
+        def args(calls: Sequence[Any]) -> str:
+            parts = []
+            for c in calls:
+                if c.role in ("hyper", "arg"):
+                    value = f"{c.value:g}" if isinstance(c.value, float) else repr(c.value)
+                    parts.append(value if c.positional else f"{c.name}={value}")
+                elif c.role in ("callback", "ignore"):
+                    parts.append("None" if c.positional else f"{c.name}=None")
+                else:
+                    parts.append(c.name)
+            return ", ".join(parts)
+
+        name = self.info.name
+        if plan.style == "object":
+            ctor = f"opt = {name}({args(plan.calls)})"
+            call = f"opt.{plan.method}({args(plan.step_calls)})"
+            return f"{ctor}; {call}" + (f"; opt.{plan.after}()" if plan.after else "")
+        if plan.style == "triple":
+            return f"init, update, get_params = {name}({args(plan.calls)}); state = update(i, g, state)"
+        if plan.style in ("dict", "functional", "loop", "config"):
+            return f"{name}({args(plan.calls)})"
+        return self.info.signature_text()
 
     def _style_label(self) -> str:
         """The style as the report names it: a function style's container when it is not a dict."""
