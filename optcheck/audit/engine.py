@@ -609,8 +609,8 @@ class Auditor:
                 message = f"identified {rule.name}({shown}): it reproduces the target"
             elif explained:
                 message = (
-                    f"{rule.name}, with a known bug: no rule reproduces the target as written, and a "
-                    f"catalog bug of {rule.name} does ({rule.name} alone reproduces {score:.0%} of the "
+                    f"{rule.name}: no rule reproduces the target as written, and a known convention or bug "
+                    f"of {rule.name} does (see below; {rule.name} alone reproduces {score:.0%} of the "
                     f"entries{'; next: ' + others if others else ''})"
                 )
             else:
@@ -651,7 +651,7 @@ class Auditor:
             {n for steps in raw for st in steps for n, v in st.items() if not isinstance(v, float)}
         )
 
-        out: list[tuple[float, tuple[int, int, int], float, Rule]] = []
+        out: list[tuple[float, tuple[int, int, int, int], float, Rule]] = []
         for order, name in enumerate(AUTO_ORDER):
             cls = rules_mod.rule_class(name)
             passed = adapters.passed_hyper(self.plan, self.info, cls)
@@ -674,7 +674,8 @@ class Auditor:
             # hyperparameter names the target uses that the rule has (alpha, beta1, momentum, rho)
             mismatch = abs(len(arrays) - len(start.array_keys())) if arrays else 0
             named = sum(1 for k in passed if k not in ("lr", "eps", "weight_decay"))
-            out.append((fit.score, (mismatch, -named, order), fit.worst, fit.rule))
+            called = 0 if name in self._named_rules() else 1
+            out.append((fit.score, (mismatch, called, -named, order), fit.worst, fit.rule))
             self._ranked_trajs[name] = [dataclasses.replace(t, rule=fit.rule) for t in trajs]
         # equal fractions (a bug that spoils every entry): the evidence decides, then the commoner rule
         out.sort(key=lambda x: (-round(x[0], 2), x[1], -x[2]))
@@ -688,7 +689,11 @@ class Auditor:
         Two rules can reproduce equally few entries of a buggy target; the one a catalog bug of
         which reproduces it is the rule the target meant to implement.
         """
-        for i, (_, rule) in enumerate(ranking[:3]):
+        named = self._named_rules()
+        order = [i for i, (_, r) in enumerate(ranking) if r.name in named]
+        order += [i for i in range(min(3, len(ranking))) if i not in order]
+        for i in order:
+            rule = ranking[i][1]
             trajs = self._ranked_trajs.get(rule.name)
             if not trajs:
                 continue
@@ -696,9 +701,24 @@ class Auditor:
                 expl = diag.explain(trajs, budget_s=DIAGNOSE_BUDGET_S)
             except Exception:
                 continue
-            if _diagnoses(expl):
+            if _diagnoses(expl) or list(getattr(expl, "conventions", ()) or ()):
                 return [ranking[i], *ranking[:i], *ranking[i + 1 :]], True
         return ranking, False
+
+    def _named_rules(self) -> list[str]:
+        """The rules the target's own name names (``update_variables_Adam``, ``class RMSProp``, ``..._momentum``)."""
+        text = (self.info.name + " " + self.info.method).lower()
+        found = [r for r in sorted(AUTO_ORDER, key=len, reverse=True) if r in text]
+        found = [r for r in found if not any(r != o and r in o for o in found)]  # nadam, not adam too
+        for word, rule in (
+            ("momentum", "sgd"),
+            ("nesterov", "sgd"),
+            ("heavyball", "sgd"),
+            ("rms", "rmsprop"),
+        ):
+            if word in text and rule not in found:
+                found.append(rule)
+        return found
 
     def _overrides_rule(self, rule: Rule, params0: Any) -> dict[Path, Rule]:
         """The course-L2 parameter groups for ``rule``: no decay on the biases."""
