@@ -179,3 +179,51 @@ def test_guard_and_audit_bind_the_same_names(
     assert (call.params, call.grads) == (params, grads)
     assert set(call.states) == states
     assert call.step == step
+
+
+# ---------------------------------------------------------------------------------------------
+# The classic course RMSprop of the issue
+# ---------------------------------------------------------------------------------------------
+
+COURSE_BUGGY = TARGETS / "course_non-square-term-in-second-moment.py"
+
+
+def _load(path: Path) -> Any:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(f"_t_{path.stem.replace('-', '_')}", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_guard_stops_the_course_rmsprop_at_its_first_bad_step() -> None:
+    import numpy as np
+
+    import optcheck
+
+    update = optcheck.guarded(_load(COURSE_BUGGY).update_parameters, rule="rmsprop", alpha=0.999)
+    rng = np.random.default_rng(0)
+    params = {"W0": rng.normal(size=(3, 2)), "b0": np.zeros((3, 1))}
+    V = {"dW0": np.zeros((3, 2)), "db0": np.zeros((3, 1))}
+    S = {"dW0": np.zeros((3, 2)), "db0": np.zeros((3, 1))}
+    grads = {"dW0": rng.normal(size=(3, 2)) * 0.1, "db0": rng.normal(size=(3, 1))}
+    with pytest.raises(optcheck.InvariantError) as e:
+        update(params, grads, V, S, 32, 1, 0.01, 0.5)
+    assert "S['dW0']" in str(e.value) and "step 1" in str(e.value)
+
+
+def test_two_consistent_spellings_of_the_l2_coefficient_are_accepted() -> None:
+    text = f"{TARGETS / 'course_correct.py'}:update_parameters"
+    report = run_audit(
+        text, "rmsprop", hyper={"weight_decay": 0.015625}, args={"reg_param": 0.5, "batch_size": 32}, **FAST
+    )
+    assert report.verdict == "pass", report.render_text()
+    assert any(
+        "assumed beta2 = 0.999" in n and "hard-coded in update_parameters" in n for n in report.notes
+    ), report.notes
+    with pytest.raises(AuditUsageError, match="disagree"):
+        run_audit(
+            text, "rmsprop", hyper={"weight_decay": 0.1}, args={"reg_param": 0.5, "batch_size": 32}, **FAST
+        )

@@ -1432,7 +1432,15 @@ class Auditor:
         if not assumed:
             return changed
         where = self.info.name
-        values = ", ".join(f"{_hyper_symbol(k)} = {v:g}" for k, v in assumed.items())
+        written = _constants_in_source(self.info.file, self.info.method or self.info.name)
+        parts = []
+        for k, v in assumed.items():
+            hit = next((w for w in written if math.isclose(w[1], float(v), rel_tol=1e-9)), None)
+            if hit is not None:  # the user's own name for it, from the target's source (read, not run)
+                parts.append(f"{hit[0]} = {v:g} (line {hit[2]}; {self.rule_name}'s {_hyper_symbol(k)})")
+            else:
+                parts.append(f"{_hyper_symbol(k)} = {v:g}")
+        values = ", ".join(parts)
         self.notes.append(
             f"assumed {values} (hard-coded in {where}: it takes no argument for "
             f"{'it' if len(assumed) == 1 else 'them'}; fitted to its own trajectories, "
@@ -2002,6 +2010,37 @@ def _convention_variant(convs: Sequence[Any], rule: Rule) -> Any:
         out = v if out is None else out.combine(v)
         if out is None:
             return None
+    return out
+
+
+def _constants_in_source(file: str | None, name: str) -> list[tuple[str, float, int]]:
+    """``(name, value, line)`` of the number literals assigned in function or method ``name`` of ``file``.
+
+    The parent reads the target's source text (it never runs it) to name a hard-coded
+    hyperparameter the way the user wrote it (``beta2 = 0.999``).
+    """
+    import ast
+
+    if not file:
+        return []
+    try:
+        tree = ast.parse(open(file, encoding="utf-8").read())  # noqa: SIM115 - small file, read once
+    except (OSError, SyntaxError, ValueError):
+        return []
+    short = name.split(".")[-1]
+    out: list[tuple[str, float, int]] = []
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name == short:
+            for sub in ast.walk(node):
+                if (
+                    isinstance(sub, ast.Assign)
+                    and len(sub.targets) == 1
+                    and isinstance(sub.targets[0], ast.Name)
+                    and isinstance(sub.value, ast.Constant)
+                    and isinstance(sub.value.value, (int, float))
+                    and not isinstance(sub.value.value, bool)
+                ):
+                    out.append((sub.targets[0].id, float(sub.value.value), sub.lineno))
     return out
 
 
