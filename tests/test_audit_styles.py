@@ -142,7 +142,7 @@ def test_guard_and_audit_bind_the_same_names(
     from optcheck import rules
     from optcheck.audit import adapters
     from optcheck.audit._common import ParamInfo, TargetInfo
-    from optcheck.guard._guard import _classify
+    from optcheck.guard._call import _classify
 
     parts = [p.strip() for p in sig.split(",")]
     infos = []

@@ -427,7 +427,7 @@ class Rule:
                 continue
             value = out.pop(alias)
             try:
-                parts = tuple(value)
+                parts = () if isinstance(value, (str, bytes)) else tuple(value)  # "ab" is not a pair
             except TypeError:
                 parts = ()
             if len(parts) != len(fields):
