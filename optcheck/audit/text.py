@@ -282,7 +282,7 @@ def _call_style_lines(auditor: Auditor, fn: str) -> tuple[list[str], str]:
     plan = auditor.plan
     c, gp, sp = plan.container, plan.grad_prefix, plan.state_prefix
     body: list[str] = []
-    g_expr = _pack_expr(c, "g", gp).replace(".copy()", "")
+    g_expr = "g" if c == "dict" else _pack_expr(c, "g", gp).replace(".copy()", "")
     has_params = any(x.role == "params" for x in [*plan.calls, *plan.step_calls])
     owner = plan.owner
     if plan.style == "loop":
@@ -355,9 +355,10 @@ def _call_style_lines(auditor: Auditor, fn: str) -> tuple[list[str], str]:
         body.append(f"return {result}")
         return body, "k"
     # functions
-    body.append(f"params = {_pack_expr(c, 'params0')}")
+    pv = "parameters" if c == "dict" else "params"
+    body.append(f"{pv} = {_pack_expr(c, 'params0')}")
     values = {
-        "params": "params",
+        "params": pv,
         "grads": g_expr,
         "grad_fn": f"lambda *a, **k: {g_expr}",
         "step": "t",
@@ -369,25 +370,26 @@ def _call_style_lines(auditor: Auditor, fn: str) -> tuple[list[str], str]:
             f"{x.state} = " + ("None" if x.role == "ostate" else _pack_expr(c, "params0", sp, zeros=True))
         )
     body.append("for t, g in enumerate(grads, start=1):")
-    body.append(f"    out = {fn}({_call_args(plan.calls, values, plan.kwargs_hyper)})")
+    call = f"{fn}({_call_args(plan.calls, values, plan.kwargs_hyper)})"
     names = [x.state for x in states]
     if not has_params:
         sign = "+" if plan.direction > 0 else "-"
+        body.append(f"    out = {call}")
         body.append("    step, *rest = out if isinstance(out, tuple) else (out,)")
         if c in ("array", "vector"):
-            body.append(f"    params = params {sign} step")
+            body.append(f"    {pv} = {pv} {sign} step")
         else:
-            body.append(f"    params = {{k: params[k] {sign} step[k] for k in params}}")
+            body.append(f"    {pv} = {{k: {pv}[k] {sign} step[k] for k in {pv}}}")
         if names:
             body.append(f"    {', '.join(names)}, *_ = (*rest, {', '.join(names)})")
     elif auditor.returned == "none":
-        pass
+        body.append(f"    {call}")
     elif auditor.returned == "params":
-        body.append("    params = out")
+        body.append(f"    {pv} = {call}")
     else:
-        body.append(f"    params, {''.join(n + ', ' for n in names)}*_ = out")
-    body.append("return " + _unpack_expr(c, "params"))
-    return body, "k"
+        body.append(f"    {pv}, {''.join(n + ', ' for n in names)}*_ = {call}")
+    body.append("return " + _unpack_expr(c, pv))
+    return body, (f"{gp!r} + k" if gp and c == "dict" else "k")
 
 
 def _target_lines(auditor: Auditor, fn: str) -> tuple[list[str], str]:
@@ -485,7 +487,7 @@ def reproduction(auditor: Auditor, case: Case, finding: str = "") -> str:
         lines.insert(0, "import torch")
     keyed = isinstance(case.params0, Mapping)
     lines.append(f"params0 = {_dict_literal(case.params0) if keyed else array_literal(case.params0)}")
-    gp = ""  # the run_target() body adds the target's key form
+    gp = auditor.plan.grad_prefix if auditor.plan.container == "dict" else ""  # the target's key form
     if keyed:
         gl = ",\n    ".join(_dict_literal(g, gp) for g in case.grads)
     else:
