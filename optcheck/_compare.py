@@ -41,8 +41,8 @@ from typing import Any
 import numpy as np
 
 from ._core.arrays import to_numpy as to_numpy
+from ._core.tree import Path, Tree, flatten, map_tree, path_str
 from ._trajectory import Trajectory, step_tree
-from ._tree import Path, Tree, flatten, map_tree, path_str
 from .rules import Rule
 
 __all__ = [

@@ -43,7 +43,10 @@ from array_api_compat import array_namespace
 from ._core import validate as _v
 from ._core.arrays import namespace
 from ._core.errors import Error, UsageError
-from ._tree import Path, Tree, describe, path_str
+from ._core.message import fmt_index as fmt_index
+from ._core.message import fmt_number as fmt_number
+from ._core.message import related_text as _related_text
+from ._core.tree import Path, Tree, describe, path_str
 from .rules import Rule
 from .rules._base import MONOTONE_ROLES, NONNEGATIVE_ROLES, ROLES
 
@@ -288,24 +291,6 @@ def _flat(xp: Any, x: Array) -> Array:
 
 def _to_float(x: Any) -> float:
     return float(x)
-
-
-def fmt_number(x: float | None) -> str:
-    if x is None:
-        return "?"
-    if math.isnan(x):
-        return "nan"
-    if math.isinf(x):
-        return "inf" if x > 0 else "-inf"
-    if x == 0:
-        return "0"
-    return f"{x:.3g}"
-
-
-def fmt_index(index: tuple[int, ...]) -> str:
-    if len(index) == 1:
-        return f"({index[0]},)"
-    return "(" + ", ".join(str(i) for i in index) + ")"
 
 
 # float dtype -> (unsigned integer view, largest bit pattern of a finite value >= +0.0)
@@ -563,13 +548,6 @@ def _related(
         if v is not None:
             out[ctx.label(key, leaf.path)] = v
     return out
-
-
-def _related_text(related: Mapping[str, float], before: bool = False) -> str:
-    if not related:
-        return ""
-    inner = ", ".join(f"{k}={fmt_number(v)}" for k, v in related.items())
-    return f" ({inner}{' before the step' if before else ''})"
 
 
 # ---------------------------------------------------------------------------

@@ -11,7 +11,7 @@ import numpy as np
 
 from .._core.arrays import is_array as _is_arraylike
 from .._core.arrays import shape as _shape
-from .._tree import Tree
+from .._core.tree import Tree
 from ..rules import Rule, naming
 from ._config import _detect_prefix
 

@@ -10,7 +10,7 @@ from typing import Any
 
 from .. import rules as _rules
 from .._core.errors import UsageError
-from .._tree import Tree
+from .._core.tree import Tree
 from ..invariants import (
     Violation,
 )

@@ -17,7 +17,7 @@ from .._core import validate as _v
 from .._core.arrays import is_array as _is_arraylike
 from .._core.arrays import namespace as _namespace
 from .._core.arrays import shape as _shape
-from .._tree import Path, Tree, flatten
+from .._core.tree import Path, Tree, flatten
 from ..invariants import (
     Context,
     Leaf,

@@ -31,7 +31,7 @@ from .._core import validate as _v
 from .._core.arrays import is_array as _is_arraylike
 from .._core.arrays import shape as _shape
 from .._core.errors import UsageError
-from .._tree import Path, Tree, flatten
+from .._core.tree import Path, Tree, flatten
 from ..invariants import (
     INVARIANTS,
     InvariantError,
@@ -530,7 +530,7 @@ class Guard:
         if note is not None and isinstance(params, Mapping):
             no_decay = rule.replace(weight_decay=0.0)
             for k in params:
-                if isinstance(k, str) and not k.startswith("W") and (k,) not in overrides:
+                if not naming.is_course_weight(k) and (k,) not in overrides:
                     overrides[(k,)] = no_decay
             if note not in self.notes:
                 self.notes.append(note)

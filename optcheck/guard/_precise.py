@@ -9,7 +9,7 @@ import numpy as np
 
 from .._core.arrays import is_array as _is_arraylike
 from .._core.arrays import shape as _shape
-from .._tree import Path, Tree, flatten, unflatten
+from .._core.tree import Path, Tree, flatten, unflatten
 from ..invariants import (
     Context,
     Violation,

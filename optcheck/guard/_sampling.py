@@ -16,7 +16,7 @@ from .._core.arrays import is_array as _is_arraylike
 from .._core.arrays import is_torch as _is_torch
 from .._core.arrays import shape as _shape
 from .._core.arrays import to_numpy
-from .._tree import Path, Tree, flatten, unflatten
+from .._core.tree import Path, Tree, flatten, unflatten
 
 #: A sample drawn for one step: flat indices, full shapes and dtypes by key path.
 _Drawn = tuple[dict[Path, Any], dict[Path, tuple[int, ...]], dict[Path, Any]]

@@ -8,22 +8,14 @@ from typing import Any
 import numpy as np
 
 from .._core.arrays import shape as _shape
+from .._core.message import count_first, fmt_number, related_text
 from ..invariants import (
     Context,
     Leaf,
     Violation,
-    fmt_index,
-    fmt_number,
 )
-from ..rules import Rule
+from ..rules import naming
 from ._sampling import _gather
-
-
-def _default(rule: Rule, name: str) -> Any:
-    for spec in type(rule).hyper_specs():
-        if spec.name == name:
-            return spec.default
-    return None
 
 
 def shadow_check(self: Any, ctx: Context, leaves: list[Leaf], step: int | None) -> list[Violation]:
@@ -95,7 +87,7 @@ def shadow_check(self: Any, ctx: Context, leaves: list[Leaf], step: int | None) 
             for k in keys:
                 related[ctx.label(k, leaf.path)] = float(s0[k][j])
             where = ctx.where(what, leaf.path)
-            hyper = ", ".join(f"{k}={v!r}" for k, v in rule.hyper.items() if v != _default(rule, k))
+            hyper = ", ".join(f"{k}={v!r}" for k, v in naming.changed_hyper(rule).items())
             out.append(
                 Violation(
                     id="differs-from-reference",
@@ -103,10 +95,14 @@ def shadow_check(self: Any, ctx: Context, leaves: list[Leaf], step: int | None) 
                     path=leaf.path,
                     message=(
                         f"{where} differs from {rule.name}({hyper}){ctx.at_step() if step is not None else ''} on "
-                        f"{cnt} of {mask.size} sampled entries; first at {fmt_index(index)}: {fmt_number(got)}, "
-                        f"reference {fmt_number(want)} ("
-                        + ", ".join(f"{k}={fmt_number(v)}" for k, v in related.items())
-                        + " before the step)."
+                        + count_first(
+                            cnt,
+                            mask.size,
+                            index,
+                            f"{fmt_number(got)}, reference {fmt_number(want)}",
+                            sampled=True,
+                        )
+                        + f"{related_text(related, before=True)}."
                     ),
                     hint=(
                         "The update computes something else than the reference rule: a misplaced ε (g/√S + ε "
