@@ -112,6 +112,9 @@ USAGE_ERRORS = [
     # every style: config, functional, object targets too
     pytest.param([*CONFIG, "--hyper", "lr=abc"], "lr='abc' is invalid", id="config-hyper-not-a-number"),
     pytest.param([*CONFIG, "--arg", "zz=1"], "--arg zz: .*no argument 'zz'", id="config-unknown-arg"),
+    pytest.param(
+        [*CONFIG[:3], "auto", "--hyper", "lr=abc"], "lr='abc' is invalid", id="config-auto-hyper-not-a-number"
+    ),
     pytest.param([*FUNCTIONAL, "--hyper", "lr=abc"], "lr='abc' is invalid", id="functional-hyper"),
     pytest.param([*FUNCTIONAL, "--arg", "zz=1"], "no argument 'zz'", id="functional-unknown-arg"),
     pytest.param([*OBJECT, "--hyper", "lr=abc"], "lr='abc' is invalid", id="object-hyper"),

@@ -525,11 +525,12 @@ class Auditor:
             cls = rules_mod.rule_class(name)
             try:
                 hyper_in = _parse_hyper(cls, self.hyper_given)
+                rules_mod.get(name, **{r: v for r, (_, v) in hyper_in.items()})
                 binding = adapters.bind(info, style, cls, hyper_in, self.args, config_defaults, self.bind)
                 rules_mod.get(name, **binding.ref_hyper)
             except (AuditUsageError, ValueError, TypeError) as e:
-                if first_error is None and isinstance(e, AuditUsageError):
-                    first_error = e
+                if first_error is None:
+                    first_error = e if isinstance(e, AuditUsageError) else AuditUsageError(f"--hyper: {e}")
                 continue
             score = sum(c.role == "hyper" for c in binding.plan.calls) + len(binding.plan.config)
             if best is None or score > best[0]:
@@ -2089,7 +2090,11 @@ def run_audit(
     the target's own extra arguments, ``bind`` the roles of arguments whose names do not say
     them (``{"a": "params"}``, like ``--bind a=params``). Raises :class:`~optcheck.audit.AuditUsageError` when the
     audit cannot run. ``isolate=False`` runs the target in this process (no protection against
-    hangs and crashes); by default a target that can be re-imported by name runs in a child process.
+    hangs and crashes); by default a target that can be re-imported by name runs in a child process,
+    under ``limits`` (:class:`~optcheck.audit.targets.Limits`: memory, CPU per call, processes,
+    file size, open files, reply size, environment variables passed through). ``max_time`` bounds
+    the whole audit (default :data:`DEFAULT_MAX_TIME` seconds): when it runs out, the report holds
+    what was covered and the error finding ``budget-exhausted``.
     """
     auditor = Auditor(
         target,

@@ -309,6 +309,17 @@ class Batch:
         return result
 
 
+def _encode_request(msg: dict[str, Any]) -> bytes:
+    """One frame for a request; a value that is not plain data is a usage error (it came from the user)."""
+    try:
+        return _wire.encode(msg)
+    except TypeError as e:
+        raise AuditUsageError(
+            f"a value for the target cannot be sent to its process ({e}); give numbers, strings, tuples, "
+            "lists, dicts or numpy arrays"
+        ) from None
+
+
 def _validate_reply(reply: Any) -> dict[str, Any]:
     """The reply, checked to have the shape the child must send; ``ProtocolViolation`` if not."""
     if not isinstance(reply, dict) or set(reply) != {"results", "printed", "head", "fail"}:
@@ -413,7 +424,10 @@ class InProcessWorker(_WorkerBase):
         return info_from_plain(b.run()[i], self.spec_text)
 
     def _exchange(self, msg: dict[str, Any], calls: int, timeout: float | None) -> dict[str, Any]:
-        request = _wire.decode(_wire.encode(msg), specs=True)
+        try:
+            request = _wire.decode(_wire.encode(msg), specs=True)
+        except TypeError:  # an object given by the user (a callable argument): in process, pass it as it is
+            request = msg
         reply = self._ex.request(request)
         try:
             data = _wire.encode(reply, max_bytes=self.limits.max_reply + (1 << 20))
@@ -616,7 +630,7 @@ class ProcessWorker(_WorkerBase):
     # -- talking -------------------------------------------------------------------------------
 
     def _write(self, msg: dict[str, Any], deadline: float) -> None:
-        data = _wire.encode(msg)
+        data = _encode_request(msg)
         view = memoryview(data)
         while view:
             left = deadline - time.monotonic()

@@ -11,6 +11,7 @@ import numpy as np
 
 from .._core.arrays import is_array as _is_arraylike
 from .._core.arrays import shape as _shape
+from .._core.errors import UsageError, UsageTypeError
 from .._core.tree import Tree
 from ..rules import Rule, naming
 from ._config import _detect_prefix
@@ -29,7 +30,7 @@ class _CallShape:
 def _classify(arguments: Mapping[str, Any]) -> _CallShape:
     names = list(arguments)
     if len(names) < 2:
-        raise TypeError(
+        raise UsageTypeError(
             "a guarded update function takes the parameters and the gradients as its first two arguments, "
             f"got {names}"
         )
@@ -82,7 +83,7 @@ def _split_result(result: Any, call: _CallShape, inputs: Mapping[str, Any]) -> t
         if len(items) > 1 + len(call.states) and _same_structure(items[0], params):
             # (params, *states, extras...): course Adam also returns v_corrected, s_corrected
             return items[0], dict(zip(call.states, items[1 : 1 + len(call.states)], strict=True))
-        raise ValueError(
+        raise UsageError(
             f"the update function returned a tuple of {len(items)} items; expected ({call.params}, "
             f"{', '.join(call.states)}) in that order, or nothing when it updates its arguments in place"
         )
@@ -136,7 +137,7 @@ def _bind(
     try:
         bound = sig.bind(*args, **kwargs)
     except TypeError as e:
-        raise TypeError(
+        raise UsageTypeError(
             f"the guarded update function was called with arguments it does not accept: {e}"
         ) from None
     if defaults:
