@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from .._trajectory import Trajectory, step_tree
-from .._tree import Path, flatten
+from .._core.tree import Path, flatten
 from ..rules import Rule
 
 __all__ = ["FIT_BUDGET", "Fit", "candidates", "fit_free", "fittable"]
