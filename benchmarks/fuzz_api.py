@@ -118,7 +118,12 @@ def _obj(x: np.ndarray) -> np.ndarray:
 
 
 def bad_trees(
-    ref: dict[str, np.ndarray], *, optional: bool = False, int_ok: bool = False, standalone: bool = False
+    ref: dict[str, np.ndarray],
+    *,
+    optional: bool = False,
+    int_ok: bool = False,
+    standalone: bool = False,
+    list_ok: bool = False,
 ) -> list[tuple[str, Any, str]]:
     """``(label, value, expect)`` for a tree argument shaped like ``ref``.
 
@@ -127,14 +132,16 @@ def bad_trees(
     tree of another structure (keys, shapes) is a valid input, not a mismatch.
     """
     st = "either" if standalone else "refuse"
+    # the invariant checkers and the guard document that a list of numbers is read as an array
     W = ref["W"]
     out: list[tuple[str, Any, str]] = []
     if not optional:
         out.append(("None", None, "refuse"))
     out += [
-        ("int 3", 3, "refuse"),
+        # a number, or a list of numbers, is documented as read as an array by the checkers and the guard
+        ("int 3", 3, "either" if list_ok and standalone else "refuse"),
         ("string", "abc", "refuse"),
-        ("list of floats", [1.0, 2.0], "refuse"),
+        ("list of floats", [1.0, 2.0], "either" if list_ok and standalone else "refuse"),
         ("tuple of arrays", (ref["W"], ref["b"]), "refuse"),
         ("set", {1.0, 2.0}, "refuse"),
         ("empty dict", {}, st),
@@ -142,7 +149,11 @@ def bad_trees(
         ("extra key", {**copy.deepcopy(ref), "zz": np.ones(2)}, st),
         ("non-string key", {1: W.copy(), "b": ref["b"].copy()}, "refuse"),
         ("leaf transposed shape", _with_leaf(copy.deepcopy(ref), "W", W.T.copy()), st),
-        ("leaf is a list", _with_leaf(copy.deepcopy(ref), "W", W.tolist()), "refuse"),
+        (
+            "leaf is a list",
+            _with_leaf(copy.deepcopy(ref), "W", W.tolist()),
+            "either" if list_ok else "refuse",
+        ),
         ("leaf is None", _with_leaf(copy.deepcopy(ref), "W", None), "refuse"),
         ("leaf is a string", _with_leaf(copy.deepcopy(ref), "W", "x"), "refuse"),
         ("np.matrix leaf", _with_leaf(copy.deepcopy(ref), "W", np.asmatrix(W.copy())), "refuse"),
@@ -510,7 +521,7 @@ def build_catalogue() -> None:
     add(
         "invariants.non_finite",
         "x",
-        bad_trees(P0, int_ok=True, standalone=True),
+        bad_trees(P0, int_ok=True, standalone=True, list_ok=True),
         lambda v: lambda: inv.non_finite(v),
         wrong=nonempty_expected("a NaN", "object-dtype"),
     )
@@ -524,7 +535,7 @@ def build_catalogue() -> None:
     add(
         "invariants.non_finite",
         "before",
-        bad_trees(P0, optional=True, int_ok=True),
+        bad_trees(P0, optional=True, int_ok=True, list_ok=True),
         lambda v: lambda: inv.non_finite(fresh()["P1"], before=v),
     )
 
@@ -535,19 +546,19 @@ def build_catalogue() -> None:
     add(
         "invariants.negative_second_moment",
         "v",
-        bad_trees(P0, int_ok=True, standalone=True),
+        bad_trees(P0, int_ok=True, standalone=True, list_ok=True),
         lambda v: lambda: inv.negative_second_moment(v),
     )
     add(
         "invariants.negative_second_moment",
         "grads",
-        bad_trees(G0, optional=True, int_ok=True),
+        bad_trees(G0, optional=True, int_ok=True, list_ok=True),
         lambda v: lambda: inv.negative_second_moment(copy.deepcopy(neg), grads=v),
     )
     add(
         "invariants.negative_second_moment",
         "before",
-        bad_trees(P0, optional=True, int_ok=True),
+        bad_trees(P0, optional=True, int_ok=True, list_ok=True),
         lambda v: lambda: inv.negative_second_moment(copy.deepcopy(neg), before=v),
     )
     add(
@@ -561,7 +572,7 @@ def build_catalogue() -> None:
     add(
         "invariants.sqrt_of_negative",
         "x",
-        bad_trees(P0, int_ok=True, standalone=True),
+        bad_trees(P0, int_ok=True, standalone=True, list_ok=True),
         lambda v: lambda: inv.sqrt_of_negative(v),
     )
 
@@ -576,7 +587,7 @@ def build_catalogue() -> None:
         "invariants.accumulator_decreased",
         "after",
         [
-            *bad_trees(acc_before, int_ok=True),
+            *bad_trees(acc_before, int_ok=True, list_ok=True),
             ("decreased, shape (3, 2) vs (2, 3)", acc_after_bad_shape, "refuse"),
             ("decreased, different size", acc_after_bad_size, "refuse"),
         ],
@@ -586,7 +597,7 @@ def build_catalogue() -> None:
     add(
         "invariants.accumulator_decreased",
         "before",
-        bad_trees(acc_before, int_ok=True),
+        bad_trees(acc_before, int_ok=True, list_ok=True),
         lambda v: lambda: inv.accumulator_decreased(v, copy.deepcopy(acc_before)),
     )
     add(
@@ -631,7 +642,7 @@ def build_catalogue() -> None:
         "invariants.update_without_gradient",
         "grads",
         [
-            *bad_trees(zero_g, int_ok=True),
+            *bad_trees(zero_g, int_ok=True, list_ok=True),
             ("zero grads shaped (3, 2)", zero_g_bad, "refuse"),
             ("zero grads of size 1", zero_g_small, "refuse"),
         ],
@@ -641,13 +652,13 @@ def build_catalogue() -> None:
     add(
         "invariants.update_without_gradient",
         "new_params",
-        bad_trees(P0, int_ok=True),
+        bad_trees(P0, int_ok=True, list_ok=True),
         lambda v: lambda: inv.update_without_gradient(copy.deepcopy(P0), copy.deepcopy(zero_g), v),
     )
     add(
         "invariants.update_without_gradient",
         "momentum",
-        bad_trees(P0, optional=True, int_ok=True),
+        bad_trees(P0, optional=True, int_ok=True, list_ok=True),
         lambda v: (
             lambda: inv.update_without_gradient(
                 copy.deepcopy(P0), copy.deepcopy(zero_g), copy.deepcopy(moved), momentum=v
@@ -662,7 +673,7 @@ def build_catalogue() -> None:
     add(
         "invariants.update_too_large",
         "new_params",
-        bad_trees(P0, int_ok=True),
+        bad_trees(P0, int_ok=True, list_ok=True),
         lambda v: lambda: inv.update_too_large(copy.deepcopy(P0), v, bound=0.5),
     )
     add(
@@ -682,8 +693,32 @@ def build_catalogue() -> None:
         fn = getattr(inv, fname)
         ename = f"invariants.{fname}"
         entry(ename, lambda fn=fn: fn(copy.deepcopy(P0), copy.deepcopy(P0)))
-        add(ename, "after", bad_trees(P0, int_ok=True), lambda v, fn=fn: lambda: fn(copy.deepcopy(P0), v))
-        add(ename, "before", bad_trees(P0, int_ok=True), lambda v, fn=fn: lambda: fn(v, copy.deepcopy(P0)))
+        add(
+            ename,
+            "after",
+            bad_trees(P0, int_ok=True, list_ok=True),
+            lambda v, fn=fn: lambda: fn(copy.deepcopy(P0), v),
+        )
+        add(
+            ename,
+            "before",
+            bad_trees(P0, int_ok=True, list_ok=True),
+            lambda v, fn=fn: lambda: fn(v, copy.deepcopy(P0)),
+        )
+        # for these checkers a different shape or dtype (or changed values) is the finding, not bad input
+        expected_ids = {
+            "input_mutated": {"leaf transposed shape": "shape-changed", "int leaf": "input-mutated"},
+            "shape_changed": {"leaf transposed shape": "shape-changed"},
+            "dtype_changed": {"complex leaf": "dtype-changed", "int leaf": "dtype-changed"},
+        }[fname]
+        for case in CASES:
+            if case.entry == ename and case.label in ("leaf transposed shape", "complex leaf", "int leaf"):
+                case.expect = "either"
+                want = expected_ids.get(case.label)
+                if want is not None:
+                    case.wrong = lambda r, want=want: (
+                        None if any(getattr(x, "id", "") == want for x in r) else f"missed {want}"
+                    )
     CASES.append(
         Case(
             "invariants.input_mutated",
@@ -691,6 +726,7 @@ def build_catalogue() -> None:
             "changed, shape (3, 2) vs (2, 3)",
             lambda: inv.input_mutated(copy.deepcopy(P0), {"W": P0["W"].T + 1.0, "b": P0["b"].copy()}),
             ("after", "before"),
+            "either",
             wrong=lambda r: "returned no violation for a changed array" if r == [] else None,
         )
     )
@@ -722,7 +758,7 @@ def build_catalogue() -> None:
         add(
             "invariants.check_update",
             arg,
-            bad_trees(ref),
+            bad_trees(ref, list_ok=True),
             lambda v, arg=arg: lambda: cu(**{arg: v}),
             needles=(arg,),
         )
@@ -910,14 +946,14 @@ def build_catalogue() -> None:
         return g.check(**base)
 
     entry("Guard.check", lambda: gcheck())
-    add("Guard.check", "params", bad_trees(P1), lambda v: lambda: gcheck(params=v))
-    add("Guard.check", "grads", bad_trees(G0), lambda v: lambda: gcheck(grads=v))
+    add("Guard.check", "params", bad_trees(P1, list_ok=True), lambda v: lambda: gcheck(params=v))
+    add("Guard.check", "grads", bad_trees(G0, list_ok=True), lambda v: lambda: gcheck(grads=v))
     add(
         "Guard.check",
         "grads",
         [
             (f"{lab} (no before)", v, e)
-            for lab, v, e in bad_trees(G0)
+            for lab, v, e in bad_trees(G0, list_ok=True)
             if "shape" in lab or "key" in lab or "torch" in lab
         ],
         lambda v: lambda: gcheck(grads=v, before=None),
@@ -947,8 +983,18 @@ def build_catalogue() -> None:
         return g.snapshot(**base)
 
     entry("Guard.snapshot", lambda: gsnap())
-    add("Guard.snapshot", "params", bad_trees(P0, standalone=True), lambda v: lambda: gsnap(params=v))
-    add("Guard.snapshot", "grads", bad_trees(G0, optional=True), lambda v: lambda: gsnap(grads=v))
+    add(
+        "Guard.snapshot",
+        "params",
+        bad_trees(P0, standalone=True, list_ok=True),
+        lambda v: lambda: gsnap(params=v),
+    )
+    add(
+        "Guard.snapshot",
+        "grads",
+        bad_trees(G0, optional=True, list_ok=True),
+        lambda v: lambda: gsnap(grads=v),
+    )
     add("Guard.snapshot", "state", _bad_states(optional=True, guard=True), lambda v: lambda: gsnap(state=v))
 
     # -- guarded, trap ---------------------------------------------------------------------------
@@ -977,14 +1023,14 @@ def build_catalogue() -> None:
     add(
         "guarded(...)(params, grads)",
         "params",
-        bad_trees(P0),
+        bad_trees(P0, list_ok=True),
         lambda v: lambda: guarded(sgd_update, "sgd", lr=0.1)(v, make_grads()),
         needles=("params",),
     )
     add(
         "guarded(...)(params, grads)",
         "grads",
-        bad_trees(G0),
+        bad_trees(G0, list_ok=True),
         lambda v: lambda: guarded(sgd_update, "sgd", lr=0.1)(make_params(), v),
         needles=("grads",),
     )
@@ -1464,6 +1510,54 @@ def build_catalogue() -> None:
     # -- newer entry points: covered when they exist -------------------------------------------
     _newer_entry_points()
 
+    # -- inputs that are legitimate for a checker: the answer is a finding (checked), not an error
+    either("invariants.non_finite", "x", "complex leaf")  # complex NaN is NaN
+    either("invariants.non_finite", "before", "complex leaf")
+    either("invariants.step_not_incremented", "after", "float 2.5", want="step-not-incremented")
+    either("invariants.check_update", "grads", "int leaf")
+    either("invariants.check_update", "new_params", "leaf transposed shape", want="shape-changed")
+    either("invariants.check_update", "new_params", "complex leaf", want="dtype-changed")
+    either("invariants.check_update", "new_params", "int leaf", want="dtype-changed")
+    either("invariants.check_update", "state", "entry is None")  # a state entry a rule keeps for no leaf
+    either("invariants.check_update", "state", "missing key")  # fewer entries, fewer checks
+    either("invariants.check_update", "new_state", "entry is None")
+    either("invariants.check_update", "new_state", "missing key")
+    # the gradient checker reads lists of numbers and torch tensors as arrays (documented), and
+    # compares in float64 whatever the gradient's library: the answer is the same
+    for entry_name in ("check_gradient", "assert_gradient", "step_sweep"):
+        either(entry_name, "x", "leaf is a list")
+        for label in ("leaf is a list", "torch leaf among numpy", "int leaf"):
+            either(entry_name, "grad", label)
+    for arg in ("x", "upstream", "dx"):
+        either("check_vjp", arg, "nested list")
+        either("check_vjp", arg, "torch tensor among numpy")
+    # None is the documented default of these arguments
+    either("strategies.params", "style", "None")
+    either("strategies.elements", "dtype", "None")  # np.dtype(None) is float64
+    either("strategies.magnitude_bounds", "dtype", "None")
+    # integer gradients are read as numbers by the guard (as by the checkers); the snapshot only copies,
+    # and Guard.check judges what it copied (a state entry unlike params may be a factored state)
+    either("Guard.check", "grads", "int leaf")
+    either("guarded(...)(params, grads)", "grads", "int leaf")
+    for arg in ("params", "grads"):
+        either("Guard.snapshot", arg, "complex leaf")
+        either("Guard.snapshot", arg, "int leaf")
+    for label in ("entry wrong shape", "entry missing key", "entry is None", "entry is an int"):
+        either("Guard.snapshot", "state", label)
+
+
+def either(entry_name: str, arg: str, label: str, *, want: str | None = None) -> None:
+    """Mark a case as legitimately accepted; with ``want``, the result must report that invariant id."""
+    found = [c for c in CASES if (c.entry, c.arg, c.label) == (entry_name, arg, label)]
+    for case in found:
+        case.expect = "either"
+        if want is not None:
+            case.wrong = lambda r, want=want: (
+                None
+                if isinstance(r, list) and any(getattr(x, "id", "") == want for x in r)
+                else f"missed {want}"
+            )
+
 
 def _newer_entry_points() -> None:
     """watch, check_layer, check_torch: covered once they exist (signatures read at run time)."""
@@ -1480,6 +1574,189 @@ def _newer_entry_points() -> None:
         hook = globals().get(f"_cases_{public}")
         if hook is not None:
             hook(fn)
+
+
+def affine_forward(x: Any, w: Any, b: Any) -> Any:
+    """A user's layer in the (out, cache) convention (cs231n)."""
+    return x @ w + b, (x, w, b)
+
+
+def affine_backward(dout: Any, cache: Any) -> Any:
+    x, w, _ = cache
+    return dout @ w.T, x.T @ dout, dout.sum(axis=0)
+
+
+def torch_loss(x: Any) -> Any:
+    return (x**2).sum() + x.sin().sum()
+
+
+def _cases_check_layer(fn: Callable[..., Any]) -> None:
+    rng = np.random.default_rng(3)
+    x, w, b = rng.normal(size=(2, 3)), rng.normal(size=(3, 4)), rng.normal(size=4)
+
+    def call(**kw: Any) -> Any:
+        base: dict[str, Any] = dict(
+            forward=affine_forward, backward=affine_backward, inputs=(x.copy(), w.copy(), b.copy())
+        )
+        base.update(kw)
+        return fn(**base)
+
+    entry("check_layer", lambda: call())
+    add("check_layer", "forward", BAD_CALLABLE, lambda v: lambda: call(forward=v))
+    add("check_layer", "backward", BAD_CALLABLE, lambda v: lambda: call(backward=v))
+    bad_inputs: list[tuple[str, Any, str]] = [
+        ("None", None, "refuse"),
+        ("string", "x", "refuse"),
+        ("np.matrix input", (np.asmatrix(x), w.copy(), b.copy()), "refuse"),
+        ("masked input", (_masked(x), w.copy(), b.copy()), "refuse"),
+        ("object-dtype input", (_obj(x), w.copy(), b.copy()), "refuse"),
+        ("empty tuple", (), "refuse"),
+    ]
+    if torch is not None:
+        bad_inputs.append(("torch input among numpy", (torch.tensor(x), w.copy(), b.copy()), "refuse"))
+    add("check_layer", "inputs", bad_inputs, lambda v: lambda: call(inputs=v))
+    add(
+        "check_layer",
+        "upstream",
+        [
+            ("string", "x", "refuse"),
+            ("wrong shape", np.ones((4, 2)), "refuse"),
+            ("np.matrix", np.asmatrix(np.ones((2, 4))), "refuse"),
+        ],
+        lambda v: lambda: call(upstream=v),
+    )
+    add(
+        "check_layer",
+        "names",
+        [
+            ("int", 3, "refuse"),
+            ("string where a sequence is expected", "xwb", "refuse"),
+            ("list of ints", [1, 2, 3], "refuse"),
+            ("too few", ["x"], "refuse"),
+        ],
+        lambda v: lambda: call(names=v),
+    )
+    add(
+        "check_layer",
+        "wrt",
+        [("int", 3, "refuse"), ("unknown name", ["zz"], "refuse")],
+        lambda v: lambda: call(wrt=v),
+    )
+    add(
+        "check_layer",
+        "reset",
+        [("int", 3, "refuse"), ("string", "f", "refuse")],
+        lambda v: lambda: call(reset=v),
+    )
+    add("check_layer", "convention", BAD_CHOICE, lambda v: lambda: call(convention=v))
+    add("check_layer", "method", BAD_CHOICE, lambda v: lambda: call(method=v))
+    add("check_layer", "seed", BAD_SEED, lambda v: lambda: call(seed=v))
+    add("check_layer", "rtol", [*BAD_FLOAT, ("negative", -1.0, "refuse")], lambda v: lambda: call(rtol=v))
+    add(
+        "check_layer",
+        "max_evaluations",
+        [*BAD_INT, ("zero", 0, "refuse")],
+        lambda v: lambda: call(max_evaluations=v),
+    )
+
+
+def _cases_check_torch(fn: Callable[..., Any]) -> None:
+    if torch is None:
+        return
+
+    def x0() -> Any:
+        return torch.linspace(-1, 1, 5, dtype=torch.float64, requires_grad=True)
+
+    def call(*inputs: Any, **kw: Any) -> Any:
+        return fn(kw.pop("fn", torch_loss), *(inputs or (x0(),)), **kw)
+
+    entry("check_torch", lambda: call())
+    add("check_torch", "fn", BAD_CALLABLE, lambda v: lambda: call(fn=v))
+    add(
+        "check_torch",
+        "inputs",
+        [
+            ("string", "x", "refuse"),
+            ("None", None, "refuse"),
+            ("object-dtype numpy", _obj(np.ones(5)), "refuse"),
+            ("integer tensor", torch.arange(5), "refuse"),
+        ],
+        lambda v: lambda: call(v),
+    )
+    add(
+        "check_torch",
+        "upstream",
+        [("string", "x", "refuse"), ("wrong shape", torch.ones(3), "refuse")],
+        lambda v: lambda: call(fn=lambda x: x * 2, upstream=v),
+    )
+    add(
+        "check_torch",
+        "names",
+        [
+            ("int", 3, "refuse"),
+            ("string where a sequence is expected", "x", "refuse"),
+            ("list of ints", [1], "refuse"),
+        ],
+        lambda v: lambda: call(names=v),
+    )
+    add(
+        "check_torch",
+        "raise_exception",
+        [("string", "yes", "refuse"), ("int 2", 2, "refuse")],
+        lambda v: lambda: call(raise_exception=v),
+    )
+    add("check_torch", "seed", BAD_SEED, lambda v: lambda: call(seed=v))
+    add(
+        "check_torch",
+        "eps",
+        [*BAD_FLOAT, ("negative", -1e-6, "refuse"), ("zero", 0.0, "refuse")],
+        lambda v: lambda: call(eps=v),
+    )
+    add("check_torch", "atol", [*BAD_FLOAT, ("negative", -1.0, "refuse")], lambda v: lambda: call(atol=v))
+    add("check_torch", "method", BAD_CHOICE, lambda v: lambda: call(method=v))
+
+
+def _cases_watch(fn: Callable[..., Any]) -> None:
+    if torch is None:
+        return
+
+    def call(**kw: Any) -> Any:
+        p = torch.nn.Parameter(torch.ones(3, dtype=torch.float64))
+        opt = kw.pop("optimizer", None) or torch.optim.Adam([p], lr=0.01)
+        handle = fn(opt, **kw)
+        remove = getattr(handle, "remove", None)
+        if remove is not None:
+            remove()
+        return handle
+
+    entry("watch", lambda: call())
+    add(
+        "watch",
+        "optimizer",
+        [
+            ("int", 3, "refuse"),
+            ("string", "adam", "refuse"),
+            ("list of tensors", [torch.ones(2)], "refuse"),
+            ("a class", torch.optim.Adam, "refuse"),
+        ],
+        lambda v: lambda: call(optimizer=v),
+    )
+    add(
+        "watch",
+        "rule",
+        [("int", 3, "refuse"), ("unknown", "bogus", "refuse"), ("list", ["adam"], "refuse")],
+        lambda v: lambda: call(rule=v),
+    )
+    add("watch", "mode", BAD_CHOICE, lambda v: lambda: call(mode=v))
+    add("watch", "sample", [*BAD_INT, ("zero", 0, "refuse")], lambda v: lambda: call(sample=v))
+    add("watch", "every", [*BAD_INT, ("zero", 0, "refuse")], lambda v: lambda: call(every=v))
+    add("watch", "shadow", [x for x in BAD_BOOL if x[1] is not None], lambda v: lambda: call(shadow=v))
+    add(
+        "watch",
+        "names",
+        [("int", 3, "refuse"), ("string", "x", "refuse"), ("list of ints", [3], "refuse")],
+        lambda v: lambda: call(names=v),
+    )
 
 
 def _step_kwargs() -> dict[str, Any]:
@@ -1556,7 +1833,9 @@ def _raised_in_optcheck(exc: BaseException) -> tuple[bool, str]:
 
 _WORD = "(?<![A-Za-z0-9_]){}(?![A-Za-z0-9_])"
 VERDICTS = ("InvariantError", "GradientError")
-USER_FUNCS = frozenset({"sgd_update", "fx", "gx", "f_layer", "<lambda>"})
+USER_FUNCS = frozenset(
+    {"sgd_update", "fx", "gx", "f_layer", "<lambda>", "affine_forward", "affine_backward", "torch_loss"}
+)
 
 
 def _from_user_code(exc: BaseException) -> bool:

@@ -40,14 +40,20 @@ from typing import Any
 import numpy as np
 from array_api_compat import array_namespace
 
+from ._core import validate as _v
 from ._core.arrays import namespace
-from ._core.errors import Error
-from ._tree import Path, Tree, describe, path_str, zip_trees
+from ._core.errors import Error, UsageError
+from ._core.message import fmt_index as fmt_index
+from ._core.message import fmt_number as fmt_number
+from ._core.message import related_text as _related_text
+from ._core.tree import Path, Tree, describe, path_str
 from .rules import Rule
 from .rules._base import MONOTONE_ROLES, NONNEGATIVE_ROLES, ROLES
 
 __all__ = [
     "INVARIANTS",
+    "REGISTRY",
+    "Invariant",
     "InvariantError",
     "InvariantWarning",
     "Violation",
@@ -58,6 +64,7 @@ __all__ = [
     "negative_second_moment",
     "non_finite",
     "raise_if",
+    "registry_markdown",
     "shape_changed",
     "sqrt_of_negative",
     "step_not_incremented",
@@ -164,7 +171,7 @@ class Violation:
         return f"{self.message} {self.hint}".strip()
 
 
-def _sort(violations: Iterable[Violation]) -> list[Violation]:
+def sort_violations(violations: Iterable[Violation]) -> list[Violation]:
     order = {k: i for i, k in enumerate(INVARIANTS)}
 
     def key(v: Violation) -> tuple[int, int]:
@@ -209,8 +216,13 @@ class InvariantWarning(RuntimeWarning):
 
 def raise_if(violations: list[Violation]) -> list[Violation]:
     """Raise :class:`InvariantError` when ``violations`` is not empty; return it otherwise (empty)."""
+    if not isinstance(violations, (list, tuple)) or not all(isinstance(v, Violation) for v in violations):
+        raise _v.UsageTypeError(
+            f"violations is invalid: expected a list of Violation records (what the checkers return), "
+            f"got {_v.describe_value(violations)}."
+        )
     if violations:
-        raise InvariantError(_sort(violations))
+        raise InvariantError(sort_violations(violations))
     return violations
 
 
@@ -229,7 +241,10 @@ def _as_array(x: Any, where: str, allow_none: bool = False) -> Array:
     """
     if x is None and allow_none:
         return None
+    if type(x) is np.ndarray and x.dtype.kind in "biuf":
+        return x
     if hasattr(x, "shape") and hasattr(x, "dtype") and not isinstance(x, type):
+        _v.check_array(where, x)  # np.matrix, masked arrays, object/string dtypes: a named error
         if type(x) is np.ndarray:
             return x
         try:
@@ -237,7 +252,7 @@ def _as_array(x: Any, where: str, allow_none: bool = False) -> Array:
         except TypeError:
             arr = np.asarray(x)
             if arr.dtype.kind not in "biuf":
-                raise ValueError(f"{where} is {describe(x)}; expected a numeric array") from None
+                raise _v.UsageTypeError(f"{where} is {describe(x)}; expected a numeric array") from None
             return arr
         return x
     if isinstance(x, (bool, int, float, np.number, list, tuple)):
@@ -246,8 +261,10 @@ def _as_array(x: Any, where: str, allow_none: bool = False) -> Array:
         except (ValueError, TypeError):
             arr = np.asarray(None)
         if arr.dtype.kind in "biuf":
-            return arr
-    raise ValueError(f"{where} is {describe(x)}; expected an array (numpy array, torch tensor) or a number")
+            return arr  # a number, or a list of numbers, read as a numpy array
+    raise _v.UsageTypeError(
+        f"{where} is {describe(x)}; expected an array (numpy array, torch tensor) or a number"
+    )
 
 
 def _shape(x: Array) -> tuple[int, ...]:
@@ -277,24 +294,6 @@ def _flat(xp: Any, x: Array) -> Array:
 
 def _to_float(x: Any) -> float:
     return float(x)
-
-
-def _fmt(x: float | None) -> str:
-    if x is None:
-        return "?"
-    if math.isnan(x):
-        return "nan"
-    if math.isinf(x):
-        return "inf" if x > 0 else "-inf"
-    if x == 0:
-        return "0"
-    return f"{x:.3g}"
-
-
-def _fmt_index(index: tuple[int, ...]) -> str:
-    if len(index) == 1:
-        return f"({index[0]},)"
-    return "(" + ", ".join(str(i) for i in index) + ")"
 
 
 # float dtype -> (unsigned integer view, largest bit pattern of a finite value >= +0.0)
@@ -343,7 +342,7 @@ def _all_finite_many(arrays: list[Array]) -> bool:
     a·b is finite only if every a_i and b_i is: a NaN or an infinity turns its product into
     NaN (times 0) or ±inf, and a sum with a non-finite term is non-finite. When a pair's dot
     is not finite (or overflows), each array is checked on its own. Call it under
-    ``np.errstate(all="ignore")`` (as :func:`_screen` does).
+    ``np.errstate(all="ignore")`` (as :func:`screen` does).
     """
     single: list[Array] = []
     paired: dict[tuple[Any, int], Array] = {}
@@ -420,7 +419,7 @@ def _at(xp: Any, x: Array | None, j: int) -> float | None:
 
 
 @dataclasses.dataclass
-class _Leaf:
+class Leaf:
     """One parameter's arrays for one step (full arrays, or 1-d gathers at ``sample``).
 
     ``p0``/``p1``: the parameter before/after; ``g``: the gradient; ``s0``/``s1``: state
@@ -487,7 +486,7 @@ class _Leaf:
 
 
 @dataclasses.dataclass
-class _Context:
+class Context:
     """Names, roles and the rule for rendering and deciding what applies."""
 
     rule: Rule | None
@@ -532,7 +531,7 @@ class _Context:
 
 
 def _related(
-    ctx: _Context, leaf: _Leaf, j: int, skip: Collection[str] = (), arr: Array | None = None
+    ctx: Context, leaf: Leaf, j: int, skip: Collection[str] = (), arr: Array | None = None
 ) -> dict[str, float]:
     out: dict[str, float] = {}
     if arr is not None and not leaf.aligned(arr):
@@ -552,13 +551,6 @@ def _related(
         if v is not None:
             out[ctx.label(key, leaf.path)] = v
     return out
-
-
-def _related_text(related: Mapping[str, float], before: bool = False) -> str:
-    if not related:
-        return ""
-    inner = ", ".join(f"{k}={_fmt(v)}" for k, v in related.items())
-    return f" ({inner}{' before the step' if before else ''})"
 
 
 # ---------------------------------------------------------------------------
@@ -589,12 +581,18 @@ def _counts_text(counts: Mapping[str, int], entries: str) -> str:
     return f"{', '.join(parts)} of {entries}"
 
 
-def _nonfinite_hint(ctx: _Context, leaf: _Leaf, what: str, j: int, became: bool | None) -> str:
+def _nonfinite_hint(ctx: Context, leaf: Leaf, what: str, j: int, became: bool | None) -> str:
+    torch_arrays = type(leaf.g).__module__.startswith("torch") or type(leaf.p1).__module__.startswith("torch")
     if what == "grads":
+        where = (
+            "run the forward and backward pass under `with optcheck.trap(model):` to stop at the module that "
+            "produced it"
+            if torch_arrays
+            else "run the forward and backward pass under optcheck.trap() to stop at the line that produced it"
+        )
         return (
             "The gradient is non-finite before the optimizer runs, so the fault is in the loss or the "
-            "backward pass (log of 0, exp overflow, a division by zero); run the forward and backward "
-            "pass under optcheck.trap() to stop at the line that produced it."
+            f"backward pass (log of 0, exp overflow, a division by zero); {where}."
         )
     if became is False:
         return (
@@ -613,7 +611,7 @@ def _nonfinite_hint(ctx: _Context, leaf: _Leaf, what: str, j: int, became: bool 
             v = _at(_xp(arr), arr, j)
             if v is not None and v < 0:
                 return (
-                    f"{ctx.where(key, leaf.path)} is negative at this entry ({_fmt(v)}), so its square root "
+                    f"{ctx.where(key, leaf.path)} is negative at this entry ({fmt_number(v)}), so its square root "
                     "is NaN; see the negative-second-moment violation for the cause."
                 )
             if v == 0 and g == 0:
@@ -621,15 +619,20 @@ def _nonfinite_hint(ctx: _Context, leaf: _Leaf, what: str, j: int, became: bool 
                     "0/0: the gradient and the second moment are both 0 at this entry; epsilon must be "
                     "added to the denominator, g/(√S + ε), not after the division."
                 )
+    last = (
+        "recompute the step with the reference rule (optcheck.watch(optimizer, shadow=True)) to see which "
+        "state entry differs first"
+        if torch_arrays
+        else "run the update under optcheck.trap() to stop at the line that produced it"
+    )
     return (
         "An operation produced NaN or inf in this step: a square root of a negative number, 0/0, a "
-        "division by zero or an overflow (float32 overflows near 3.4e38); run the update under "
-        "optcheck.trap() to stop at the line that produced it."
+        f"division by zero or an overflow (float32 overflows near 3.4e38); {last}."
     )
 
 
 def _check_nonfinite(
-    ctx: _Context, leaf: _Leaf, what: str, x: Array | None, before: Array | None, out: list[Violation]
+    ctx: Context, leaf: Leaf, what: str, x: Array | None, before: Array | None, out: list[Violation]
 ) -> None:
     if x is None:
         return
@@ -655,16 +658,18 @@ def _check_nonfinite(
     idx = leaf.index(j, x)
     total = _counts_text(counts, leaf.entries(x))
     if what == "grads":
-        msg = f"{where} is non-finite{ctx.at_step()}: {total}; first at {_fmt_index(idx)}: {_fmt(value)}."
+        msg = (
+            f"{where} is non-finite{ctx.at_step()}: {total}; first at {fmt_index(idx)}: {fmt_number(value)}."
+        )
     elif became is False:
         msg = (
             f"{where} was already non-finite on input{ctx.at_step()}: {total} after the step; "
-            f"first at {_fmt_index(idx)}: {_fmt(value)} before the step."
+            f"first at {fmt_index(idx)}: {fmt_number(value)} before the step."
         )
     else:
         verb = "became non-finite" if became else "is non-finite"
         msg = (
-            f"{where} {verb}{ctx.at_step()}: {total}; first at {_fmt_index(idx)}: {_fmt(value)}"
+            f"{where} {verb}{ctx.at_step()}: {total}; first at {fmt_index(idx)}: {fmt_number(value)}"
             f"{_related_text(related, before=True)}."
         )
     out.append(
@@ -707,7 +712,7 @@ _NEGATIVE_HINTS = {
 }
 
 
-def _check_negative(ctx: _Context, leaf: _Leaf, key: str, out: list[Violation]) -> None:
+def _check_negative(ctx: Context, leaf: Leaf, key: str, out: list[Violation]) -> None:
     x = leaf.s1.get(key)
     if x is None:
         return
@@ -749,7 +754,7 @@ def _check_negative(ctx: _Context, leaf: _Leaf, key: str, out: list[Violation]) 
         else ("was already negative on input" if became is False else "is negative")
     )
     of = f"{n} of {leaf.entries(x)} < 0"
-    msg = f"{where} {what}{ctx.at_step()}: {of}; first at {_fmt_index(idx)}: {label}={_fmt(value)}{_related_text(related)}."
+    msg = f"{where} {what}{ctx.at_step()}: {of}; first at {fmt_index(idx)}: {label}={fmt_number(value)}{_related_text(related)}."
     hint = _NEGATIVE_HINTS.get(ctx.roles.get(key, ""), _NEGATIVE_HINT).format(S=label)
     if became is False:
         hint = (
@@ -777,7 +782,7 @@ def _check_negative(ctx: _Context, leaf: _Leaf, key: str, out: list[Violation]) 
     )
 
 
-def _check_centered(ctx: _Context, leaf: _Leaf, vkey: str, mkey: str, out: list[Violation]) -> None:
+def _check_centered(ctx: Context, leaf: Leaf, vkey: str, mkey: str, out: list[Violation]) -> None:
     v, m = leaf.s1.get(vkey), leaf.s1.get(mkey)
     if v is None or m is None or _shape(v) != _shape(m):
         return
@@ -811,7 +816,7 @@ def _check_centered(ctx: _Context, leaf: _Leaf, vkey: str, mkey: str, out: list[
                 path=leaf.path,
                 message=(
                     f"{vname} − {mname}² fell below zero by more than rounding{ctx.at_step()}: {n_bad} of "
-                    f"{leaf.entries()}; first at {_fmt_index(idx)}: {vl} − {ml}² = {_fmt(_at(xp, arg, j))}"
+                    f"{leaf.entries()}; first at {fmt_index(idx)}: {vl} − {ml}² = {fmt_number(_at(xp, arg, j))}"
                     f"{_related_text({k: x for k, x in related.items() if x is not None})}."
                 ),
                 hint=(
@@ -842,8 +847,8 @@ def _check_centered(ctx: _Context, leaf: _Leaf, vkey: str, mkey: str, out: list[
                 path=leaf.path,
                 message=(
                     f"The argument of the square root in centered RMSprop, {vname} − {mname}², is negative"
-                    f"{ctx.at_step()} by rounding: {n_neg} of {leaf.entries()}; first at {_fmt_index(idx)}: "
-                    f"{_fmt(value)} ({vl}={_fmt(_at(xp, v, j))}, {ml}={_fmt(_at(xp, m, j))})."
+                    f"{ctx.at_step()} by rounding: {n_neg} of {leaf.entries()}; first at {fmt_index(idx)}: "
+                    f"{fmt_number(value)} ({vl}={fmt_number(_at(xp, v, j))}, {ml}={fmt_number(_at(xp, m, j))})."
                 ),
                 hint=(
                     f"{vl} − {ml}² is a variance, ≥ 0 in exact arithmetic, but rounding pushes it below zero when "
@@ -876,7 +881,7 @@ _MONOTONE_HINT = {
 }
 
 
-def _check_monotone(ctx: _Context, leaf: _Leaf, key: str, out: list[Violation]) -> None:
+def _check_monotone(ctx: Context, leaf: Leaf, key: str, out: list[Violation]) -> None:
     a, b = leaf.s0.get(key), leaf.s1.get(key)
     if a is None or b is None or _shape(a) != _shape(b):
         return
@@ -898,8 +903,8 @@ def _check_monotone(ctx: _Context, leaf: _Leaf, key: str, out: list[Violation]) 
             where=where,
             path=leaf.path,
             message=(
-                f"{where} decreased{ctx.at_step()}: {n} of {leaf.entries(b)}; first at {_fmt_index(idx)}: "
-                f"{label} went from {_fmt(old)} to {_fmt(new)}{_related_text(related, before=True)}."
+                f"{where} decreased{ctx.at_step()}: {n} of {leaf.entries(b)}; first at {fmt_index(idx)}: "
+                f"{label} went from {fmt_number(old)} to {fmt_number(new)}{_related_text(related, before=True)}."
             ),
             hint=_MONOTONE_HINT.get(role, _MONOTONE_HINT["accumulator"]).format(S=label),
             step=ctx.step,
@@ -916,7 +921,7 @@ def _check_monotone(ctx: _Context, leaf: _Leaf, key: str, out: list[Violation]) 
     )
 
 
-def _check_mutated(ctx: _Context, leaf: _Leaf, what: str, out: list[Violation]) -> None:
+def _check_mutated(ctx: Context, leaf: Leaf, what: str, out: list[Violation]) -> None:
     pair = leaf.mut.get(what)
     if pair is None:
         return
@@ -951,7 +956,7 @@ def _check_mutated(ctx: _Context, leaf: _Leaf, what: str, out: list[Violation]) 
             path=leaf.path,
             message=(
                 f"{where} was changed in place during the update{ctx.at_step()}: {n} of {leaf.entries()}; "
-                f"first at {_fmt_index(idx)}: was {_fmt(old)}, now {_fmt(new)}."
+                f"first at {fmt_index(idx)}: was {fmt_number(old)}, now {fmt_number(new)}."
             ),
             hint=f"The update function wrote into an input that must not change; {fix}",
             step=ctx.step,
@@ -1014,7 +1019,7 @@ def _np_grad_screen(g: np.ndarray, partner: np.ndarray | None) -> tuple[bool, bo
     return finite, zero
 
 
-def _moving_states(ctx: _Context, leaf: _Leaf, s0: Mapping[str, Array]) -> list[Array]:
+def _moving_states(ctx: Context, leaf: Leaf, s0: Mapping[str, Array]) -> list[Array]:
     """The momentum-like states before the step (shaped like the parameter): they move it without a gradient."""
     return [s for key, s in s0.items() if ctx.roles.get(key) in MOVING_ROLES and _shape(s) == _shape(leaf.p0)]
 
@@ -1031,7 +1036,7 @@ def _moved_mask(xp: Any, p0: Array, p1: Array, g: Array, moving: list[Array]) ->
     return moved
 
 
-def _check_no_grad_move(ctx: _Context, leaf: _Leaf, out: list[Violation]) -> None:
+def _check_no_grad_move(ctx: Context, leaf: Leaf, out: list[Violation]) -> None:
     p0, p1, g = leaf.p0, leaf.p1, leaf.g
     if p0 is None or p1 is None or g is None or _shape(p0) != _shape(p1) or _shape(g) != _shape(p0):
         return
@@ -1052,7 +1057,7 @@ def _check_no_grad_move(ctx: _Context, leaf: _Leaf, out: list[Violation]) -> Non
     if rule is not None and delta is not None:
         lr, eps = rule.hyper.get("lr"), rule.hyper.get("eps")
         if isinstance(lr, float) and isinstance(eps, float) and lr > 0 and eps > 0:
-            extra = f" (lr·ε = {_fmt(lr * eps)})"
+            extra = f" (lr·ε = {fmt_number(lr * eps)})"
     out.append(
         Violation(
             id="update-without-gradient",
@@ -1060,7 +1065,7 @@ def _check_no_grad_move(ctx: _Context, leaf: _Leaf, out: list[Violation]) -> Non
             path=leaf.path,
             message=(
                 f"{where} moved{ctx.at_step()} although its gradient is zero there: {n} of {leaf.entries()}; "
-                f"first at {_fmt_index(idx)}: moved by {_fmt(delta)}{extra}{_related_text(related, before=True)}."
+                f"first at {fmt_index(idx)}: moved by {fmt_number(delta)}{extra}{_related_text(related, before=True)}."
             ),
             hint=(
                 "With a zero gradient, no momentum and no weight decay the step must be 0; a constant move of "
@@ -1119,7 +1124,7 @@ def _too_large_mask(
     return over, d, limit
 
 
-def _check_too_large(ctx: _Context, leaf: _Leaf, bound: tuple[float, float], out: list[Violation]) -> None:
+def _check_too_large(ctx: Context, leaf: Leaf, bound: tuple[float, float], out: list[Violation]) -> None:
     p0, p1 = leaf.p0, leaf.p1
     if p0 is None or p1 is None or _shape(p0) != _shape(p1):
         return
@@ -1143,7 +1148,11 @@ def _check_too_large(ctx: _Context, leaf: _Leaf, bound: tuple[float, float], out
     rule = ctx.rule_for(leaf.path)
     rname = rule.name if rule is not None else "the rule"
     lr = rule.hyper.get("lr") if rule is not None else None
-    ratio = f" ({_fmt(abs(delta) / lr)}·lr)" if delta is not None and isinstance(lr, float) and lr > 0 else ""
+    ratio = (
+        f" ({fmt_number(abs(delta) / lr)}·lr)"
+        if delta is not None and isinstance(lr, float) and lr > 0
+        else ""
+    )
     out.append(
         Violation(
             id="update-too-large",
@@ -1151,7 +1160,7 @@ def _check_too_large(ctx: _Context, leaf: _Leaf, bound: tuple[float, float], out
             path=leaf.path,
             message=(
                 f"{where} moved further than {rname} allows{ctx.at_step()}: {n} of {leaf.entries()}; first at "
-                f"{_fmt_index(idx)}: moved by {_fmt(delta)}{ratio}, bound {_fmt(lim)}{_related_text(related, before=True)}."
+                f"{fmt_index(idx)}: moved by {fmt_number(delta)}{ratio}, bound {fmt_number(lim)}{_related_text(related, before=True)}."
             ),
             hint=(
                 "The step is bounded by about lr for this rule; a larger one usually means a missing or wrong "
@@ -1172,12 +1181,15 @@ def _check_too_large(ctx: _Context, leaf: _Leaf, bound: tuple[float, float], out
     )
 
 
-def _check_structure(
-    ctx: _Context, what: str, path: Path, before: Array, after: Array, out: list[Violation]
+def check_structure(
+    ctx: Context, what: str, path: Path, s0: tuple[int, ...], dtype0: Any, after: Array, out: list[Violation]
 ) -> bool:
-    """shape-changed / dtype-changed between an input and its output; True when the shapes differ."""
-    s0, s1 = _shape(before), _shape(after)
-    if s0 == s1 and after.dtype == before.dtype:
+    """shape-changed / dtype-changed between an input (its shape ``s0`` and dtype) and its output.
+
+    Returns True when the shapes differ.
+    """
+    s1 = _shape(after)
+    if s0 == s1 and after.dtype == dtype0:
         return False
     where = ctx.where(what, path)
     changed = False
@@ -1206,14 +1218,14 @@ def _check_structure(
                 size=_size(s1),
             )
         )
-    if after.dtype != before.dtype:
+    if after.dtype != dtype0:
         out.append(
             Violation(
                 id="dtype-changed",
                 where=where,
                 path=path or None,
                 message=(
-                    f"{where} changed dtype from {_dtype_name(before.dtype)} to {_dtype_name(after.dtype)}"
+                    f"{where} changed dtype from {_dtype_name(dtype0)} to {_dtype_name(after.dtype)}"
                     f"{ctx.at_step()}."
                 ),
                 hint=(
@@ -1230,7 +1242,7 @@ def _check_structure(
     return changed
 
 
-def _check_counter(ctx: _Context, key: str, old: Any, new: Any, out: list[Violation]) -> None:
+def _check_counter(ctx: Context, key: str, old: Any, new: Any, out: list[Violation]) -> None:
     try:
         a, b = float(old), float(new)
     except (TypeError, ValueError):
@@ -1242,7 +1254,7 @@ def _check_counter(ctx: _Context, key: str, old: Any, new: Any, out: list[Violat
         Violation(
             id="step-not-incremented",
             where=where,
-            message=f"{where} went from {_fmt(a)} to {_fmt(b)} in one update; it must grow by exactly one.",
+            message=f"{where} went from {fmt_number(a)} to {fmt_number(b)} in one update; it must grow by exactly one.",
             hint=(
                 "Increment the step counter once per update, before the bias corrections use it (it is 0 in a "
                 "fresh state and 1 during the first step); a frozen or doubly advanced counter makes 1 − β^t "
@@ -1285,12 +1297,12 @@ def _moves_without_gradient(rule: Rule) -> bool:
     return False
 
 
-def _roles_for(rule: Rule | None, roles: Mapping[str, str] | None) -> dict[str, str]:
+def roles_for(rule: Rule | None, roles: Mapping[str, str] | None) -> dict[str, str]:
     out: dict[str, str] = dict(type(rule).state_roles) if rule is not None else {}
     if roles:
         for k, r in roles.items():
             if r not in KNOWN_ROLES:
-                raise ValueError(
+                raise UsageError(
                     f"roles[{k!r}] = {r!r} is not a known role; expected one of {sorted(KNOWN_ROLES)}"
                 )
             out[k] = r
@@ -1310,10 +1322,57 @@ def _centered_pair(rule: Rule | None, roles: Mapping[str, str]) -> tuple[str, st
 
 
 # ---------------------------------------------------------------------------
+# Applicability: when each invariant applies, stated once (the screens and the checks both ask)
+# ---------------------------------------------------------------------------
+
+
+def _on(ctx: Context, invariant_id: str) -> bool:
+    """Whether ``invariant_id`` is checked at all (not in ``skip``)."""
+    return invariant_id not in ctx.skip
+
+
+def applies_counter(ctx: Context, key: str) -> bool:
+    """``step-not-incremented`` applies to a state entry whose role is a counter."""
+    return _on(ctx, "step-not-incremented") and ctx.roles.get(key) in COUNTER_ROLES
+
+
+def applies_nonnegative(ctx: Context, key: str) -> bool:
+    """``negative-second-moment`` applies to a state entry whose role is never negative."""
+    return _on(ctx, "negative-second-moment") and ctx.roles.get(key) in NONNEGATIVE_ROLES
+
+
+def applies_monotone(ctx: Context, key: str) -> bool:
+    """``accumulator-decreased`` applies to an accumulator or a running maximum."""
+    return _on(ctx, "accumulator-decreased") and ctx.roles.get(key) in MONOTONE_ROLES
+
+
+def applies_centered(ctx: Context, leaf: Leaf) -> tuple[str, str] | None:
+    """``sqrt-of-negative`` (centered RMSprop's v − ḡ²): the (second moment, mean) keys, or None."""
+    if {"negative-second-moment", "sqrt-of-negative"} <= ctx.skip:
+        return None
+    return _centered_pair(ctx.rule_for(leaf.path), ctx.roles)
+
+
+def applies_no_grad_move(ctx: Context, leaf: Leaf) -> bool:
+    """``update-without-gradient`` applies to rules that keep a coordinate still without gradient."""
+    rule = ctx.rule_for(leaf.path)
+    return rule is not None and _on(ctx, "update-without-gradient") and not _moves(rule)
+
+
+def applies_too_large(ctx: Context, leaf: Leaf) -> tuple[float, float] | None:
+    """``update-too-large``: the rule's bound on a step at this step number, or None."""
+    rule = ctx.rule_for(leaf.path)
+    if rule is None or not _on(ctx, "update-too-large"):
+        return None
+    t = ctx.step
+    return rule.update_bound(t) if t is not None and t >= 1 else None
+
+
+# ---------------------------------------------------------------------------
 # Screens: decide "every invariant holds" in one pass per array, allocating nothing
 # ---------------------------------------------------------------------------
 #
-# A screen returns True only when the matching check in ``_run`` would report nothing; on
+# A screen returns True only when the matching check in ``run_checks`` would report nothing; on
 # False the precise checks run and build the records. Each screen is either the precise
 # check's own early exit or a one-pass test that implies it (a finite dot product, the
 # largest bit pattern of a non-negative float, the largest step), so the records and
@@ -1385,7 +1444,7 @@ def _too_large_any(xp: Any, p0: Array, p1: Array, a: float, b: float, dtype: Any
     return bool(xp.any(_too_large_mask(xp, p0, p1, a, b, dtype)[0]))
 
 
-def _no_grad_move_clear(ctx: _Context, leaf: _Leaf, has_zero: bool | None = None) -> bool:
+def _no_grad_move_clear(ctx: Context, leaf: Leaf, has_zero: bool | None = None) -> bool:
     """Whether :func:`_check_no_grad_move` reports nothing (numpy: the exact mask only on chunks with a zero).
 
     ``has_zero``: whether the gradient has a zero entry, when already known.
@@ -1410,7 +1469,7 @@ def _no_grad_move_clear(ctx: _Context, leaf: _Leaf, has_zero: bool | None = None
     return not bool(xp.any(_moved_mask(xp, p0, p1, g, moving)))
 
 
-def _centered_clear(leaf: _Leaf, vkey: str, mkey: str) -> bool:
+def _centered_clear(leaf: Leaf, vkey: str, mkey: str) -> bool:
     """The early exit of :func:`_check_centered`: v − m² is nowhere below zero."""
     v, m = leaf.s1.get(vkey), leaf.s1.get(mkey)
     if v is None or m is None or _shape(v) != _shape(m):
@@ -1423,10 +1482,9 @@ def _centered_clear(leaf: _Leaf, vkey: str, mkey: str) -> bool:
         return not bool(xp.any(arg < 0))
 
 
-def _screen_leaf(ctx: _Context, leaf: _Leaf) -> bool:
-    """Whether every check :func:`_run` makes on ``leaf`` would report nothing (False: it may report)."""
+def _screen_leaf(ctx: Context, leaf: Leaf) -> bool:
+    """Whether every check :func:`run_checks` makes on ``leaf`` would report nothing (False: it may report)."""
     skip = ctx.skip
-    rule = ctx.rule_for(leaf.path)
     p0, p1, g = leaf.p0, leaf.p1, leaf.g
     # structure (a changed shape or dtype is left to the precise checks)
     if p0 is not None and p1 is not None and (_shape(p0) != _shape(p1) or p0.dtype != p1.dtype):
@@ -1441,28 +1499,22 @@ def _screen_leaf(ctx: _Context, leaf: _Leaf) -> bool:
                 return False
     finite_known: set[str] = set()
     for key, x in leaf.s1.items():
-        role = ctx.roles.get(key)
-        if role in NONNEGATIVE_ROLES and "negative-second-moment" not in skip:
+        if applies_nonnegative(ctx, key):
             clear, finite = _nonneg_clear(_xp(x), x)
             if not clear:
                 return False
             if finite:
                 finite_known.add(key)
-        if role in MONOTONE_ROLES and "accumulator-decreased" not in skip:
+        if applies_monotone(ctx, key):
             x0 = leaf.s0.get(key)
             if x0 is not None and _shape(x0) == _shape(x) and _any_less(_xp(x), x, x0):
                 return False
-    centered = _centered_pair(rule, ctx.roles)
-    if (
-        centered is not None
-        and not {"negative-second-moment", "sqrt-of-negative"} <= skip
-        and not _centered_clear(leaf, *centered)
-    ):
+    centered = applies_centered(ctx, leaf)
+    if centered is not None and not _centered_clear(leaf, *centered):
         return False
     p1_finite = p1 is None
-    if rule is not None and "update-too-large" not in skip and p0 is not None and p1 is not None:
-        t = ctx.step
-        bound = rule.update_bound(t) if t is not None and t >= 1 else None
+    if p0 is not None and p1 is not None:
+        bound = applies_too_large(ctx, leaf)
         if bound is not None and _size(_shape(p1)):
             a, b = bound
             xp = _xp(p1)
@@ -1471,7 +1523,7 @@ def _screen_leaf(ctx: _Context, leaf: _Leaf) -> bool:
             p1_finite = math.isfinite(big)
             if big > UPDATE_SLACK * a and _too_large_any(xp, p0, p1, a, b, leaf.dtype):
                 return False  # (a NaN step is not "too large": non-finite reports it)
-    zero_check = rule is not None and "update-without-gradient" not in skip and not _moves(rule)
+    zero_check = applies_no_grad_move(ctx, leaf)
     g_zero: bool | None = None
     if "non-finite" not in skip:
         need: list[Array] = []
@@ -1496,13 +1548,13 @@ def _screen_leaf(ctx: _Context, leaf: _Leaf) -> bool:
     return True
 
 
-def _screen(ctx: _Context, leaves: list[_Leaf], counters: list[tuple[str, Any, Any]]) -> bool:
-    """Whether :func:`_run` would return no violation (False: run it to find and describe them)."""
+def screen(ctx: Context, leaves: list[Leaf], counters: list[tuple[str, Any, Any]]) -> bool:
+    """Whether :func:`run_checks` would return no violation (False: run it to find and describe them)."""
     with np.errstate(all="ignore"):  # a screen's overflow or NaN is not the user's warning
         return _screen_quiet(ctx, leaves, counters)
 
 
-def _screen_quiet(ctx: _Context, leaves: list[_Leaf], counters: list[tuple[str, Any, Any]]) -> bool:
+def _screen_quiet(ctx: Context, leaves: list[Leaf], counters: list[tuple[str, Any, Any]]) -> bool:
     if "step-not-incremented" not in ctx.skip:
         for key, old, new in counters:
             if ctx.roles.get(key) in COUNTER_ROLES:
@@ -1515,25 +1567,26 @@ def _screen_quiet(ctx: _Context, leaves: list[_Leaf], counters: list[tuple[str, 
     return all(_screen_leaf(ctx, leaf) for leaf in leaves)
 
 
-def _run(ctx: _Context, leaves: list[_Leaf], counters: list[tuple[str, Any, Any]]) -> list[Violation]:
-    if _screen(ctx, leaves, counters):
+def run_checks(ctx: Context, leaves: list[Leaf], counters: list[tuple[str, Any, Any]]) -> list[Violation]:
+    if screen(ctx, leaves, counters):
         return []
     out: list[Violation] = []
     skip = ctx.skip
     for key, old, new in counters:
-        if "step-not-incremented" not in skip and ctx.roles.get(key) in COUNTER_ROLES:
+        if applies_counter(ctx, key):
             _check_counter(ctx, key, old, new, out)
     for leaf in leaves:
-        rule = ctx.rule_for(leaf.path)
         # structure
         if (
             leaf.p0 is not None
             and leaf.p1 is not None
-            and _check_structure(ctx, "params", leaf.path, leaf.p0, leaf.p1, out)
+            and check_structure(ctx, "params", leaf.path, _shape(leaf.p0), leaf.p0.dtype, leaf.p1, out)
         ):
             leaf.skip_elementwise = True
         for key in leaf.s1:
-            if key in leaf.s0 and _check_structure(ctx, key, leaf.path, leaf.s0[key], leaf.s1[key], out):
+            if key in leaf.s0 and check_structure(
+                ctx, key, leaf.path, _shape(leaf.s0[key]), leaf.s0[key].dtype, leaf.s1[key], out
+            ):
                 leaf.skip_elementwise = True
         if "shape-changed" in skip or "dtype-changed" in skip:
             out[:] = [v for v in out if v.id not in skip]
@@ -1549,14 +1602,13 @@ def _run(ctx: _Context, leaves: list[_Leaf], counters: list[tuple[str, Any, Any]
                     _check_nonfinite(ctx, leaf, key, arr, None, out)
             continue
         # state invariants
-        centered = _centered_pair(rule, ctx.roles)
+        centered = applies_centered(ctx, leaf)
         for key in leaf.s1:
-            role = ctx.roles.get(key)
-            if role in NONNEGATIVE_ROLES and "negative-second-moment" not in skip:
+            if applies_nonnegative(ctx, key):
                 _check_negative(ctx, leaf, key, out)
-            if role in MONOTONE_ROLES and "accumulator-decreased" not in skip:
+            if applies_monotone(ctx, key):
                 _check_monotone(ctx, leaf, key, out)
-        if centered is not None and not {"negative-second-moment", "sqrt-of-negative"} <= skip:
+        if centered is not None:
             n0 = len(out)
             _check_centered(ctx, leaf, *centered, out)
             out[n0:] = [v for v in out[n0:] if v.id not in skip]
@@ -1566,14 +1618,170 @@ def _run(ctx: _Context, leaves: list[_Leaf], counters: list[tuple[str, Any, Any]
             for key, arr in leaf.s1.items():
                 if key not in leaf.finite:
                     _check_nonfinite(ctx, leaf, key, arr, leaf.s0.get(key), out)
-        if rule is not None and "update-without-gradient" not in skip and not _moves(rule):
+        if applies_no_grad_move(ctx, leaf):
             _check_no_grad_move(ctx, leaf, out)
-        if rule is not None and "update-too-large" not in skip:
-            t = ctx.step
-            bound = rule.update_bound(t) if t is not None and t >= 1 else None
-            if bound is not None:
-                _check_too_large(ctx, leaf, bound, out)
-    return _sort(out)
+        bound = applies_too_large(ctx, leaf)
+        if bound is not None:
+            _check_too_large(ctx, leaf, bound, out)
+    return sort_violations(out)
+
+
+# ---------------------------------------------------------------------------
+# The registry: each invariant's applicability, screen and precise check side by side
+# ---------------------------------------------------------------------------
+
+
+def _applies_pair(ctx: Context, leaf: Leaf) -> bool:
+    """``shape-changed``/``dtype-changed`` apply to every input with its output."""
+    return leaf.p0 is not None and leaf.p1 is not None
+
+
+def _applies_mutated(ctx: Context, leaf: Leaf) -> bool:
+    """``input-mutated`` applies when a copy of an input was taken before the step."""
+    return _on(ctx, "input-mutated") and bool(leaf.mut)
+
+
+def _applies_always(ctx: Context, leaf: Leaf) -> bool:
+    """``non-finite`` applies to every array."""
+    return _on(ctx, "non-finite")
+
+
+@dataclasses.dataclass(frozen=True)
+class Invariant:
+    """One invariant with everything about it side by side.
+
+    * ``id``: the stable name (:data:`INVARIANTS` lists them in report order);
+    * ``checks``: what it checks, in one or two sentences; ``hint``: the likely cause and the fix;
+    * ``applies``: the one predicate that says when it applies (the fast screens and the precise
+      checks of :func:`check_update` both ask it);
+    * ``screen``: the one-pass test that proves it holds without building a record (fast path),
+      or ``None`` when the shared finiteness pass or the precise check's own early exit covers it;
+    * ``describe``: the precise check that finds the entries and writes the :class:`Violation`;
+    * ``doc_order``: its place in the documentation's table (most common first).
+
+    ``differs-from-reference`` has no checker here: a :class:`~optcheck.guard.Guard` with
+    ``shadow=True`` and the audit report it, by the one tolerance of ``optcheck._compare``.
+    """
+
+    id: str
+    checks: str
+    hint: str
+    applies: Callable[..., Any] | None
+    screen: Callable[..., Any] | None
+    describe: Callable[..., Any] | None
+    doc_order: int
+
+
+REGISTRY: tuple[Invariant, ...] = (
+    Invariant(
+        id="shape-changed",
+        checks="An output has another shape than its input.",
+        hint="Broadcasting: a (n, 1) bias combined with a (n,) vector becomes (n, n); keep the parameter's shape.",
+        applies=_applies_pair,
+        screen=None,
+        describe=check_structure,
+        doc_order=7,
+    ),
+    Invariant(
+        id="dtype-changed",
+        checks="An output has another dtype than its input.",
+        hint="A float64 scalar or array mixed into float32 arithmetic; cast back or keep the dtype.",
+        applies=_applies_pair,
+        screen=None,
+        describe=check_structure,
+        doc_order=8,
+    ),
+    Invariant(
+        id="input-mutated",
+        checks="An input that must not change (the gradients, by default) was changed in place; needs a copy taken before the step (`before=`).",
+        hint="The update wrote into its argument, e.g. `grads['dW1'] += λ·W`; compute into a new array.",
+        applies=_applies_mutated,
+        screen=_all_equal,
+        describe=_check_mutated,
+        doc_order=9,
+    ),
+    Invariant(
+        id="step-not-incremented",
+        checks="The step counter did not grow by exactly one.",
+        hint="Increment t once per update, before the bias corrections use it; a frozen or doubly advanced counter makes 1 − β^t wrong.",
+        applies=applies_counter,
+        screen=None,
+        describe=_check_counter,
+        doc_order=4,
+    ),
+    Invariant(
+        id="negative-second-moment",
+        checks="A state entry whose role is never negative (`second-moment`, `max-second-moment`, `accumulator`, `norm`, `step-size`) is < 0. For centered RMSprop, v − ḡ² below zero by more than rounding (8 ulp of v + ḡ²).",
+        hint="A term that is not a square was added to the squared gradient (an L2 penalty λW is the usual one): add it to the gradient before squaring, S = β·S + (1−β)·(g + λW)², and step with (g + λW).",
+        applies=applies_nonnegative,
+        screen=_nonneg_clear,
+        describe=_check_negative,
+        doc_order=1,
+    ),
+    Invariant(
+        id="sqrt-of-negative",
+        checks="An argument about to go into a square root is negative: centered RMSprop's v − ḡ² below zero within rounding, or any array passed to `sqrt_of_negative`.",
+        hint="v − ḡ² is a variance, ≥ 0 only in exact arithmetic; clamp it, √max(v − ḡ², 0), or add ε inside the root.",
+        applies=applies_centered,
+        screen=_centered_clear,
+        describe=_check_centered,
+        doc_order=2,
+    ),
+    Invariant(
+        id="accumulator-decreased",
+        checks="An `accumulator` (Adagrad's sum) or a `max-second-moment` (AMSGrad's maximum) went down.",
+        hint="A sum of squares only grows: a non-square term was added, or the state was reset; AMSGrad's maximum was overwritten with the current v.",
+        applies=applies_monotone,
+        screen=_any_less,
+        describe=_check_monotone,
+        doc_order=3,
+    ),
+    Invariant(
+        id="non-finite",
+        checks="NaN, +inf or −inf in params, grads, state or the update. `became=True`: the array went non-finite in this step; `False`: it already was on input.",
+        hint="A non-finite gradient: the loss or the backward pass. Became non-finite: √ of a negative second moment, 0/0 (ε must go in the denominator), overflow; the hint looks at the inputs at that entry to say which.",
+        applies=_applies_always,
+        screen=_all_finite_many,
+        describe=_check_nonfinite,
+        doc_order=0,
+    ),
+    Invariant(
+        id="update-without-gradient",
+        checks="A parameter entry moved although its gradient, its momentum and (for the rule) its weight decay are zero. Applies to rules that keep such an entry still, which optcheck finds by probing the rule once on a tiny array.",
+        hint="A constant move of about lr·ε is the signature of ε added outside the division: g/(√S + ε), not g/√S + ε.",
+        applies=applies_no_grad_move,
+        screen=_no_grad_move_clear,
+        describe=_check_no_grad_move,
+        doc_order=5,
+    ),
+    Invariant(
+        id="update-too-large",
+        checks="An entry moved further than `rule.update_bound(t)` allows (×1.001, plus two ulp of the parameter). For Adam the bound is lr·(1−β1)·√bc2·√(Σ_{k<t}(β1²/β2)^k)/(bc1·√(1−β2)) (Cauchy–Schwarz; lr at t = 1, at most about 7.3·lr with the defaults), plus lr·λ·\\|p\\| for decoupled decay. It holds for states the rule built from `init`: skip it for made-up states.",
+        hint="A missing or wrong bias correction (1−β^t with t from 1, not (1−β)^t), β and 1−β swapped, the square root left out, lr applied twice.",
+        applies=applies_too_large,
+        screen=_too_large_any,
+        describe=_check_too_large,
+        doc_order=6,
+    ),
+    Invariant(
+        id="differs-from-reference",
+        checks="Reported by a [`Guard`][optcheck.guard.Guard] with `shadow=True`: the step differs from the reference rule recomputed on sampled coordinates, beyond the dtype's tolerance (on the step, not the parameter, so an ε misplaced by 1e-8 shows in float64).",
+        hint="A misplaced ε, another momentum or weight-decay convention, or a bug: `python -m optcheck audit` names it.",
+        applies=None,
+        screen=None,
+        describe=None,
+        doc_order=10,
+    ),
+)
+"""Every invariant, in report order (``tuple(i.id for i in REGISTRY) == INVARIANTS``)."""
+
+
+def registry_markdown() -> str:
+    """The table of ``docs/invariants.md`` ("The list"), written from :data:`REGISTRY`."""
+    lines = ["| id | what it checks | hint (the likely cause and the fix) |", "|---|---|---|"]
+    for inv in sorted(REGISTRY, key=lambda i: i.doc_order):
+        lines.append(f"| `{inv.id}` | {inv.checks} | {inv.hint} |")
+    return "\n".join(lines) + "\n"
 
 
 # ---------------------------------------------------------------------------
@@ -1586,35 +1794,83 @@ def _leaves_for(
     owner: str,
     names: Mapping[str, str] | None = None,
     allow_none: Collection[str] = (),
+    same_shape: Collection[str] | None = None,
+    required: Collection[str] = (),
+    complex_ok: Collection[str] = (),
 ) -> list[tuple[Path, dict[str, Array]]]:
-    """Zip trees of the same structure and turn every leaf into an array (ValueError naming the key)."""
+    """Zip trees of the same structure and turn every leaf into an array.
+
+    ``names`` maps each tree's label to the argument it came from (``"new_params"``,
+    ``"state['exp_avg']"``): every error names the argument and the key path. Trees in
+    ``same_shape`` (default: all) must have the shapes of ``owner``'s leaves; all leaves must
+    come from one array library. Trees in ``required`` must not be ``None``; complex leaves are
+    refused (their order, and so every ``<`` below, means nothing) except in ``complex_ok``.
+    Raises ``UsageError`` (``UsageTypeError`` for a wrong type).
+    """
+    for k in (owner, *required):
+        if trees.get(k) is None:
+            raise _v.UsageTypeError(
+                f"{(names or {}).get(k, k)}=None is invalid; expected an array or a dict of arrays."
+            )
     present = {k: v for k, v in trees.items() if v is not None}
-    try:
-        rows = zip_trees(present)
-    except (ValueError, TypeError) as e:
-        raise ValueError(str(e)) from None
+    shown = {k: (names or {}).get(k, k) for k in present}
+    rows = _v.check_same_structure(present, shapes=False, namespace=False, labels=shown)
+    strict = set(present) - {owner} if same_shape is None else set(same_shape) & set(present)
     out = []
+    libraries: dict[str, Any] = {}
     for path, leaves in rows:
         arrs = {}
         for label, leaf in zip(present, leaves, strict=True):
-            where = path_str((names or {}).get(label, label), path)
-            arrs[label] = _as_array(leaf, where, allow_none=label in allow_none)
+            where = path_str(shown[label], path)
+            arr = arrs[label] = _as_array(leaf, where, allow_none=label in allow_none)
+            if arr is not None and label not in complex_ok and _is_complex(arr):
+                raise _v.UsageTypeError(
+                    f"{where} has dtype {arr.dtype}; expected real numbers (complex entries have no order)"
+                )
+            if arr is not None and not isinstance(leaf, (int, float, np.number)):
+                libraries.setdefault(where, arr)
+        if owner in arrs and arrs[owner] is not None:
+            want = _shape(arrs[owner])
+            for label in strict:
+                arr = arrs.get(label)
+                if arr is not None and _shape(arr) != want:
+                    raise UsageError(
+                        f"{path_str(shown[label], path)} has shape {_shape(arr)} but "
+                        f"{path_str(shown[owner], path)} has shape {want}: expected {shown[label]} to have "
+                        f"the shapes of {shown[owner]}."
+                    )
         out.append((path, arrs))
+    _v.check_same_namespace(libraries)
     return out
 
 
+def _is_complex(x: Array) -> bool:
+    dtype = x.dtype
+    if isinstance(dtype, np.dtype):
+        return dtype.kind == "c"
+    return bool(getattr(dtype, "is_complex", False)) or "complex" in str(dtype)
+
+
+def _check_name(name: Any) -> str:
+    if not isinstance(name, str):
+        raise _v.UsageTypeError(
+            f"name is invalid: expected a string (how messages call the array), got {_v.describe_value(name)}."
+        )
+    return name
+
+
 def _single(
-    fn: Callable[[_Context, _Leaf, list[Violation]], None], ctx: _Context, leaves: list[_Leaf]
+    fn: Callable[[Context, Leaf, list[Violation]], None], ctx: Context, leaves: list[Leaf]
 ) -> list[Violation]:
     out: list[Violation] = []
     for leaf in leaves:
         fn(ctx, leaf, out)
-    return _sort(out)
+    return sort_violations(out)
 
 
-def _simple_ctx(name: str, what: str, step: int | None, role: str | None = None) -> _Context:
+def _simple_ctx(name: str, what: str, step: int | None, role: str | None = None) -> Context:
     roles = {what: role} if role else {}
-    return _Context(rule=None, roles=roles, names={what: name}, key_prefix={}, step=step, skip=frozenset())
+    return Context(rule=None, roles=roles, names={what: name}, key_prefix={}, step=step, skip=frozenset())
 
 
 def non_finite(
@@ -1625,13 +1881,16 @@ def non_finite(
     With ``before`` (the same array before the step) the violation tells whether the
     array became non-finite in this step (``became=True``) or already was (``False``).
     """
-    rows = _leaves_for({"x": x, "before": before}, "x", {"x": name, "before": "before"})
+    name = _check_name(name)
+    step = _v.check_int("step", step, low=0, optional=True)
+    # the array is named as the caller names it (``name``, "x" by default)
+    rows = _leaves_for({"x": x, "before": before}, "x", {"x": name}, complex_ok=("x", "before"))
     ctx = _simple_ctx(name, "state", step)
     ctx.names = {"state": name}
     out: list[Violation] = []
     for path, a in rows:
         arr = a["x"]
-        leaf = _Leaf(
+        leaf = Leaf(
             path,
             _shape(arr),
             arr.dtype,
@@ -1643,7 +1902,7 @@ def non_finite(
             {},
         )
         _check_nonfinite(ctx, leaf, "state", arr, a.get("before"), out)
-    return _sort(out)
+    return sort_violations(out)
 
 
 def negative_second_moment(
@@ -1662,13 +1921,15 @@ def negative_second_moment(
     ``mean`` (centered RMSprop's mean gradient ḡ), checks v − ḡ² instead: below −rounding
     is ``negative-second-moment``, below zero within rounding is ``sqrt-of-negative``.
     """
+    name = _check_name(name)
+    step = _v.check_int("step", step, low=0, optional=True)
     rows = _leaves_for(
         {"v": v, "before": before, "grads": grads, "params": params, "mean": mean},
         "v",
         {"v": name, "before": "before", "grads": "grads", "params": "params", "mean": "mean"},
     )
     roles = {"v": "second-moment", "mean": "first-moment"}
-    ctx = _Context(
+    ctx = Context(
         rule=None, roles=roles, names={"v": name, "mean": "mean"}, key_prefix={}, step=step, skip=frozenset()
     )
     out: list[Violation] = []
@@ -1677,16 +1938,18 @@ def negative_second_moment(
         s0 = {"v": a["before"]} if "before" in a else {}
         if "mean" in a:
             s1["mean"] = a["mean"]
-        leaf = _Leaf(path, _shape(a["v"]), a["v"].dtype, a.get("params"), None, a.get("grads"), s0, s1, {})
+        leaf = Leaf(path, _shape(a["v"]), a["v"].dtype, a.get("params"), None, a.get("grads"), s0, s1, {})
         if "mean" in a:
             _check_centered(ctx, leaf, "v", "mean", out)
         else:
             _check_negative(ctx, leaf, "v", out)
-    return _sort(out)
+    return sort_violations(out)
 
 
 def sqrt_of_negative(x: Tree, *, name: str = "x", step: int | None = None) -> list[Violation]:
     """``sqrt-of-negative``: entries of ``x``, an argument about to go into a square root, below zero."""
+    name = _check_name(name)
+    step = _v.check_int("step", step, low=0, optional=True)
     rows = _leaves_for({"x": x}, "x", {"x": name})
     out: list[Violation] = []
     for path, a in rows:
@@ -1705,7 +1968,7 @@ def sqrt_of_negative(x: Tree, *, name: str = "x", step: int | None = None) -> li
                 where=where,
                 message=(
                     f"{where} goes into a square root but is negative{'' if step is None else f' at step {step}'}: "
-                    f"{n} of {_size(_shape(arr))} entries; first at {_fmt_index(idx)}: {_fmt(value)}."
+                    f"{n} of {_size(_shape(arr))} entries; first at {fmt_index(idx)}: {fmt_number(value)}."
                 ),
                 hint=(
                     "Only a sum or average of squares may go into the root; clamp a difference that is ≥ 0 only "
@@ -1739,18 +2002,18 @@ def accumulator_decreased(
     ``kind`` is ``"accumulator"`` (Adagrad's sum of squares) or ``"max-second-moment"``
     (AMSGrad's running maximum); it selects the hint.
     """
-    if kind not in MONOTONE_ROLES:
-        raise ValueError(f"kind={kind!r} is invalid; expected one of {sorted(MONOTONE_ROLES)}")
+    kind = _v.check_choice("kind", kind, sorted(MONOTONE_ROLES))
+    name = _check_name(name)
+    step = _v.check_int("step", step, low=0, optional=True)
     rows = _leaves_for(
         {"after": after, "before": before, "grads": grads, "params": params},
         "after",
-        {"after": name, "before": name, "grads": "grads", "params": "params"},
+        {"after": "after", "before": "before", "grads": "grads", "params": "params"},
+        required=("before",),
     )
-    ctx = _Context(
-        rule=None, roles={"s": kind}, names={"s": name}, key_prefix={}, step=step, skip=frozenset()
-    )
+    ctx = Context(rule=None, roles={"s": kind}, names={"s": name}, key_prefix={}, step=step, skip=frozenset())
     leaves = [
-        _Leaf(
+        Leaf(
             path,
             _shape(a["after"]),
             a["after"].dtype,
@@ -1768,17 +2031,33 @@ def accumulator_decreased(
 
 def step_not_incremented(before: Any, after: Any, *, name: str = "state['step']") -> list[Violation]:
     """``step-not-incremented``: the step counter did not grow by exactly one (numbers or 0-d arrays)."""
-    ctx = _Context(
+    ctx = Context(
         rule=None, roles={"step": "counter"}, names={"step": name}, key_prefix={}, step=None, skip=frozenset()
     )
     out: list[Violation] = []
+    _check_name(name)
     for label, x in (("before", before), ("after", after)):
-        try:
-            float(x)
-        except (TypeError, ValueError):
-            raise ValueError(f"{name} ({label}) is {describe(x)}; expected a number") from None
+        _check_count(label, x)
     _check_counter(ctx, "step", before, after, out)
     return out
+
+
+def _check_count(label: str, x: Any) -> None:
+    """A step counter's value: a real number (or one-element numeric array), not NaN, not a string or bool."""
+    value = x
+    if hasattr(x, "shape") and hasattr(x, "dtype") and not isinstance(x, type):
+        _v.check_array(label, x)
+        if _size(_shape(x)) != 1 or _v.library_of(x) not in ("numpy", "torch"):
+            raise _v.UsageTypeError(
+                f"{label} is invalid: expected a number (the step counter), got {_v.describe_value(x)}."
+            )
+        value = x.item() if hasattr(x, "item") else float(x)
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.number)):
+        raise _v.UsageTypeError(
+            f"{label} is invalid: expected a number (the step counter), got {_v.describe_value(x)}."
+        )
+    if not math.isfinite(float(value)):
+        raise UsageError(f"{label} is invalid: expected a finite number (the step counter), got {value!r}.")
 
 
 def update_without_gradient(
@@ -1795,12 +2074,15 @@ def update_without_gradient(
     Only meaningful for a rule without weight decay (a decayed parameter moves with a
     zero gradient); :func:`check_update` decides that from the rule.
     """
+    name = _check_name(name)
+    step = _v.check_int("step", step, low=0, optional=True)
     rows = _leaves_for(
         {"params": params, "grads": grads, "new": new_params, "momentum": momentum},
         "params",
-        {"params": name, "grads": "grads", "new": name, "momentum": "momentum"},
+        {"params": "params", "grads": "grads", "new": "new_params", "momentum": "momentum"},
+        required=("grads", "new"),
     )
-    ctx = _Context(
+    ctx = Context(
         rule=None,
         roles={"momentum": "momentum"},
         names={"params": name},
@@ -1809,7 +2091,7 @@ def update_without_gradient(
         skip=frozenset(),
     )
     leaves = [
-        _Leaf(
+        Leaf(
             path,
             _shape(a["params"]),
             a["params"].dtype,
@@ -1835,13 +2117,19 @@ def update_too_large(
     step: int | None = None,
 ) -> list[Violation]:
     """``update-too-large``: entries that moved by more than ``bound + decay·|p|`` (times 1.001, plus rounding)."""
-    for label, v in (("bound", bound), ("decay", decay)):
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not v >= 0:
-            raise ValueError(f"{label}={v!r} is invalid; expected a number >= 0")
-    rows = _leaves_for({"params": params, "new": new_params}, "params", {"params": name, "new": name})
-    ctx = _Context(rule=None, roles={}, names={"params": name}, key_prefix={}, step=step, skip=frozenset())
+    bound = _v.check_float("bound", bound, low=0.0)
+    decay = _v.check_float("decay", decay, low=0.0)
+    name = _check_name(name)
+    step = _v.check_int("step", step, low=0, optional=True)
+    rows = _leaves_for(
+        {"params": params, "new": new_params},
+        "params",
+        {"params": "params", "new": "new_params"},
+        required=("new",),
+    )
+    ctx = Context(rule=None, roles={}, names={"params": name}, key_prefix={}, step=step, skip=frozenset())
     leaves = [
-        _Leaf(path, _shape(a["params"]), a["params"].dtype, a["params"], a["new"], None, {}, {}, {})
+        Leaf(path, _shape(a["params"]), a["params"].dtype, a["params"], a["new"], None, {}, {}, {})
         for path, a in rows
     ]
     return _single(lambda c, leaf, o: _check_too_large(c, leaf, (float(bound), float(decay)), o), ctx, leaves)
@@ -1862,11 +2150,20 @@ def dtype_changed(
 
 
 def _structure(before: Tree, after: Tree, name: str, step: int | None) -> list[Violation]:
-    rows = _leaves_for({"before": before, "after": after}, "before", {"before": name, "after": name})
-    ctx = _Context(rule=None, roles={}, names={"x": name}, key_prefix={}, step=step, skip=frozenset())
+    name = _check_name(name)
+    step = _v.check_int("step", step, low=0, optional=True)
+    # a different shape or dtype is the finding here, not a usage error
+    rows = _leaves_for(
+        {"before": before, "after": after},
+        "before",
+        same_shape=(),
+        required=("after",),
+        complex_ok=("before", "after"),
+    )
+    ctx = Context(rule=None, roles={}, names={"x": name}, key_prefix={}, step=step, skip=frozenset())
     out: list[Violation] = []
     for path, a in rows:
-        _check_structure(ctx, "x", path, a["before"], a["after"], out)
+        check_structure(ctx, "x", path, _shape(a["before"]), a["before"].dtype, a["after"], out)
     return out
 
 
@@ -1877,15 +2174,23 @@ def input_mutated(
 
     NaN in the same place in both counts as unchanged.
     """
-    rows = _leaves_for({"before": before, "after": after}, "before", {"before": name, "after": name})
-    ctx = _Context(rule=None, roles={}, names={"x": name}, key_prefix={}, step=step, skip=frozenset())
+    name = _check_name(name)
+    step = _v.check_int("step", step, low=0, optional=True)
+    rows = _leaves_for(
+        {"before": before, "after": after},
+        "before",
+        same_shape=(),
+        required=("after",),
+        complex_ok=("before", "after"),
+    )
+    ctx = Context(rule=None, roles={}, names={"x": name}, key_prefix={}, step=step, skip=frozenset())
     out: list[Violation] = []
     for path, a in rows:
         b, n = a["before"], a["after"]
         if _shape(b) != _shape(n):
             out.extend(v for v in _structure(b, n, name, step) if v.id == "shape-changed")
             continue
-        leaf = _Leaf(path, _shape(n), n.dtype, None, None, None, {}, {}, {"x": (b, n)})
+        leaf = Leaf(path, _shape(n), n.dtype, None, None, None, {}, {}, {"x": (b, n)})
         _check_mutated(ctx, leaf, "x", out)
     return out
 
@@ -1933,7 +2238,7 @@ def check_update(
     that id when the state was made up. Pure: never mutates or keeps the arrays. Returns
     the violations, causes first (see :data:`INVARIANTS`).
     """
-    ctx, leaves, counters = _prepare(
+    ctx, leaves, counters = prepare(
         rule,
         params,
         grads,
@@ -1949,10 +2254,10 @@ def check_update(
         skip=skip,
         overrides=overrides,
     )
-    return _run(ctx, leaves, counters)
+    return run_checks(ctx, leaves, counters)
 
 
-def _prepare(
+def prepare(
     rule: Rule | None,
     params: Tree,
     grads: Tree,
@@ -1969,32 +2274,54 @@ def _prepare(
     skip: Collection[str] = (),
     overrides: Mapping[Path, Rule] | None = None,
     history: bool = True,
-) -> tuple[_Context, list[_Leaf], list[tuple[str, Any, Any]]]:
+    labels: Mapping[str, str] | None = None,
+    state_keys: Mapping[str, str] | None = None,
+) -> tuple[Context, list[Leaf], list[tuple[str, Any, Any]]]:
     """Validate the arguments of :func:`check_update` and build the step records.
+
+    Errors name the arguments of :func:`check_update` (``new_params``, ``state['exp_avg']``);
+    a front end with other argument names passes ``labels`` (``{"new_params": "params",
+    "new_state": "state", "before['params']": ...}``) and ``state_keys`` (state key -> the
+    user's key, ``{"square_avg": "S"}``).
 
     ``history=False``: only the values after the step are known (``params``/``state`` are
     ignored); the records then have no "before" values.
     """
     if rule is not None and not isinstance(rule, Rule):
-        raise TypeError(
-            f"rule must be an optcheck Rule (optcheck.rules.get(name)) or None, got {type(rule).__name__}"
+        hint = f" Pass optcheck.rules.get({rule!r})." if isinstance(rule, str) else ""
+        raise _v.UsageTypeError(
+            f"rule must be an optcheck Rule (optcheck.rules.get(name)) or None, got {_v.describe_value(rule)}.{hint}"
         )
+    skip = _v.check_str_seq("skip", skip)
     unknown = sorted(set(skip) - set(INVARIANTS))
     if unknown:
-        raise ValueError(
+        raise UsageError(
             f"skip={sorted(skip)} names unknown invariant(s) {unknown}; expected ids from {list(INVARIANTS)}"
         )
-    before = dict(before or {})
-    bad_before = sorted(set(before) - {"params", "grads", "state"})
-    if bad_before:
-        raise ValueError(
-            f"before has unexpected key(s) {bad_before}; expected some of ['grads', 'params', 'state']"
-        )
-    role_map = _roles_for(rule, roles)
-    state = dict(state or {})
-    new_state = dict(new_state or {})
-    state0 = dict(before.get("state") or state)
+    immutable = _v.check_str_seq("immutable", immutable, choices=("params", "grads", "state"))
+    names = _v.check_names("names", names)
+    key_prefix = _v.check_names("key_prefix", key_prefix)
+    roles = _v.check_names("roles", roles)
+    before = _v.check_mapping("before", before, keys=("params", "grads", "state"))
+    overrides = _v.check_mapping(
+        "overrides", overrides, key_type=(str, tuple), value_check=_check_override_rule
+    )
+    role_map = roles_for(rule, roles)
+
+    def arg(a: str) -> str:
+        return (labels or {}).get(a, a)
+
+    def user_key(k: str) -> str:
+        return (state_keys or {}).get(k, k)
+
+    state = _check_state_arg(arg("state"), state, rule, state_keys)
+    new_state = _check_state_arg(arg("new_state"), new_state, rule, state_keys)
+    in_before = "state" in before and before["state"] is not None
+    state0_name = arg("before['state']") if in_before else arg("state")
+    state0 = _check_state_arg(state0_name, before["state"], rule, state_keys) if in_before else state
     p_old = before.get("params", params)
+    p_old_name = arg("before['params']") if "params" in before else arg("params")
+    step = _v.check_int("step", step, low=0, optional=True)
     if step is None:
         s = new_state.get("step")
         try:
@@ -2002,7 +2329,7 @@ def _prepare(
         except (TypeError, ValueError):
             step = None
     names = dict(names or {})
-    ctx = _Context(
+    ctx = Context(
         rule=rule,
         roles=role_map,
         names=names,
@@ -2011,19 +2338,26 @@ def _prepare(
         skip=frozenset(skip),
         leaf_rules=dict(overrides or {}),
     )
-    scalar = {k for k in new_state if _is_scalar_entry(rule, k, role_map, new_state[k])}
+    scalar = {k for k in new_state if is_scalar_entry(rule, k, role_map, new_state[k])}
     array_keys = [k for k in new_state if k not in scalar and (k in state0 or not history)]
     counters = (
         [(k, state0[k], new_state[k]) for k in new_state if k in state0 and k in scalar] if history else []
     )
+    for label, tree in (("params", p_old), ("grads", grads), ("new_params", new_params)):
+        if tree is None and (history or label != "params"):
+            shown = p_old_name if label == "params" else arg(label)
+            raise _v.UsageTypeError(f"{shown} is invalid: expected an array or a dict of arrays, got None.")
     trees: dict[str, Tree] = {"params": p_old, "new_params": new_params, "grads": grads}
-    label_names = {"params": ctx.name("params"), "new_params": ctx.name("params"), "grads": ctx.name("grads")}
+    # errors name the argument each tree came from
+    label_names = {"params": p_old_name, "new_params": arg("new_params"), "grads": arg("grads")}
     if not history:
         trees["params"] = new_params
+        label_names["params"] = arg("new_params")
     for k in array_keys:
         trees[f"s0:{k}"] = state0[k] if history else None
         trees[f"s1:{k}"] = new_state[k]
-        label_names[f"s0:{k}"] = label_names[f"s1:{k}"] = ctx.name(k)
+        label_names[f"s0:{k}"] = f"{state0_name}[{user_key(k)!r}]"
+        label_names[f"s1:{k}"] = f"{arg('new_state')}[{user_key(k)!r}]"
     mut_pairs: list[tuple[str, str, str]] = []
     for what in immutable:
         if what not in before or what == "state":
@@ -2033,14 +2367,24 @@ def _prepare(
             continue
         trees[f"mut0:{what}"] = before[what]
         trees[f"mut1:{what}"] = current
-        label_names[f"mut0:{what}"] = label_names[f"mut1:{what}"] = ctx.name(what)
+        label_names[f"mut0:{what}"] = arg(f"before[{what!r}]")
+        label_names[f"mut1:{what}"] = arg(what)
         mut_pairs.append((what, f"mut0:{what}", f"mut1:{what}"))
-    rows = _leaves_for(trees, "params", label_names, allow_none=[k for k in trees if k[:3] in ("s0:", "s1:")])
+    # the gradient belongs to the parameter: same shape (a changed parameter or state shape is a finding)
+    strict = ["grads", *(f"mut0:{w}" for w, _, _ in mut_pairs)] if history else ["grads"]
+    rows = _leaves_for(
+        trees,
+        "params",
+        label_names,
+        allow_none=[k for k in trees if k[:3] in ("s0:", "s1:")],
+        same_shape=strict,
+        complex_ok=["new_params", *(k for k in trees if k[:3] == "s1:")],  # a changed dtype is the finding
+    )
     leaves = []
     for path, a in rows:
         p0 = a["params"]
         leaves.append(
-            _Leaf(
+            Leaf(
                 path=path,
                 shape=_shape(p0),
                 dtype=p0.dtype,
@@ -2055,7 +2399,35 @@ def _prepare(
     return ctx, leaves, counters
 
 
-def _is_scalar_entry(rule: Rule | None, key: str, roles: Mapping[str, str], x: Any) -> bool:
+def _check_override_rule(where: str, value: Any) -> Any:
+    if not isinstance(value, Rule):
+        raise _v.UsageTypeError(
+            f"{where} is invalid: expected an optcheck Rule (rule.replace(...) with other hyperparameters), "
+            f"got {_v.describe_value(value)}."
+        )
+    return value
+
+
+def _check_state_arg(
+    name: str, state: Any, rule: Rule | None, state_keys: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    """A state argument of :func:`check_update`: ``None`` or a dict with string keys; scalar entries are numbers."""
+    out = _v.check_mapping(name, state, what="a dict of state entries ({'step': 3, 'exp_avg': tree, ...})")
+    scalar_keys = set(rule.scalar_states) if rule is not None else {"step"}
+    for key in scalar_keys & set(out):
+        value = out[key]
+        where = f"{name}[{(state_keys or {}).get(key, key)!r}]"
+        if key == "step" and isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_)):
+            if value < 0:
+                raise UsageError(f"{where} is invalid: expected a whole number >= 0, got {value!r}.")
+            continue
+        _check_count(where, value)
+        if key == "step" and (float(value) != int(float(value)) or float(value) < 0):
+            raise UsageError(f"{where} is invalid: expected a whole number >= 0, got {value!r}.")
+    return out
+
+
+def is_scalar_entry(rule: Rule | None, key: str, roles: Mapping[str, str], x: Any) -> bool:
     """Whether state entry ``key`` is a number (the step counter, a schedule) rather than a tree."""
     if isinstance(x, Mapping):
         return False

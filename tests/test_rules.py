@@ -731,7 +731,8 @@ def test_init_rejects_non_float_and_non_array_params() -> None:
         rules.get("sgd").init({"W1": np.ones(2), "b1": np.zeros(2, dtype=np.int64)})
     with pytest.raises(TypeError, match=re.escape("params['W1'] is a float; expected an array")):
         rules.get("sgd").init({"W1": 1.0})
-    with pytest.raises(TypeError, match=re.escape("key 1 at tree is a int; optcheck trees are dicts")):
+    # the message names the argument (issue 15), not an anonymous "tree"
+    with pytest.raises(TypeError, match=re.escape("params has the key 1, a int: expected string keys")):
         rules.get("sgd").init({1: np.ones(2)})
 
 

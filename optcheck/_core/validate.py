@@ -6,7 +6,7 @@ said) or raises one clean error, ``from None``, whose message names the argument
 path inside a tree), what was expected and what was given, in the manner of Hypothesis's
 ``InvalidArgument``::
 
-    seed=-1 is invalid: expected a whole number >= 0, got -1.
+    seed=-1 is invalid; expected a whole number >= 0, got -1.
     params['W'] is a numpy.matrix: expected a numpy ndarray (np.matrix's * is a matrix product); pass np.asarray(params['W']).
 
 A value of the wrong *type* raises :class:`~optcheck._core.errors.UsageTypeError`, which is both
@@ -45,6 +45,8 @@ import numpy as np
 from .errors import UsageError, UsageTypeError
 
 __all__ = [
+    "UsageError",
+    "UsageTypeError",
     "check_array",
     "check_bool",
     "check_callable",
@@ -59,8 +61,10 @@ __all__ = [
     "check_str_seq",
     "check_tree",
     "describe_value",
+    "is_plain_tree",
     "library_of",
     "path_str",
+    "same_layout",
 ]
 
 Path = tuple[str, ...]
@@ -119,8 +123,15 @@ def describe_value(x: Any) -> str:
     return f"a {type(x).__module__}.{type(x).__qualname__}"
 
 
+def _is_scalar(value: Any) -> bool:
+    return value is None or isinstance(value, (bool, int, float, complex, str, bytes, np.generic))
+
+
 def _invalid(where: str, expected: str, value: Any, *, type_error: bool, hint: str = "") -> Exception:
-    msg = f"{where} is invalid: expected {expected}, got {describe_value(value)}."
+    if _is_scalar(value):
+        msg = f"{where}={_short_repr(value)} is invalid; expected {expected}."
+    else:
+        msg = f"{where} is invalid; expected {expected}, got {describe_value(value)}."
     if hint:
         msg += " " + hint
     err = UsageTypeError(msg) if type_error else UsageError(msg)
@@ -283,16 +294,18 @@ def check_mapping(
     if not isinstance(value, Mapping):
         raise _invalid(name, what + (" or None" if optional else ""), value, type_error=True)
     out: dict[Any, Any] = {}
+    if keys is not None:
+        bad = [k for k in value if k not in keys]
+        if bad:
+            raise UsageError(
+                f"{name} has unexpected key(s) {bad}; expected keys among {sorted(keys)}."
+            ) from None
     for k, v in value.items():
         if not isinstance(k, key_type) or isinstance(k, bool):
             kinds = key_type if isinstance(key_type, tuple) else (key_type,)
             expected = " or ".join(t.__name__ for t in kinds)
             raise UsageTypeError(
-                f"{name} is invalid: its key {_short_repr(k)} is a {type(k).__name__}; expected {expected} keys."
-            ) from None
-        if keys is not None and k not in keys:
-            raise UsageError(
-                f"{name} is invalid: unexpected key {k!r}; expected keys among {sorted(keys)}."
+                f"{name} is invalid; its key {_short_repr(k)} is a {type(k).__name__}; expected {expected} keys."
             ) from None
         out[k] = value_check(path_str(name, (k,)), v) if value_check is not None else v
     return out
@@ -398,8 +411,11 @@ def check_array(
         if numbers_ok and isinstance(x, (numbers.Real, np.number)) and not isinstance(x, (bool, np.bool_)):
             return x
         expected = "an array (numpy array or torch tensor)" + (" or a number" if numbers_ok else "")
-        hint = f"Convert it with np.asarray({where})." if isinstance(x, (list, tuple)) else ""
-        raise _invalid(where, expected, x, type_error=True, hint=hint)
+        hint = f" Convert it with np.asarray({where})." if isinstance(x, (list, tuple)) else ""
+        given = "None" if x is None else f"a {type(x).__name__}"
+        err = UsageTypeError(f"{where} is {given}; expected {expected}.{hint}")
+        err.__suppress_context__ = True
+        raise err
     if isinstance(x, np.ndarray):
         kind = x.dtype.kind
     elif isinstance(x, np.generic):
@@ -451,14 +467,18 @@ def check_tree(
     out: list[tuple[Path, Any]] = []
     _walk(name, tree, (), out, real_float=real_float, numbers_ok=numbers_ok)
     if not out and not allow_empty:
-        raise UsageError(f"{name} is invalid: expected at least one array, got an empty dict.") from None
-    check_same_namespace({path_str(name, p): leaf for p, leaf in out})
+        raise UsageError(f"{name} is invalid; expected at least one array, got an empty dict.") from None
+    if len({type(leaf) for _, leaf in out}) > 1:  # the usual case, one leaf type, needs no more
+        check_same_namespace({path_str(name, p): leaf for p, leaf in out})
     return out
 
 
 def _walk(
     name: str, node: Any, path: Path, out: list[tuple[Path, Any]], *, real_float: bool, numbers_ok: bool
 ) -> None:
+    if type(node) is np.ndarray and node.dtype.kind in _PLAIN_KINDS[real_float]:
+        out.append((path, node))  # the usual case, checked cheaply
+        return
     if isinstance(node, Mapping):
         for k, v in node.items():
             if not isinstance(k, str):
@@ -475,10 +495,38 @@ def _walk(
         and all(isinstance(v, Mapping) for v in node)
     ):
         raise UsageTypeError(
-            f"{name} is invalid: expected an array or a dict of arrays, got {describe_value(node)} of dicts; "
+            f"{name} is invalid; expected an array or a dict of arrays, got {describe_value(node)} of dicts; "
             "optcheck reads parameter groups as one dict (merge them, or use overrides= for per-group settings)."
         ) from None
     out.append((path, check_array(name, node, path, real_float=real_float, numbers_ok=numbers_ok)))
+
+
+_PLAIN_KINDS = {False: "fiucb", True: "f"}  # ndarray kinds check_array passes without more ado
+
+
+def is_plain_tree(tree: Any) -> bool:
+    """Whether ``tree`` is a dict (string keys) of plain float ndarrays and numbers: nothing to refuse.
+
+    A cheap test for callers on a hot path (the guard, once per step), which run the full
+    :func:`check_tree` (and so a named error) only when this says no.
+    """
+    t = type(tree)
+    if t is np.ndarray:
+        return tree.dtype.kind == "f"  # type: ignore[no-any-return]
+    if t is dict:
+        return all(type(k) is str and is_plain_tree(v) for k, v in tree.items())
+    return t is float or t is int
+
+
+def same_layout(a: Any, b: Any) -> bool:
+    """Whether trees ``a`` and ``b`` have the same keys (in any order) and leaf shapes: a cheap test."""
+    if type(a) is dict:
+        if type(b) is not dict or a.keys() != b.keys():
+            return False
+        return all(same_layout(v, b[k]) for k, v in a.items())
+    if type(b) is dict:
+        return False
+    return getattr(a, "shape", None) == getattr(b, "shape", None)
 
 
 def check_same_namespace(leaves: Mapping[str, Any]) -> None:
@@ -502,6 +550,8 @@ def check_same_namespace(leaves: Mapping[str, Any]) -> None:
 
 
 def _shape_of(x: Any) -> tuple[int, ...] | None:
+    if type(x) is np.ndarray:
+        return x.shape  # type: ignore[no-any-return]
     shape = getattr(x, "shape", None)
     if shape is None:
         return None
@@ -513,16 +563,18 @@ def check_same_structure(
     *,
     shapes: bool = True,
     namespace: bool = True,
+    labels: Mapping[str, str] | None = None,
 ) -> list[tuple[Path, tuple[Any, ...]]]:
     """Walk several trees that must share keys (and shapes): ``(path, leaves)`` per leaf.
 
     ``trees`` maps each argument's name to its tree; the first gives the structure. A missing
     or extra key, a dict where the first has an array, a different shape (``shapes``) or a
     different array library (``namespace``) raises, naming both arguments and the key path.
-    ``None`` trees are skipped (optional arguments).
+    ``None`` trees are skipped (optional arguments). ``labels`` gives the name shown in messages
+    for a key of ``trees`` (default: the key itself).
     """
     named = {k: v for k, v in trees.items() if v is not None}
-    names = list(named)
+    names = [(labels or {}).get(k, k) for k in named]
     values = list(named.values())
     out: list[tuple[Path, tuple[Any, ...]]] = []
     if not names:
@@ -545,15 +597,20 @@ def check_same_structure(
                 if missing or extra:
                     parts = []
                     if missing:
-                        parts.append(f"lacks key(s) {missing}")
+                        parts.append(f"missing key(s) {missing}")
                     if extra:
-                        parts.append(f"has unexpected key(s) {extra}")
+                        parts.append(f"unexpected key(s) {extra}")
                     raise UsageError(
-                        f"{path_str(n, path)} {' and '.join(parts)}: expected the keys of "
-                        f"{path_str(names[0], path)}, {list(first)}."
+                        f"{path_str(n, path)} has {' and '.join(parts)} compared with "
+                        f"{path_str(names[0], path)} (keys {list(first)}); expected {n} to have the same keys."
                     ) from None
         if first_map:
             for k in first:
+                if not isinstance(k, str):
+                    raise UsageTypeError(
+                        f"{path_str(names[0], path)} has the key {_short_repr(k)}, a {type(k).__name__}: expected "
+                        "string keys (optcheck trees are dicts with string keys, like {'W1': ..., 'b1': ...})."
+                    ) from None
                 walk([node[k] for node in nodes], (*path, k))
             return
         if shapes:

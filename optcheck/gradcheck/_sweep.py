@@ -10,6 +10,8 @@ from typing import Any
 
 import numpy as np
 
+from .._core import validate as _v
+from .._core.errors import UsageError, UsageTypeError
 from .._tree import Tree, path_str
 from ._engine import EPS, Evaluator, estimate_noise
 from ._space import FloatArray, Space, is_torch_tensor
@@ -91,13 +93,13 @@ def _select(space: Space, g: FloatArray, key: Any, index: Any) -> int:
     if key is None:
         leaf = 0
         if len(space.leaves) > 1 and index is not None:
-            raise ValueError("index= needs key= when x is a dict: say which array the index is in")
+            raise UsageError("index= needs key= when x is a dict: say which array the index is in")
     else:
         path = (key,) if isinstance(key, str) else tuple(key)
         matches = [i for i, lf in enumerate(space.leaves) if lf.path == path]
         if not matches:
             known = ", ".join(repr(lf.path[0] if len(lf.path) == 1 else lf.path) for lf in space.leaves)
-            raise ValueError(f"key={key!r} is not a key of x; its keys are {known}")
+            raise UsageError(f"key={key!r} is not a key of x; its keys are {known}")
         leaf = matches[0]
     lf = space.leaves[leaf]
     seg = g[lf.offset : lf.stop]
@@ -106,7 +108,7 @@ def _select(space: Space, g: FloatArray, key: Any, index: Any) -> int:
         return lf.offset + int(np.argmax(finite))
     idx = (index,) if isinstance(index, (int, np.integer)) else tuple(index)
     if len(idx) != len(lf.shape) or any(not -n <= i < n for i, n in zip(idx, lf.shape, strict=True)):
-        raise ValueError(f"index={index!r} is not an index of {space.key(leaf)}, which has shape {lf.shape}")
+        raise UsageError(f"index={index!r} is not an index of {space.key(leaf)}, which has shape {lf.shape}")
     return lf.offset + int(
         np.ravel_multi_index(tuple(int(i) % n for i, n in zip(idx, lf.shape, strict=True)), lf.shape)
     )
@@ -137,7 +139,29 @@ def step_sweep(
         A :class:`StepSweep`; ``print(sweep)`` shows the table, ``sweep.plot()`` draws the V.
     """
     if not callable(f):
-        raise TypeError("f must be a callable f(x) -> float")
+        raise UsageTypeError("f must be a callable f(x) -> float")
+    seed = _v.check_seed("seed", seed)
+    if (
+        key is not None
+        and not isinstance(key, str)
+        and not (isinstance(key, tuple) and all(isinstance(k, str) for k in key))
+    ):
+        raise _v.UsageTypeError(f"key={key!r} is invalid; expected a key of x (a string) or a tuple key path")
+    one_int = isinstance(index, (int, np.integer)) and not isinstance(index, bool)
+    ints = isinstance(index, tuple) and all(isinstance(i, (int, np.integer)) for i in index)
+    if index is not None and not (one_int or ints):
+        raise _v.UsageTypeError(f"index={index!r} is invalid; expected an int or a tuple of ints")
+    if steps is not None:
+        try:
+            given = np.asarray(steps, dtype=np.float64).reshape(-1)
+        except (TypeError, ValueError):
+            raise _v.UsageTypeError(
+                f"steps={steps!r} is invalid; expected a sequence of relative steps > 0"
+            ) from None
+        if given.size == 0 or not np.all(np.isfinite(given)) or np.any(given <= 0):
+            raise UsageError(
+                f"steps={steps!r} is invalid; expected a non-empty sequence of finite relative steps > 0"
+            )
     space = Space(x, "x")
     if callable(grad) and not is_torch_tensor(grad) and not isinstance(grad, Mapping):
         grad = grad(space.user_x())
@@ -146,7 +170,7 @@ def step_sweep(
     ev = Evaluator(f, space, None)
     f0 = ev.real(space.x.copy())
     if not math.isfinite(f0):
-        raise ValueError(f"f(x) is {f0} at the given x; the sweep needs a finite loss at x")
+        raise UsageError(f"f(x) is {f0} at the given x; the sweep needs a finite loss at x")
     noise, _ = estimate_noise(ev, space, f0, np.random.default_rng(seed))
     noise = max(noise or 0.0, 0.5 * ev.result_eps * abs(f0))
     rel = min(max(noise / abs(f0) if f0 else EPS, EPS), 1e-3)
