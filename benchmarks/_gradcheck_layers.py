@@ -248,7 +248,7 @@ def layer_rows(layer: Layer, dtype: Any = torch.float64, with_nd: bool = True) -
     rows: list[LayerRow] = []
     inputs = tuple(t.detach().to(dtype).clone().requires_grad_(True) for t in layer.inputs)
     c = layer.counter
-    for mode in ("auto", "full"):
+    for mode in ("auto", "full") if with_nd else ("auto",):
         c.calls = 0
         t = time.perf_counter()
         ok = optcheck.check_torch(layer.fn, *inputs, mode=mode)
