@@ -75,9 +75,16 @@ OBJECT = ["audit", f"{t('object_correct.py')}:Adam", "--rule", "adam"]
 
 USAGE_ERRORS = [
     pytest.param([], "expected a command", id="no-command"),
-    pytest.param(["audit", "x.py:f"], "--rule", id="no-rule"),
     pytest.param(
-        ["audit", "examples/rmsprop_nan.py", "--rule", "rmsprop"], "path/to/file.py:NAME", id="no-colon"
+        ["audit", "examples/rmsprop_nan", "--rule", "rmsprop"], "path/to/file.py:NAME", id="no-colon"
+    ),
+    pytest.param(
+        ["audit", "optcheck/cli.py"], "no function or class that takes gradients", id="no-candidate"
+    ),
+    pytest.param(
+        ["audit", "examples/rmsprop_nan.py:update_parameters_with_rmsprop", "--bind", "x"],
+        "NAME=ROLE",
+        id="bad-bind",
     ),
     pytest.param(["audit", "nowhere.py:f", "--rule", "sgd"], "'nowhere.py' does not exist", id="no-file"),
     pytest.param(

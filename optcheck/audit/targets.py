@@ -78,7 +78,16 @@ class TargetSpec:
 
 
 def parse_target(text: str, cwd: str | None = None) -> TargetSpec:
-    """Parse ``path/to/file.py:NAME`` or ``package.module:NAME``; ``AuditUsageError`` when malformed."""
+    """Parse ``path/to/file.py:NAME`` or ``package.module:NAME``; ``AuditUsageError`` when malformed.
+
+    ``path/to/file.py`` alone names the file's one update function or optimizer class: the child
+    finds it (:func:`find_candidates`) and the audit lists the candidates when there are several.
+    """
+    if isinstance(text, str) and ":" not in text and text.endswith(".py"):
+        path = Path(cwd or os.getcwd(), text).resolve()
+        if not path.is_file():
+            raise AuditUsageError(f"TARGET {text!r}: the file {text!r} does not exist")
+        return TargetSpec("file", str(path), "", text)
     if not isinstance(text, str) or ":" not in text:
         raise AuditUsageError(
             f"TARGET {text!r} is invalid; expected path/to/file.py:NAME or package.module:NAME "
