@@ -69,7 +69,7 @@ CORRECT = [
         {"weight_decay": 0.1, "lr": 0.05},
         {},
         id="torch",
-        marks=needs_torch,
+        marks=[needs_torch, pytest.mark.slow],
     ),
 ]
 
@@ -108,7 +108,16 @@ BUGGY = [
         "nondeterministic",
         id="functional",
     ),
-    pytest.param("object", "object_nondeterministic.py", "Adam", "adam", {}, "nondeterministic", id="object"),
+    pytest.param(
+        "object",
+        "object_nondeterministic.py",
+        "Adam",
+        "adam",
+        {},
+        "nondeterministic",
+        id="object",
+        marks=pytest.mark.slow,
+    ),
     pytest.param(
         "torch",
         "torch_input-mutated.py",
@@ -117,7 +126,7 @@ BUGGY = [
         {"weight_decay": 0.1},
         "input-mutated",
         id="torch",
-        marks=needs_torch,
+        marks=[needs_torch, pytest.mark.slow],
     ),
 ]
 
@@ -164,6 +173,7 @@ SEED_HYPER = {"alpha": 0.9, "lr": 0.01, "eps": 1e-8}
 SEED_ARGS = {"reg_param": 0.7, "batch_size": 32}
 
 
+@pytest.mark.slow
 def test_seed_problem_names_both_bugs() -> None:
     report = run_audit(
         f"{EXAMPLES / 'rmsprop_nan.py'}:update_parameters_with_rmsprop",
@@ -320,6 +330,7 @@ def momentum_state_lost(parameters, grads, v, beta=0.9, learning_rate=0.01):  # 
     return parameters, v
 
 
+@pytest.mark.slow
 def test_state_not_updated() -> None:
     report = run_audit(momentum_state_lost, "sgd", hyper={"momentum": 0.9}, isolate=False, **FAST)
     assert report.verdict == "fail"

@@ -701,7 +701,7 @@ class Auditor:
             if not trajs:
                 continue
             try:
-                expl = diag.explain(trajs, budget_s=DIAGNOSE_BUDGET_S)
+                expl = _run_explain(diag, trajs)
             except Exception:
                 continue
             if _diagnoses(expl) or list(getattr(expl, "conventions", ()) or ()):
@@ -1651,7 +1651,7 @@ class Auditor:
         if diag is None or not trajs:
             return
         try:
-            explanation = diag.explain(trajs, budget_s=DIAGNOSE_BUDGET_S)
+            explanation = _run_explain(diag, trajs)
         except Exception as e:  # diagnosis must never take the audit down
             self.notes.append(f"diagnosis failed: {type(e).__name__}: {e}")
             return
@@ -1688,7 +1688,7 @@ class Auditor:
             if not results:
                 return
             try:
-                explanation = diag.explain([r.traj for r in results], budget_s=DIAGNOSE_BUDGET_S)
+                explanation = _run_explain(diag, [r.traj for r in results])
             except Exception as e:
                 self.notes.append(f"diagnosis failed: {type(e).__name__}: {e}")
                 return
@@ -1993,6 +1993,11 @@ def _diagnose_module() -> Any:
     except ImportError:
         return None
     return mod if hasattr(mod, "explain") else None
+
+
+def _run_explain(diag: Any, trajs: Sequence[Trajectory]) -> Any:
+    """``optcheck.diagnose.explain`` with the audit's budget (the one place the audit calls it)."""
+    return diag.explain(trajs, budget_s=DIAGNOSE_BUDGET_S)
 
 
 def _diagnoses(explanation: Any) -> list[Any]:
