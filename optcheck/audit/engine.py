@@ -1076,6 +1076,10 @@ class Auditor:
                 go = self._identify() and self._probes()
             if go:
                 self._search()
+            if go and self.style == "torch" and not self._fatal():
+                from .torch_options import audit_torch_options
+
+                audit_torch_options(self)
         except BudgetExhausted:
             self._exhaust()
         try:
