@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -10,7 +11,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from optcheck.audit import _wire  # noqa: E402
-from optcheck.audit.engine import Auditor  # noqa: E402
+from optcheck.audit.engine import Auditor, run_audit  # noqa: E402
 from optcheck.audit.torch_options import SCENARIOS, bf16_round  # noqa: E402
 
 
@@ -93,7 +94,7 @@ def _audit(cls: type, **hyper: Any) -> Auditor:
 def test_torch_adam_passes_every_situation() -> None:
     a = _audit(torch.optim.Adam, weight_decay=0.01)
     assert not [f for f in a.findings if f.startswith("torch-")], a.findings
-    checked = next(n for n in a.notes if n.startswith("torch options checked"))
+    checked = "; ".join(a.torch_options)
     for label in (
         "two parameter groups",
         "bfloat16",
@@ -104,7 +105,10 @@ def test_torch_adam_passes_every_situation() -> None:
         "load_state_dict",
     ):
         assert label in checked
-    assert any("sparse gradients: not supported" in n for n in a.notes)
+    assert any(n.startswith("sparse gradients (not supported") for n in a.torch_options_not_run)
+    text = str(a.report())
+    assert "Also run (torch), each against the reference:\n  - two parameter groups" in text
+    assert "Not run (torch):\n  - sparse gradients" in text
 
 
 @pytest.mark.slow
@@ -176,3 +180,33 @@ def test_wire_carries_bfloat16_tensors_and_a_real_closure() -> None:
 
 def test_every_situation_has_a_distinct_id() -> None:
     assert len({s.slug for s in SCENARIOS}) == len(SCENARIOS)
+
+
+TARGETS = Path(__file__).resolve().parent / "targets"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("file", "rule", "hyper", "expected", "words"),
+    [
+        ("torch_group-lr-ignored.py:GroupAdam", "adam", {"lr": 0.01}, "torch-groups", "params['u']"),
+        (
+            "torch_maximize-ignored.py:MaxSGD",
+            "sgd",
+            {"lr": 0.05, "momentum": 0.9},
+            "torch-maximize",
+            "maximize=True",
+        ),
+        ("torch_step-not-in-state.py:CountingAdam", "adam", {"lr": 0.01}, "torch-state-dict", "after step 3"),
+    ],
+)
+def test_planted_option_bugs_in_a_child_process(
+    file: str, rule: str, hyper: dict[str, Any], expected: str, words: str
+) -> None:
+    report = run_audit(str(TARGETS / file), rule, hyper=hyper, examples=3, steps=3)
+    assert report.isolated
+    errors = [f.id for f in report.findings if f.severity == "error"]
+    assert errors == [expected], report.render_text()
+    f = next(f for f in report.findings if f.id == expected)
+    assert words in f.message
+    assert report.to_dict()["torch_options"]["run"]

@@ -367,6 +367,8 @@ class Auditor:
         self.explanation: Any = None
         self.config_failure: TargetFailure | None = None
         self._cases: dict[str, Case] = {}
+        self.torch_options: list[str] = []  # the situations a torch optimizer was also run in
+        self.torch_options_not_run: list[str] = []
 
     # -- setup --------------------------------------------------------------------------------
 
@@ -1076,7 +1078,8 @@ class Auditor:
                 go = self._identify() and self._probes()
             if go:
                 self._search()
-            if go and self.style == "torch" and not self._fatal():
+            errors = any(f.severity == "error" for f in self.findings.values()) or self.provisional
+            if go and self.style == "torch" and not self._fatal() and not errors:
                 from .torch_options import audit_torch_options
 
                 audit_torch_options(self)
@@ -1477,6 +1480,8 @@ class Auditor:
             reproduction=repro,
             isolated=bool(getattr(self.worker, "isolated", False)),
             trajectory=self._diverging_trajectory(),
+            torch_options=list(self.torch_options),
+            torch_options_not_run=list(self.torch_options_not_run),
         )
 
     def _diverging_trajectory(self) -> Trajectory | None:

@@ -71,7 +71,7 @@ SCENARIOS: tuple[Scenario, ...] = (
     Scenario("maximize", "maximize=True", options=(("maximize", True),)),
     Scenario("grad-none", "a parameter whose .grad is None", none_grad=True),
     Scenario("sparse", "sparse gradients", sparse=True),
-    Scenario("closure", "step(closure) with a closure that recomputes the loss", closure=True),
+    Scenario("closure", "a closure passed to step() that recomputes the loss", closure=True),
     Scenario(
         "state-dict",
         "state_dict() -> new optimizer -> load_state_dict() after step 3",
@@ -123,6 +123,7 @@ class _Run:
                     g[k][0] = 0.0
         self.with_grad = [k for k in self.names if not (sc.none_grad and k == "u")]
         self.refs = {k: Ref(f"tp_{k}") for k in self.names}
+        self.closure_ignored = False
 
     def ctor(self, params_arg: Any) -> tuple[list[Any], dict[str, Any]]:
         plan: Plan = self.a.plan
@@ -206,10 +207,14 @@ class _Run:
                 args = []
             b.call(Ref(opt).attr("step"), args)
             idx = {k: b.snap(self.refs[k]) for k in self.names}
+            gidx = b.snap(self.refs[self.with_grad[0]].attr("grad")) if sc.closure else None
             try:
                 res = b.run(timeout=a.worker.call_timeout)
             except TargetFailure as f:
                 return out, f, step
+            if gidx is not None and res[gidx] is None:
+                self.closure_ignored = True  # the closure sets every .grad: it was never called
+                return out, None, 0
             out.append({k: to_numpy(res[i], f"params[{k!r}]") for k, i in idx.items()})
         return out, None, 0
 
@@ -250,11 +255,11 @@ def audit_torch_options(auditor: Any) -> None:
         run = _Run(auditor, sc, group_keys, accepts)
         params, failure, fstep = run.run()
         if failure is not None and failure.id in ("timeout", "crashed", "exited") and not params:
-            auditor.notes.append(f"torch options: {sc.label}: the target {failure.detail}; not judged")
+            auditor.torch_options_not_run.append(f"{sc.label} (the target {failure.detail})")
             continue
         if failure is not None and sc.sparse:
             # most optimizers do not take sparse gradients (torch's own raise); failing on one is not a wrong update
-            auditor.notes.append(f"torch options: {sc.label}: not supported ({failure.detail[:160]})")
+            auditor.torch_options_not_run.append(f"{sc.label} (not supported: {failure.detail[:120]})")
             continue
         if failure is not None and (sc.options or sc.dtype != "float64") and _refused(failure):
             auditor.notes.append(
@@ -265,8 +270,7 @@ def audit_torch_options(auditor: Any) -> None:
         finding = _judge(auditor, run, params, failure, fstep)
         if finding is not None:
             auditor.findings.setdefault(finding.id, finding)
-    if ran:
-        auditor.notes.append("torch options checked: " + "; ".join(ran))
+    auditor.torch_options.extend(ran)
 
 
 def _group_keys(auditor: Any) -> dict[str, Any] | None:
@@ -355,6 +359,16 @@ def _judge(
     sc = run.sc
     fid = f"torch-{sc.slug}"
     combo = _combo(auditor, sc)
+    if run.closure_ignored:
+        return Finding(
+            fid,
+            "warning",
+            f"with {combo}, step(closure) returned without calling the closure (every .grad was still None "
+            "afterwards), so a closure-style training loop (`opt.step(closure)`) would never update with fresh "
+            "gradients; call it as torch's optimizers do: `loss = None; if closure is not None: with "
+            "torch.enable_grad(): loss = closure()`, then return loss",
+            step=1,
+        )
     if failure is not None:
         return Finding(
             fid,
