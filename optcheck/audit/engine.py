@@ -31,7 +31,7 @@ from .. import rules as rules_mod
 from .._compare import compare_trajectory
 from .._trajectory import Trajectory, replay
 from .._tree import Path, flatten, map_tree, path_str
-from ..rules import Rule
+from ..rules import Rule, naming
 from . import adapters, sessions
 from ._common import AuditUsageError, Plan, StepOutput, TargetInfo
 from .report import AuditReport, Finding
@@ -513,7 +513,7 @@ class Auditor:
         if self.binding.l2 is None or not isinstance(params0, Mapping):
             return {}
         no_decay = self.rule.replace(weight_decay=0.0)
-        return {path: no_decay for path, _ in flatten(params0) if not path[-1].startswith("W")}
+        return {path: no_decay for path, _ in flatten(params0) if not naming.is_course_weight(path[-1])}
 
     # -- names for messages -----------------------------------------------------------------------
 

@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ..rules import naming
+
 if TYPE_CHECKING:
     from .engine import Auditor, Case
     from .report import AuditReport, Finding
@@ -215,7 +217,7 @@ def _kw_text(auditor: Auditor, roles: Mapping[str, str]) -> str:
 def _reference_lines(auditor: Auditor, case: Case, grad_key: str) -> list[str]:
     rule = auditor.rule
     bound = {c.source for c in auditor.plan.calls if c.source}
-    hyper = ", ".join(f"{k}={v!r}" for k, v in rule.hyper.items() if v != _default(rule, k) or k in bound)
+    hyper = ", ".join(f"{k}={v!r}" for k, v in naming.changed_hyper(rule, bound).items())
     lines = [f"ref = optcheck.rules.get({rule.name!r}{', ' + hyper if hyper else ''})"]
     if auditor.binding.l2 is not None and isinstance(case.params0, Mapping):
         lines.append("no_decay = ref.replace(weight_decay=0.0)  # course L2: the biases are not decayed")
@@ -236,13 +238,6 @@ def _reference_lines(auditor: Auditor, case: Case, grad_key: str) -> list[str]:
         lines.append("    p, state = ref.step(p, g, state)")
         lines.append("expected = p")
     return lines
-
-
-def _default(rule: Any, name: str) -> Any:
-    for s in type(rule).hyper_specs():
-        if s.name == name:
-            return s.default
-    return None
 
 
 def _target_lines(auditor: Auditor, fn: str) -> tuple[list[str], str]:

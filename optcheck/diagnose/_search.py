@@ -15,7 +15,8 @@ from typing import Any
 import numpy as np
 
 from .._compare import REPLAY_ERRORS, Comparison, Divergence, compare_trajectory, compare_trees, to_numpy
-from .._trajectory import Trajectory, step_tree
+from .._core import validate as _v
+from .._trajectory import Trajectory, check_trajectories, step_tree
 from .._tree import Path, flatten
 from ..rules import Rule, names, rule_class
 from ._catalog import CATALOG, CONVENTIONS, Bug, convention_variants, is_decay_rate
@@ -545,14 +546,8 @@ def explain(trajectories: Sequence[Trajectory], *, budget_s: float = 2.0) -> Exp
     the search was complete. Returns an :class:`Explanation` (no diagnoses when nothing
     reproduces the target: the audit then reports ``differs-from-reference``).
     """
-    if budget_s <= 0:
-        raise ValueError(f"budget_s={budget_s!r} is invalid; expected a positive number of seconds")
-    trajs = list(trajectories)
-    if not trajs:
-        raise ValueError("explain: trajectories is empty; expected at least one Trajectory from the audit")
-    for n, tr in enumerate(trajs):
-        if not isinstance(tr, Trajectory):
-            raise TypeError(f"trajectories[{n}] is a {type(tr).__name__}; expected an optcheck Trajectory")
+    budget_s = _v.check_float("budget_s", budget_s, low=0.0, low_open=True)
+    trajs = check_trajectories(trajectories)
     s = _Search(trajs, budget_s)
     if not s.failing:
         return Explanation(divergence=None, elapsed_s=time.perf_counter() - s.t0)
@@ -868,12 +863,8 @@ def identify(trajectories: Sequence[Trajectory], *, budget_s: float = 20.0) -> I
     the defaults). When none does, the known conventions are tried on the closest
     candidates, then the single catalog mutants of the closest rule.
     """
-    trajs = list(trajectories)
-    if not trajs:
-        raise ValueError("identify: trajectories is empty; expected at least one Trajectory from the audit")
-    for n, tr in enumerate(trajs):
-        if not isinstance(tr, Trajectory):
-            raise TypeError(f"trajectories[{n}] is a {type(tr).__name__}; expected an optcheck Trajectory")
+    budget_s = _v.check_float("budget_s", budget_s, low=0.0, low_open=True)
+    trajs = check_trajectories(trajectories)
     t_end = time.perf_counter() + budget_s
     plain = [dataclasses.replace(tr, states=None, overrides={}, state0=None) for tr in trajs]
     start = _user_hyper(trajs[0].rule)

@@ -82,9 +82,11 @@ __all__ = [
     "STATE_GROUPS",
     "STEP_NAMES",
     "StateMap",
+    "changed_hyper",
     "hyper_aliases",
     "hyper_names",
     "is_course_l2",
+    "is_course_weight",
     "is_step_name",
     "key_prefix",
     "layer_base",
@@ -332,6 +334,21 @@ def is_course_l2(name: str, rule: RuleLike | Sequence[str] | None = None) -> boo
         if name in own:
             return False
     return name.lower() in COURSE_L2_NAMES
+
+
+def is_course_weight(key: object) -> bool:
+    """Whether a course parameter key is a weight (``W1``, ``W2``...): the course's L2 decays these, not the biases."""
+    return isinstance(key, str) and key.startswith("W")
+
+
+def changed_hyper(rule: Rule, keep: Iterable[str] = ()) -> dict[str, Any]:
+    """``rule``'s hyperparameters that differ from their defaults (and those named in ``keep``), in order.
+
+    What a message or a reproduction writes to name the rule: ``rules.get("rmsprop", alpha=0.9)``.
+    """
+    kept = set(keep)
+    defaults = {s.name: s.default for s in type(rule).hyper_specs()}
+    return {k: v for k, v in rule.hyper.items() if k in kept or v != defaults.get(k)}
 
 
 def _same(a: Any, b: Any) -> bool:
