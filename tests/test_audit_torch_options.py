@@ -210,3 +210,30 @@ def test_planted_option_bugs_in_a_child_process(
     f = next(f for f in report.findings if f.id == expected)
     assert words in f.message
     assert report.to_dict()["torch_options"]["run"]
+
+
+class RelativeStepAdafactor(torch.optim.Optimizer):  # type: ignore[misc]
+    """transformers' Adafactor calling convention: lr=None means its relative step size; a manual lr
+    together with relative_step=True is refused (the step itself is a plain SGD here: the binding is tested)."""
+
+    def __init__(
+        self, params: Any, lr: Any = None, relative_step: bool = True, weight_decay: float = 0.0
+    ) -> None:
+        if lr is not None and relative_step:
+            raise ValueError("Cannot combine manual `lr` and `relative_step=True` options")
+        super().__init__(params, {"lr": lr, "relative_step": relative_step, "weight_decay": weight_decay})
+
+    @torch.no_grad()
+    def step(self, closure: Any = None) -> None:
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is not None:
+                    p.add_(p.grad, alpha=-(group["lr"] or 1e-3))  # its own step size when lr is None
+
+
+def test_a_default_of_none_is_not_overridden() -> None:
+    a = Auditor(RelativeStepAdafactor, "sgd", examples=2, steps=2, isolate=False)
+    report = a.run()
+    assert "raised-exception" not in report.ids(), report.render_text()
+    assert any("lr: the target's default is None" in n for n in report.notes)
+    assert report.verdict == "pass", report.render_text()

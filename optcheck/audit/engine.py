@@ -1082,7 +1082,8 @@ class Auditor:
             if go and self.style == "torch" and not self._fatal() and not errors:
                 from .torch_options import audit_torch_options
 
-                audit_torch_options(self)
+                for option in audit_torch_options(self):
+                    self.findings.setdefault(option.id, Finding(**dataclasses.asdict(option)))
         except BudgetExhausted:
             self._exhaust()
         try:

@@ -37,13 +37,26 @@ from .._trajectory import Trajectory
 from ..rules import Rule, naming
 from ._common import Plan
 from ._wire import TARGET, Closure, LinearLoss, Ref, Tensor
-from .report import Finding
 from .sessions import args_from, to_numpy
 from .targets import TargetFailure
 
-__all__ = ["SCENARIOS", "Scenario", "audit_torch_options", "bf16_round"]
+__all__ = ["SCENARIOS", "OptionFinding", "Scenario", "audit_torch_options", "bf16_round"]
 
 STEPS = 6
+
+
+@dataclasses.dataclass(frozen=True)
+class OptionFinding:
+    """What one situation showed; the engine turns it into a :class:`~optcheck.audit.report.Finding`."""
+
+    id: str
+    severity: str
+    message: str
+    where: str | None = None
+    step: int | None = None
+    expected: str | None = None
+    got: str | None = None
+    detail: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -235,15 +248,20 @@ def _refused(f: TargetFailure) -> bool:
     )
 
 
-def audit_torch_options(auditor: Any) -> None:
-    """Run every :data:`SCENARIOS` situation the optimizer supports; add findings and notes to ``auditor``."""
+def audit_torch_options(auditor: Any) -> list[OptionFinding]:
+    """Run every :data:`SCENARIOS` situation the optimizer supports; return what they showed.
+
+    The situations run and not run are recorded on ``auditor.torch_options`` and
+    ``auditor.torch_options_not_run``.
+    """
     info = getattr(auditor, "info", None)
     if info is None:
-        return
+        return []
     accepts = _accepted_options(info)
     group_keys = _group_keys(auditor)
     if group_keys is None:
-        return
+        return []
+    found: list[OptionFinding] = []
     auditor._torch_needs_closure = _needs_closure(auditor)
     ran: list[str] = []
     for sc in SCENARIOS:
@@ -269,8 +287,9 @@ def audit_torch_options(auditor: Any) -> None:
         ran.append(sc.label)
         finding = _judge(auditor, run, params, failure, fstep)
         if finding is not None:
-            auditor.findings.setdefault(finding.id, finding)
+            found.append(finding)
     auditor.torch_options.extend(ran)
+    return found
 
 
 def _group_keys(auditor: Any) -> dict[str, Any] | None:
@@ -355,12 +374,12 @@ def _judge(
     params: Sequence[Mapping[str, np.ndarray]],
     failure: TargetFailure | None,
     fstep: int,
-) -> Finding | None:
+) -> OptionFinding | None:
     sc = run.sc
     fid = f"torch-{sc.slug}"
     combo = _combo(auditor, sc)
     if run.closure_ignored:
-        return Finding(
+        return OptionFinding(
             fid,
             "warning",
             f"with {combo}, step(closure) returned without calling the closure (every .grad was still None "
@@ -370,7 +389,7 @@ def _judge(
             step=1,
         )
     if failure is not None:
-        return Finding(
+        return OptionFinding(
             fid,
             "error",
             f"with {combo}, the target {failure.detail} at step {fstep or 1}",
@@ -386,7 +405,7 @@ def _judge(
             if moved.size:
                 j = int(moved[0])
                 index = tuple(int(i) for i in np.unravel_index(j, _SHAPES["u"]))
-                return Finding(
+                return OptionFinding(
                     fid,
                     "error",
                     f"with {combo}, params['u'] moved at step {k} although its .grad is None ({moved.size} of "
@@ -446,7 +465,7 @@ def _judge(
         msg += f" (params['u'] is in the second group: {run.second_group_changes()})"
     if sc.reload_at is not None and d.step > sc.reload_at:
         msg += f"; steps 1-{sc.reload_at} before the state_dict round trip agreed"
-    return Finding(
+    return OptionFinding(
         fid,
         "error",
         msg,
