@@ -498,6 +498,27 @@ def build_catalogue() -> None:
             lambda v: lambda: step_inplace(**{**_step_kwargs(), "state": v}),
         )
 
+        def read_only() -> Any:
+            kw = _step_kwargs()
+            kw["params"]["W"].setflags(write=False)
+            return step_inplace(**kw)
+
+        def aliased() -> Any:
+            kw = _step_kwargs()
+            kw["state"]["exp_avg"]["W"] = kw["params"]["W"]  # one array written twice
+            return step_inplace(**kw)
+
+        def frozen_state() -> Any:
+            import types
+
+            kw = _step_kwargs()
+            kw["state"] = types.MappingProxyType(kw["state"])
+            return step_inplace(**kw)
+
+        CASES.append(Case("Rule.step_", "params", "read-only array", read_only, ("params['W']", "params")))
+        CASES.append(Case("Rule.step_", "state", "array shared with params", aliased, ("state", "params")))
+        CASES.append(Case("Rule.step_", "state", "a read-only mapping", frozen_state, ("state",)))
+
     # -- invariants ----------------------------------------------------------------------------
     inv = optcheck.invariants
 

@@ -11,6 +11,7 @@ import numpy as np
 
 from .._core.arrays import is_array as _is_arraylike
 from .._core.arrays import shape as _shape
+from .._core.errors import UsageError, UsageTypeError
 from .._core.tree import Tree
 from ..rules import Rule, naming
 from ._config import _detect_prefix
@@ -29,15 +30,25 @@ class _CallShape:
 def _classify(arguments: Mapping[str, Any]) -> _CallShape:
     names = list(arguments)
     if len(names) < 2:
-        raise TypeError(
+        raise UsageTypeError(
             "a guarded update function takes the parameters and the gradients as its first two arguments, "
             f"got {names}"
         )
-    params_name, grads_name = names[0], names[1]
+    # by meaning first (the audit binds by the same names: optcheck.rules.naming.argument_roles),
+    # by position when the names do not tell
+    named = naming.argument_roles(names)
+    p_named = [n for n in names if named.get(n) == "params"]
+    g_named = [n for n in names if named.get(n) == "grads"]
+    if len(p_named) == 1 and len(g_named) == 1:
+        params_name, grads_name = p_named[0], g_named[0]
+    else:
+        params_name, grads_name = names[0], names[1]
     params = arguments[params_name]
     states: list[str] = []
     step: str | None = None
-    for name in names[2:]:
+    for name in names:
+        if name in (params_name, grads_name):
+            continue
         value = arguments[name]
         if isinstance(params, Mapping) and isinstance(value, Mapping) and value:
             if _detect_prefix(params, value) or set(value) == set(params):
@@ -49,6 +60,12 @@ def _classify(arguments: Mapping[str, Any]) -> _CallShape:
         ):
             step = name
     return _CallShape(params_name, grads_name, states, step)
+
+
+def _same_structure(a: Any, b: Any) -> bool:
+    if isinstance(a, Mapping) and isinstance(b, Mapping):
+        return set(a) == set(b)
+    return _is_arraylike(a) and _is_arraylike(b) and _shape(a) == _shape(b)
 
 
 def _split_result(result: Any, call: _CallShape, inputs: Mapping[str, Any]) -> tuple[Tree, dict[str, Tree]]:
@@ -63,7 +80,10 @@ def _split_result(result: Any, call: _CallShape, inputs: Mapping[str, Any]) -> t
             return items[0], dict(zip(call.states, items[1:], strict=True))
         if len(items) == len(call.states) + 2 and isinstance(items[-1], (int, np.integer)):
             return items[0], dict(zip(call.states, items[1:-1], strict=True))
-        raise ValueError(
+        if len(items) > 1 + len(call.states) and _same_structure(items[0], params):
+            # (params, *states, extras...): course Adam also returns v_corrected, s_corrected
+            return items[0], dict(zip(call.states, items[1 : 1 + len(call.states)], strict=True))
+        raise UsageError(
             f"the update function returned a tuple of {len(items)} items; expected ({call.params}, "
             f"{', '.join(call.states)}) in that order, or nothing when it updates its arguments in place"
         )
@@ -117,7 +137,7 @@ def _bind(
     try:
         bound = sig.bind(*args, **kwargs)
     except TypeError as e:
-        raise TypeError(
+        raise UsageTypeError(
             f"the guarded update function was called with arguments it does not accept: {e}"
         ) from None
     if defaults:

@@ -9,7 +9,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from .. import rules as _rules
-from .._core.errors import UsageError
+from .._core.errors import UsageError, UsageTypeError
 from .._core.tree import Tree
 from ..invariants import (
     Violation,
@@ -32,7 +32,7 @@ def _env_mode() -> str | None:
         return None
     value = raw.strip().lower()
     if value not in MODES:
-        raise ValueError(f"{ENV_VAR}={raw!r} is invalid; expected one of {list(MODES)}")
+        raise UsageError(f"{ENV_VAR}={raw!r} is invalid; expected one of {list(MODES)}")
     return value
 
 
@@ -41,7 +41,7 @@ def _check_mode(mode: Any) -> str | Callable[[list[Violation]], Any]:
         return mode  # type: ignore[no-any-return]
     if isinstance(mode, str) and mode.lower() in MODES:
         return mode.lower()
-    raise ValueError(
+    raise UsageError(
         f"mode={mode!r} is invalid; expected one of {list(MODES)} or a callable taking the violations"
     )
 
@@ -69,7 +69,7 @@ def _resolve_rule(rule: str | Rule | None, hyper: Mapping[str, Any]) -> Rule | N
         return rule.replace(**naming.normalise_hyper(rule, hyper)) if hyper else rule
     if isinstance(rule, str):
         return _rules.get(rule, **hyper)
-    raise TypeError(
+    raise UsageTypeError(
         f"rule must be a rule name (one of {_rules.names()}), a Rule or None, got {type(rule).__name__}"
     )
 

@@ -30,7 +30,7 @@ from .. import rules as _rules
 from .._core import validate as _v
 from .._core.arrays import is_array as _is_arraylike
 from .._core.arrays import shape as _shape
-from .._core.errors import UsageError
+from .._core.errors import UsageError, UsageTypeError
 from .._core.tree import Path, Tree, flatten
 from ..invariants import (
     INVARIANTS,
@@ -114,6 +114,9 @@ class Guard:
       coordinates and report ``differs-from-reference``.
     * ``skip``: invariant ids not to check.
 
+    ``guard.notes`` lists what the guard assumed about your names (a state it ignored because
+    the function never changes it, a course L2 read from the call).
+
     :meth:`check` is called after the step with the new values and ``before=`` the old
     ones; :meth:`snapshot` copies what an in-place update would overwrite.
     """
@@ -140,15 +143,15 @@ class Guard:
         self.mode: str | Callable[[list[Violation]], Any] = env if env is not None else self._mode
         for label, value, low in (("every", every, 1), ("shadow_sample", shadow_sample, 1)):
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise ValueError(f"{label}={value!r} is invalid; expected a whole number >= {low}")
+                raise UsageError(f"{label}={value!r} is invalid; expected a whole number >= {low}")
         if sample is not None and (isinstance(sample, bool) or not isinstance(sample, int) or sample < 1):
-            raise ValueError(
+            raise UsageError(
                 f"sample={sample!r} is invalid; expected None (check every entry) or a whole number >= 1"
             )
         if not isinstance(shadow, bool):
-            raise ValueError(f"shadow={shadow!r} is invalid; expected True or False")
+            raise UsageError(f"shadow={shadow!r} is invalid; expected True or False")
         if shadow and self.rule is None:
-            raise ValueError(
+            raise UsageError(
                 f"shadow=True needs a rule to recompute; pass rule=<name> (one of {_rules.names()})"
             )
         skip = _v.check_str_seq("skip", skip)
@@ -174,7 +177,7 @@ class Guard:
         self.names: dict[str, str] = dict(names or {})
         bad_names = sorted(set(self.names) - {"params", "grads"})
         if bad_names:
-            raise ValueError(f"names has unexpected key(s) {bad_names}; expected 'params' and/or 'grads'")
+            raise UsageError(f"names has unexpected key(s) {bad_names}; expected 'params' and/or 'grads'")
         self.overrides = self._build_overrides(overrides or {})
         self._base_rule = self.rule  # the rule as configured; a guarded call may pass other hyperparameters
         self._call_key: Any = None
@@ -653,7 +656,7 @@ def guarded(
     the function's name and docstring, and ``wrapper.guard`` is the :class:`Guard`.
     """
     if not callable(update_fn):
-        raise TypeError(f"update_fn must be a function, got {type(update_fn).__name__}")
+        raise UsageTypeError(f"update_fn must be a function, got {type(update_fn).__name__}")
     guard = Guard(
         rule,
         mode,

@@ -9,6 +9,7 @@ import numpy as np
 
 from .._core.arrays import is_array as _is_arraylike
 from .._core.arrays import shape as _shape
+from .._core.errors import UsageError
 from .._core.tree import Path, Tree, flatten, unflatten
 from ..invariants import (
     Context,
@@ -69,12 +70,12 @@ def precise_check(
     snap: Snapshot | None = before if isinstance(before, Snapshot) else None
     if snap is None and before is not None:
         if not isinstance(before, Mapping):
-            raise ValueError(
+            raise UsageError(
                 f"before must be a Snapshot (guard.snapshot(...)) or a dict, got {type(before).__name__}"
             )
         bad = sorted(set(before) - {"params", "grads", "state"})
         if bad:
-            raise ValueError(
+            raise UsageError(
                 f"before has unexpected key(s) {bad}; expected some of ['grads', 'params', 'state']"
             )
         if self._sampler is not None:

@@ -8,12 +8,11 @@ from typing import Any
 import numpy as np
 
 from .._core.arrays import shape as _shape
+from .._core.message import count_first, fmt_number, related_text
 from ..invariants import (
     Context,
     Leaf,
     Violation,
-    fmt_index,
-    fmt_number,
 )
 from ..rules import naming
 from ._sampling import _gather
@@ -96,10 +95,14 @@ def shadow_check(self: Any, ctx: Context, leaves: list[Leaf], step: int | None) 
                     path=leaf.path,
                     message=(
                         f"{where} differs from {rule.name}({hyper}){ctx.at_step() if step is not None else ''} on "
-                        f"{cnt} of {mask.size} sampled entries; first at {fmt_index(index)}: {fmt_number(got)}, "
-                        f"reference {fmt_number(want)} ("
-                        + ", ".join(f"{k}={fmt_number(v)}" for k, v in related.items())
-                        + " before the step)."
+                        + count_first(
+                            cnt,
+                            mask.size,
+                            index,
+                            f"{fmt_number(got)}, reference {fmt_number(want)}",
+                            sampled=True,
+                        )
+                        + f"{related_text(related, before=True)}."
                     ),
                     hint=(
                         "The update computes something else than the reference rule: a misplaced ε (g/√S + ε "

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from .._core import validate as _v
+from .._core.errors import UsageTypeError
 from ..invariants import (
     InvariantError,
     Violation,
@@ -54,7 +55,7 @@ def trap(
     kinds = {"invalid": invalid, "divide": divide, "over": overflow, "under": underflow}
     torch = sys.modules.get("torch")
     if model is not None and (torch is None or not isinstance(model, torch.nn.Module)):
-        raise TypeError(
+        raise UsageTypeError(
             "trap(model) takes a torch.nn.Module (its modules are hooked to name the first that makes a NaN), "
             f"got {type(model).__name__}; for numpy code use trap() without arguments"
         )
