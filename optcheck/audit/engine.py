@@ -1902,12 +1902,17 @@ class Auditor:
 
         def args(calls: Sequence[Any]) -> str:
             parts = []
+            keyword = False  # after a keyword, the arguments the audit fills are shown as name=<what>
             for c in calls:
                 if c.role in ("hyper", "arg"):
                     value = f"{c.value:g}" if isinstance(c.value, float) else repr(c.value)
                     parts.append(value if c.positional else f"{c.name}={value}")
+                    keyword = keyword or not c.positional
                 elif c.role in ("callback", "ignore"):
                     parts.append("None" if c.positional else f"{c.name}=None")
+                    keyword = keyword or not c.positional
+                elif keyword and not c.positional:
+                    parts.append(f"{c.name}=<{_ROLE_WORDS.get(c.role, c.role)}>")
                 else:
                     parts.append(c.name)
             return ", ".join(parts)
@@ -2051,6 +2056,19 @@ def _constants_in_source(file: str | None, name: str) -> list[tuple[str, float, 
                     out.append((sub.targets[0].id, float(sub.value.value), sub.lineno))
     return out
 
+
+_ROLE_WORDS = {
+    "params": "parameters",
+    "grads": "gradients",
+    "state": "state",
+    "ostate": "state",
+    "step": "t",
+    "grad_fn": "gradient function",
+    "iters": "steps",
+    "config": "config",
+    "key": "key",
+    "layer": "layer",
+}
 
 _CONTAINER_WORDS = {
     "array": "one array",
