@@ -138,6 +138,7 @@ class _Binder:
         self.bound_hyper: set[str] = set()
         self.defaults_differ: list[tuple[str, Any, Any]] = []
         self.defaults_used: list[tuple[str, str, Any]] = []
+        self.rule_defaults_used: list[tuple[str, str, Any]] = []
 
     def resolve(self, name: str, names: Sequence[str] = ()) -> str | None:
         """The rule hyperparameter the target's argument ``name`` means, judged with its other arguments."""
@@ -160,6 +161,8 @@ class _Binder:
                 self.defaults_used.append((rname, pname, value))
         else:
             value = self.ref_hyper.get(rname, self.specs[rname].default)
+            if rname not in self.ref_hyper:
+                self.rule_defaults_used.append((rname, pname, value))
             self.ref_hyper.setdefault(rname, value)
         self.bound_hyper.add(rname)
         return value
@@ -300,6 +303,13 @@ def bind(
         )
         b.notes.insert(
             0, f"from the target's own defaults: {used}; give --hyper NAME=VALUE to audit other values"
+        )
+    if b.rule_defaults_used:
+        given = ", ".join(f"{pname}={_fmt(value)}" for _, pname, value in b.rule_defaults_used)
+        b.notes.insert(
+            0,
+            f"no default in the target for {given}: passed {rule_cls.name}'s defaults (the reference uses the "
+            "same); give --arg NAME=VALUE to audit other values",
         )
     out = Binding(plan, b.ref_hyper, b.notes, b.roles, defaults_differ=b.defaults_differ, bound=b.bound_hyper)
     _course_l2(b, out)

@@ -29,6 +29,8 @@ import numpy as np
 
 from .. import rules as rules_mod
 from .._compare import compare_trajectory
+from .._core import validate as _v
+from .._core.errors import UsageError
 from .._trajectory import Trajectory, replay
 from .._tree import Path, flatten, map_tree, path_str
 from ..rules import Rule, naming
@@ -1910,12 +1912,17 @@ class Auditor:
 
         def args(calls: Sequence[Any]) -> str:
             parts = []
+            keyword = False  # after a keyword, the arguments the audit fills are shown as name=<what>
             for c in calls:
                 if c.role in ("hyper", "arg"):
                     value = f"{c.value:g}" if isinstance(c.value, float) else repr(c.value)
                     parts.append(value if c.positional else f"{c.name}={value}")
+                    keyword = keyword or not c.positional
                 elif c.role in ("callback", "ignore"):
                     parts.append("None" if c.positional else f"{c.name}=None")
+                    keyword = keyword or not c.positional
+                elif keyword and not c.positional:
+                    parts.append(f"{c.name}=<{_ROLE_WORDS.get(c.role, c.role)}>")
                 else:
                     parts.append(c.name)
             return ", ".join(parts)
@@ -2060,6 +2067,19 @@ def _constants_in_source(file: str | None, name: str) -> list[tuple[str, float, 
     return out
 
 
+_ROLE_WORDS = {
+    "params": "parameters",
+    "grads": "gradients",
+    "state": "state",
+    "ostate": "state",
+    "step": "t",
+    "grad_fn": "gradient function",
+    "iters": "steps",
+    "config": "config",
+    "key": "key",
+    "layer": "layer",
+}
+
 _CONTAINER_WORDS = {
     "array": "one array",
     "vector": "a one-dimensional array",
@@ -2111,6 +2131,22 @@ def run_audit(
     the whole audit (default :data:`DEFAULT_MAX_TIME` seconds): when it runs out, the report holds
     what was covered and the error finding ``budget-exhausted``.
     """
+    # the types of a Python caller's arguments (the CLI parses its flags first); the values of
+    # timeout and max_time are checked by the Auditor, in the words of their CLI flags
+    try:
+        hyper = _v.check_mapping("hyper", hyper, what="a dict of hyperparameters ({'lr': 0.01})")
+        args = _v.check_mapping(
+            "args", args, what="a dict of the target's extra arguments ({'batch_size': 32})"
+        )
+        for name, value in (("timeout", timeout), ("max_time", max_time)):
+            if value is not None:
+                _v.check_float(name, value, finite=False)
+        if isolate is not None:
+            isolate = _v.check_bool("isolate", isolate)
+        if progress is not None:
+            _v.check_callable("progress", progress, what="a function progress(message)")
+    except UsageError as e:
+        raise AuditUsageError(str(e)) from None
     auditor = Auditor(
         target,
         rule,
