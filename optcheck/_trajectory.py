@@ -150,7 +150,7 @@ def step_tree(
     for path, p in p_leaves:
         leaf_rule = overrides.get(path, rule)
         if type(leaf_rule) is not type(rule) or leaf_rule.array_keys() != keys:
-            raise ValueError(
+            raise UsageError(
                 f"override for {path} is a {type(leaf_rule).__name__} with state {leaf_rule.array_keys()}; "
                 f"it must be the same rule as {type(rule).__name__} (state {keys}) with other hyperparameters"
             )
