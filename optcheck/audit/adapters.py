@@ -215,6 +215,16 @@ class _Binder:
             value = self.betas_value(p)
             self.roles.append((p.name, f"(beta1, beta2)={value!r}"))
             return Call(p.name, "hyper", value, positional=positional, source="betas")
+        if rname is not None and p.has_default and p.default is None and rname not in self.hyper:
+            # a default of None means "the target decides" (transformers' Adafactor: lr=None is its
+            # relative step size); passing the rule's default instead can be refused, so leave it out
+            value = self.ref_hyper.setdefault(rname, self.specs[rname].default)
+            self.notes.append(
+                f"{p.name}: the target's default is None (its own choice); not passed, the reference uses "
+                f"{rname}={_fmt(value)}; give --hyper {rname}=VALUE to pass a value"
+            )
+            self.roles.append((p.name, f"not passed (default None); reference {rname}={_fmt(value)}"))
+            return None
         if rname is not None:
             value = self.hyper_value(p.name, rname, p)
             self.roles.append((p.name, f"{rname}={_fmt(value)}" if rname != p.name else f"={_fmt(value)}"))

@@ -371,6 +371,8 @@ class Auditor:
         self.explanation: Any = None
         self.config_failure: TargetFailure | None = None
         self._cases: dict[str, Case] = {}
+        self.torch_options: list[str] = []  # the situations a torch optimizer was also run in
+        self.torch_options_not_run: list[str] = []
 
     # -- setup --------------------------------------------------------------------------------
 
@@ -1368,6 +1370,12 @@ class Auditor:
                 self._search()
             else:
                 self._promote()
+            errors = any(f.severity == "error" for f in self.findings.values()) or self.provisional
+            if go and self.style == "torch" and not self._fatal() and not errors:
+                from .torch_options import audit_torch_options
+
+                for option in audit_torch_options(self):
+                    self.findings.setdefault(option.id, Finding(**dataclasses.asdict(option)))
         except BudgetExhausted:
             self._exhaust()
         try:
@@ -1894,6 +1902,8 @@ class Auditor:
             reproduction=repro,
             isolated=bool(getattr(self.worker, "isolated", False)),
             trajectory=self._diverging_trajectory(),
+            torch_options=list(self.torch_options),
+            torch_options_not_run=list(self.torch_options_not_run),
         )
 
     def _called_as(self) -> str:
