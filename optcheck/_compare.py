@@ -51,6 +51,7 @@ __all__ = [
     "compare_trajectory",
     "leaf_error",
     "rtol",
+    "show_pair",
     "to_numpy",
 ]
 
@@ -196,6 +197,24 @@ def _all_finite(tree: Tree) -> bool:
     return True
 
 
+def show_pair(a: float, b: float) -> tuple[str, str, str]:
+    """``a`` and ``b`` with as many significant digits as it takes to tell them apart (at least 4),
+    and their relative difference (``""`` when equal or not both finite).
+
+    ``show_pair(-0.0029483157941, -0.0029483157937)`` gives ``('-0.0029483157941', '-0.0029483157937',
+    '1.4e-10')``: printed with the same 10 digits, the two would look equal.
+    """
+    sa, sb = f"{a:.4g}", f"{b:.4g}"
+    for digits in range(4, 18):
+        sa, sb = f"{a:.{digits}g}", f"{b:.{digits}g}"
+        if sa != sb:
+            break
+    rel = ""
+    if math.isfinite(a) and math.isfinite(b) and a != b:
+        rel = f"{abs(a - b) / max(abs(a), abs(b)):.2g}"
+    return sa, sb, rel
+
+
 @dataclasses.dataclass(frozen=True)
 class Divergence:
     """Where a target first parts from a rule.
@@ -233,9 +252,9 @@ class Divergence:
             return f"at step {self.step}, {self.reason}"
         if self.target is None or self.reference is None:
             return f"{self.where(names)} differs from {versus} at step {self.step}"
-        return (
-            f"{self.where(names)} is {self.target:.10g} after step {self.step}; "
-            f"{versus} gives {self.reference:.10g}"
+        got, want, rel = show_pair(self.target, self.reference)
+        return f"{self.where(names)} is {got} after step {self.step}; {versus} gives {want}" + (
+            f" (relative difference {rel})" if rel else ""
         )
 
 

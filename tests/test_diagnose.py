@@ -231,7 +231,7 @@ def test_continuous_hyperparameter_fit_finds_a_value_nobody_types() -> None:
     """weight_decay = reg/batch = 0.7/32 where 0.02 was expected: found by the continuous fit."""
     reference = get("rmsprop", alpha=0.9, weight_decay=0.02)
     traj = _trajectory_of(get("rmsprop", alpha=0.9, weight_decay=0.7 / 32), reference)
-    expl = explain([traj], budget_s=10.0)
+    expl = explain([traj], budget=100_000)
     assert expl.ids == ("hyperparameter-mismatch",)
     assert expl.diagnoses[0].hyper["weight_decay"] == pytest.approx(0.021875, rel=1e-5)
 
@@ -312,7 +312,7 @@ def test_unexplained_difference_reports_the_first_divergence() -> None:
     params, grads = _case(0)
     out = replay(reference, params, grads)
     weird = [{k: v + 0.1 * (i + 1) for k, v in p.items()} for i, (p, _) in enumerate(out)]
-    expl = explain([Trajectory(reference, params, grads, weird)], budget_s=1.0)
+    expl = explain([Trajectory(reference, params, grads, weird)], budget=5000)
     assert expl.verdict == "fail" and not expl.diagnoses
     assert expl.divergence is not None and expl.divergence.step == 1
     assert "differs-from-reference" in expl.text()
@@ -332,8 +332,8 @@ def test_explain_rejects_bad_input() -> None:
     with pytest.raises(TypeError, match=r"trajectories\[0\] is a int"):
         explain([1])  # type: ignore[list-item]
     traj = _trajectory_of(get("adam"), get("adam"))
-    with pytest.raises(ValueError, match="budget_s=0"):
-        explain([traj], budget_s=0)
+    with pytest.raises(ValueError, match="budget=0"):
+        explain([traj], budget=0)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from .. import rules as rules_mod
-from .._compare import compare_trajectory
+from .._compare import compare_trajectory, show_pair
 from .._trajectory import Trajectory, replay
 from .._tree import Path, flatten, map_tree, path_str
 from ..rules import Rule
@@ -58,8 +58,9 @@ SHRINK_CALLS = 25
 #: Runs of the target spent replacing the odd values of a shrunk case by 0, 1 or -1.
 ROUND_VALUE_CALLS = 8
 
-#: Seconds diagnosis may spend explaining a difference from the reference.
-DIAGNOSE_BUDGET_S = 1.5
+#: Candidates diagnosis may replay to explain a difference from the reference (a count, never
+#: seconds, so that ``--seed`` reproduces the report on any machine).
+DIAGNOSE_BUDGET = 3000
 
 #: The rules ``--rule auto`` binds the target's argument names against, in order of preference.
 AUTO_ORDER = (
@@ -78,8 +79,8 @@ AUTO_ORDER = (
     "adafactor",
 )
 
-#: Seconds ``--rule auto`` may spend identifying the rule.
-IDENTIFY_BUDGET_S = 5.0
+#: Rule candidates ``--rule auto`` may replay to identify the rule (a count, never seconds).
+IDENTIFY_BUDGET = 2500
 
 #: Characters of output above which a target's printing is reported.
 PRINT_REPORT_THRESHOLD = 100_000
@@ -243,6 +244,7 @@ class Auditor:
         self.seed = _check_int("seed", seed, 0)
         self.examples = _check_int("examples", DEFAULT_EXAMPLES if examples is None else examples, 1)
         self.steps = _check_int("steps", DEFAULT_STEPS if steps is None else steps, 1)
+        self.steps_given = steps is not None
         self.timeout = float(DEFAULT_TIMEOUT if timeout is None else timeout)
         if not (self.timeout > 0 and math.isfinite(self.timeout)):
             raise AuditUsageError(f"--timeout {timeout!r} is invalid; expected a positive number of seconds")
@@ -363,6 +365,7 @@ class Auditor:
             self.rule = rules_mod.get(self.rule_name, **self.binding.ref_hyper)
         except (ValueError, TypeError) as e:
             raise AuditUsageError(f"--hyper: {e}") from None
+        self._steps_for_rule()
         self.conventions_base: list[str] = []
         if self.binding.l2 is not None:
             self.conventions_base.append("course-l2")
@@ -377,6 +380,17 @@ class Auditor:
             )
         self.ref_variant: Any = None
         self.state_map: dict[str, str] | None = None
+
+    def _steps_for_rule(self) -> None:
+        """Audit past the rule's last change of form (RAdam's first rectified step), unless ``--steps`` was given."""
+        if self.steps_given:
+            return
+        last = self.rule.phase_steps()
+        if last + 2 > self.steps:
+            self.steps = last + 2
+            self.notes.append(
+                f"{self.steps} steps per case: {self.rule_name}'s update changes form at step {last}"
+            )
 
     def _bind_auto(self, info: TargetInfo, style: str, config_defaults: Mapping[str, Any] | None) -> None:
         """``--rule auto``: bind against the rule whose names fit the target best (identified later)."""
@@ -410,7 +424,7 @@ class Auditor:
         if diag is None or not hasattr(diag, "identify") or not trajs:
             raise AuditUsageError("--rule auto needs optcheck.diagnose.identify; name the rule with --rule")
         plain = [dataclasses.replace(t, states=None) for t in trajs]
-        ident = diag.identify(plain, budget_s=IDENTIFY_BUDGET_S)
+        ident = diag.identify(plain, budget=IDENTIFY_BUDGET)
         self.identification = ident
         if ident.rule is None or (not ident.matched and not ident.bugs):
             self.rule_name = "auto"
@@ -424,6 +438,7 @@ class Auditor:
         self.rule = ident.rule
         self.rule_cls = type(ident.rule)
         self.rule_name = ident.rule.name
+        self._steps_for_rule()
         self.state_map = None
         self.ref_variant = None
         self.notes.append(f"--rule auto: {ident.message()}")
@@ -666,8 +681,11 @@ class Auditor:
             d = cmp.divergence
             res.divergence = d
             where = self.where(d.what, d.path, d.index)
+            got = want = None
             if d.target is not None and d.reference is not None:
-                msg = f"{where} is {d.target:.10g} after step {d.step}; {self._ref_text()} gives {d.reference:.10g}"
+                got, want, rel = show_pair(d.target, d.reference)
+                msg = f"{where} is {got} after step {d.step}; {self._ref_text()} gives {want}"
+                msg += f" (relative difference {rel})" if rel else ""
             else:
                 msg = d.message(self.names(), self._ref_text())
             res.findings.append(
@@ -677,8 +695,8 @@ class Auditor:
                     msg,
                     where=where,
                     step=d.step,
-                    expected=None if d.reference is None else f"{d.reference:.10g}",
-                    got=None if d.target is None else f"{d.target:.10g}",
+                    expected=want,
+                    got=got,
                 )
             )
         # invariants whose bound comes from the reference only count when the target also disagrees
@@ -1171,7 +1189,7 @@ class Auditor:
         if diag is None or not trajs:
             return
         try:
-            explanation = diag.explain(trajs, budget_s=DIAGNOSE_BUDGET_S)
+            explanation = diag.explain(trajs, budget=DIAGNOSE_BUDGET)
         except Exception as e:  # diagnosis must never take the audit down
             self.notes.append(f"diagnosis failed: {type(e).__name__}: {e}")
             return
@@ -1202,19 +1220,21 @@ class Auditor:
         if diag is None:
             return
         explanation = self.explanation
-        if explanation is None:
+        if explanation is None or (self.ref_variant is not None and not _diagnoses(explanation)):
+            # none yet, or the probes' convention does not explain what the search found since
             results = [r for r in self.probe_results if r.failure is None and r.traj.steps]
             results += [r for r in self.failing if r.failure is None and r.traj.steps]
             if not results:
                 return
             try:
-                explanation = diag.explain([r.traj for r in results], budget_s=DIAGNOSE_BUDGET_S)
+                explanation = diag.explain([r.traj for r in results], budget=DIAGNOSE_BUDGET)
             except Exception as e:
                 self.notes.append(f"diagnosis failed: {type(e).__name__}: {e}")
                 return
             self.explanation = explanation
         found = _diagnoses(explanation)
         if not found:
+            self._adopt_conventions(explanation)
             return
         for d in found:
             ev = d.evidence.text() if getattr(d, "evidence", None) is not None else ""
@@ -1233,7 +1253,7 @@ class Auditor:
                 expected=diff.expected,
                 got=diff.got,
                 fix=d.fix,
-                summary=d.summary + hyper,
+                summary=d.summary + (f" Here: {d.variant}." if d.variant and not d.hyper else "") + hyper,
                 evidence=(
                     f"a mutant of {self.rule_name} with this bug{partners} {ev}; first difference from the "
                     f"reference: {diff.message}"
@@ -1255,6 +1275,18 @@ class Auditor:
         ):
             if fid in self.findings:
                 self.findings[fid].related = ids
+
+    def _adopt_conventions(self, explanation: Any) -> None:
+        """Conventions that reproduce every recorded case, the search's included: not a bug after all."""
+        convs = list(getattr(explanation, "conventions", ()) or ())
+        if not convs or getattr(explanation, "verdict", "fail") != "pass":
+            return
+        for fid in ("differs-from-reference", *RULE_BOUND_INVARIANTS):
+            self.findings.pop(fid, None)
+        for conv in convs:
+            if conv.id not in self.conventions:
+                self.conventions.append(conv.id)
+                self.convention_findings.append(Finding(conv.id, "info", conv.message))
 
     # -- the report ----------------------------------------------------------------------------------
 

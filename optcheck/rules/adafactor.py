@@ -7,9 +7,15 @@ import math
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from ._base import Rule, hyper
+from ._base import Rule, convention, hyper
 
 Array = Any
+
+EPS1_PLACEMENT = {
+    "clamp": "V̂ = row·col/max(mean(row), eps1), U = g/√max(V̂, eps1²): torch.optim.Adafactor",
+    "add": "the averages of g² + eps1, no clamps: Shazeer & Stern (2018) Algorithm 4, transformers, "
+    "fairseq and timm Adafactor (eps1 = 1e-30 there)",
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -28,6 +34,9 @@ class Adafactor(Rule):
       V̂ = row_var·col_var / max(mean(row_var, axis=−2), eps1)
     * parameters with ndim < 2: variance ← β̂2_t·variance + (1 − β̂2_t)·g²; V̂ = variance
     * U = g/√max(V̂, eps1²);  p ← p − α_t/max(1, RMS(U)/d)·U
+    * ``eps1_placement="add"`` (the paper's Algorithm 4, transformers, fairseq, timm): the
+      averages are taken of g² + eps1 instead of g², and V̂ = row_var·col_var/mean(row_var),
+      U = g/√V̂, without the clamps (torch's default is ``"clamp"``, above)
 
     State: ``step`` and three entries that each have the structure of ``params``:
     ``row_var`` (shape ``p.shape[:-1] + (1,)``) and ``col_var`` (shape
@@ -60,6 +69,9 @@ class Adafactor(Rule):
     d: float = hyper(1.0, low=1.0, doc="clipping threshold of the update's RMS")
     weight_decay: float = hyper(0.0, low=0.0, doc="decoupled decay coefficient (p ← p(1 − lr·λ))")
     maximize: bool = hyper(False, kind="bool", doc="maximise the objective instead")
+    eps1_placement: str = convention(
+        "clamp", choices=EPS1_PLACEMENT, doc="whether eps1 floors V̂ (torch) or is added to g² (the paper)"
+    )
 
     def _state_leaf_shape(self, key: str, p: Array) -> tuple[int, ...] | None:
         shape = tuple(int(n) for n in p.shape)
@@ -102,16 +114,21 @@ class Adafactor(Rule):
         alpha = max(self.eps2, _rms(xp, p, n)) * c["rho"]
         p = o.decay(p, self.lr, self.weight_decay)
         sq = o.second_moment_input(g, p, 0.0)
+        add = self.eps1_placement == "add"
+        if add:
+            sq = sq + eps1
         if p.ndim >= 2:
             row = o.ema(s["row_var"], xp.mean(sq, axis=-1, keepdims=True), beta)
             col = o.ema(s["col_var"], xp.mean(sq, axis=-2, keepdims=True), beta)
             new["row_var"], new["col_var"] = row, col
-            row_mean = xp.clip(xp.mean(row, axis=-2, keepdims=True), min=eps1)
+            row_mean = xp.mean(row, axis=-2, keepdims=True)
+            if not add:
+                row_mean = xp.clip(row_mean, min=eps1)
             v_hat = o.div_eps(row * col, row_mean, 0.0)
         else:
             v_hat = o.ema(s["variance"], sq, beta)
             new["variance"] = v_hat
-        u = o.div_eps(g, o.sqrt(xp, xp.clip(v_hat, min=eps1 * eps1)), 0.0)
+        u = o.div_eps(g, o.sqrt(xp, v_hat if add else xp.clip(v_hat, min=eps1 * eps1)), 0.0)
         denom = max(1.0, _rms(xp, u, n) / self.d)
         return o.descend(p, u, alpha / denom), new
 
