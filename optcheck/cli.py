@@ -77,7 +77,8 @@ def _parser() -> _Parser:
     a.add_argument(
         "--rule",
         required=True,
-        help="the rule the target implements (optcheck.rules.names()), or auto to identify it",
+        help="the rule the target implements (optcheck.rules.names()), auto to identify it, or none to "
+        "check only what holds for every update rule",
     )
     a.add_argument(
         "--hyper",

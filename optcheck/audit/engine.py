@@ -49,6 +49,24 @@ FATAL = ("timeout", "crashed", "exited")
 #: disagrees with the reference (a convention may legitimately move differently).
 RULE_BOUND_INVARIANTS = ("update-too-large", "update-without-gradient")
 
+#: Invariants that judge a state by the role the reference's name map gives it: withdrawn when
+#: nothing reproduces the target (its states' roles are then unconfirmed).
+ROLE_BOUND_INVARIANTS = (
+    "negative-second-moment",
+    "sqrt-of-negative",
+    "accumulator-decreased",
+    "state-not-updated",
+)
+
+#: Invariants that need a rule (its state roles, its bound): not checked with ``--rule none``.
+RULE_DEPENDENT = (
+    "negative-second-moment",
+    "sqrt-of-negative",
+    "accumulator-decreased",
+    "update-without-gradient",
+    "update-too-large",
+)
+
 #: Rounds of find-and-shrink (one per kind of error finding, at most).
 MAX_ROUNDS = 3
 
@@ -254,8 +272,10 @@ class Auditor:
             )
         self.style_arg = style
         self.auto = isinstance(rule, str) and rule.strip().lower() == "auto"
+        # --rule none: the invariants that hold for every update rule, no reference at all
+        self.none = isinstance(rule, str) and rule.strip().lower() == "none"
         self.hyper_given = dict(hyper or {})
-        if self.auto:
+        if self.auto or self.none:
             self.rule_cls = rules_mod.rule_class(AUTO_ORDER[0])
         else:
             try:
@@ -353,7 +373,7 @@ class Auditor:
                 self.config_failure = f
                 config_defaults = {}
                 self.notes.append(f"calling it with config=None {f.detail}; its defaults are unknown")
-        if self.auto:
+        if self.auto or self.none:
             self._bind_auto(info, style, config_defaults)
         else:
             self.binding = adapters.bind(
@@ -365,7 +385,16 @@ class Auditor:
             self.rule = rules_mod.get(self.rule_name, **self.binding.ref_hyper)
         except (ValueError, TypeError) as e:
             raise AuditUsageError(f"--hyper: {e}") from None
-        self._steps_for_rule()
+        if self.none:
+            self.rule_name = "none"
+            self.notes.append(
+                "--rule none: no reference rule; only what holds for every update rule is checked (shapes and "
+                "dtypes kept, no NaN or inf from finite inputs, gradients not modified, the same result twice, "
+                "no crash); the arguments were bound by their names as for "
+                f"{self.rule_cls.name}"
+            )
+        else:
+            self._steps_for_rule()
         self.conventions_base: list[str] = []
         if self.binding.l2 is not None:
             self.conventions_base.append("course-l2")
@@ -428,12 +457,22 @@ class Auditor:
         self.identification = ident
         if ident.rule is None or (not ident.matched and not ident.bugs):
             self.rule_name = "auto"
+            closest = (
+                ident.message()
+                .removeprefix("closest: ")
+                .removesuffix(", but it does not reproduce the target")
+            )
             self.findings["differs-from-reference"] = Finding(
                 "differs-from-reference",
                 "error",
-                f"--rule auto: {ident.message()}",
+                "--rule auto: no known rule reproduces this target"
+                + (f"; closest: {closest}" if ident.rule is not None else "")
+                + ". Nothing else is judged against a rule; audit with --rule NAME to compare with one.",
                 step=1,
             )
+            for fid in (*RULE_BOUND_INVARIANTS, *ROLE_BOUND_INVARIANTS):
+                self.findings.pop(fid, None)
+                self.provisional.pop(fid, None)
             return False
         self.rule = ident.rule
         self.rule_cls = type(ident.rule)
@@ -659,6 +698,8 @@ class Auditor:
         if self._structure_findings(res):
             return
         self._invariants(res)
+        if self.none:
+            return
         self._state_updates(res)
         if res.traj.steps == 0:
             return
@@ -751,7 +792,9 @@ class Auditor:
         traj = res.traj
         if not res.outputs:
             return
-        state_prev: dict[str, Any] = {k: v for k, v in self.rule.init(traj.params0).items() if k != "step"}
+        state_prev: dict[str, Any] = {}
+        if not self.none:  # with --rule none, no rule's state is assumed
+            state_prev = {k: v for k, v in self.rule.init(traj.params0).items() if k != "step"}
         params_prev = traj.params0
         names = self.names()
         prefix = {}
@@ -781,6 +824,7 @@ class Auditor:
                             "dtype-changed",
                             "differs-from-reference",
                             "step-not-incremented",
+                            *(RULE_DEPENDENT if self.none else ()),
                         ),
                         overrides=traj.overrides or None,
                     )
@@ -789,7 +833,9 @@ class Auditor:
             for v in viols:
                 if v.id in seen:
                     continue
-                if v.id == "non-finite" and (v.became is False or self._reference_nonfinite(traj, k)):
+                if v.id == "non-finite" and (
+                    v.became is False or (not self.none and self._reference_nonfinite(traj, k))
+                ):
                     continue
                 seen.add(v.id)
                 res.findings.append(
@@ -799,7 +845,7 @@ class Auditor:
                         v.message,
                         where=v.where,
                         step=v.step if v.step is not None else k + 1,
-                        fix=v.hint or None,
+                        fix=None if self.none else (v.hint or None),
                         got=None if v.value is None else f"{v.value:.6g}",
                     )
                 )
@@ -1002,6 +1048,7 @@ class Auditor:
             if go:
                 self._search()
             self._diagnose()
+            self._unexplained_roles()
         finally:
             self.worker.close()
         return self.report()
@@ -1214,7 +1261,7 @@ class Auditor:
     def _diagnose(self) -> None:
         """Replace ``differs-from-reference`` with the diagnoses that explain it."""
         diff = self.findings.get("differs-from-reference")
-        if diff is None:
+        if diff is None or self.none:
             return
         diag = _diagnose_module()
         if diag is None:
@@ -1253,7 +1300,7 @@ class Auditor:
                 expected=diff.expected,
                 got=diff.got,
                 fix=d.fix,
-                summary=d.summary + (f" Here: {d.variant}." if d.variant and not d.hyper else "") + hyper,
+                summary=d.summary + self._which_form(d) + hyper,
                 evidence=(
                     f"a mutant of {self.rule_name} with this bug{partners} {ev}; first difference from the "
                     f"reference: {diff.message}"
@@ -1274,7 +1321,40 @@ class Auditor:
             "update-without-gradient",
         ):
             if fid in self.findings:
-                self.findings[fid].related = ids
+                # the bugs whose catalog entry says they cause this symptom first, then the others
+                own = [d.id for d in found if fid in (getattr(d, "explains", ()) or ())]
+                self.findings[fid].related = [*own, *(i for i in ids if i not in own)]
+
+    def _which_form(self, d: Any) -> str:
+        """`` Here: <the form that matched>.`` when the bug has several forms for this rule (or a group)."""
+        if not d.variant or d.hyper:
+            return ""
+        bug = _catalog_entry(d.id)
+        forms = len(bug.variants(self.rule)) if bug is not None else 0
+        if forms > 1 or " only" in d.variant or d.convention:
+            under = f" (under the convention {d.convention})" if d.convention else ""
+            return f" Here: {d.variant}{under}."
+        return ""
+
+    def _unexplained_roles(self) -> None:
+        """No rule, no false blame: when nothing reproduces the target, its states' roles are guesses.
+
+        The reference's name map says which of the target's states is a second moment or an
+        accumulator; only a rule (the reference, a convention or a catalog mutant) that reproduces
+        the target confirms it. Without one (a signed accumulator named ``s``, an additive moment
+        that may stay unchanged), the judgements that rest on those roles are withdrawn.
+        """
+        if "differs-from-reference" not in self.findings:
+            return
+        for fid in ROLE_BOUND_INVARIANTS:
+            f = self.findings.pop(fid, None)
+            if f is not None and not (fid == "state-not-updated" and f.where == "state"):
+                self.notes.append(
+                    f"{fid} at {f.where or 'the state'} not reported: no known rule reproduces the target, so "
+                    f"what that state is (the role {self.rule_name} gives it) is not confirmed"
+                )
+            elif f is not None:
+                self.findings[fid] = f  # a functional target that returned no state at all
 
     def _adopt_conventions(self, explanation: Any) -> None:
         """Conventions that reproduce every recorded case, the search's included: not a bug after all."""

@@ -407,6 +407,9 @@ def reproduction(auditor: Auditor, case: Case, finding: str = "") -> str:
         else:
             lines.append('print("given", params0.shape, params0.dtype, "returned", out.shape, out.dtype)')
         return "\n".join(lines)
+    if getattr(auditor, "none", False):  # --rule none: no reference to print beside it
+        lines.append('print("target:", out)')
+        return "\n".join(lines)
     lines.append("")
     lines += _reference_lines(auditor, case, grad_key)
     lines.append("")
