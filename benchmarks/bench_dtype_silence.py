@@ -15,7 +15,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-from test_invariants_dtypes import CASES, DTYPES, run_silently  # noqa: E402
+from test_invariants_dtypes import CASES, DTYPES, run_silently
 
 
 def main() -> None:

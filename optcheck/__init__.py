@@ -3,7 +3,9 @@
 * :mod:`optcheck.rules`: reference update rules (sgd, adam, rmsprop, ...) proven equal to torch.optim;
 * :mod:`optcheck.invariants`, :class:`Guard`, :func:`guarded`, :func:`trap`: invariant checks
   that name the array, the step, the index and the likely cause;
-* :func:`check_gradient`, :func:`check_vjp`: a finite-difference gradient checker;
+* :func:`check_gradient`, :func:`check_vjp`, :func:`check_layer`, :func:`check_torch`: a
+  finite-difference gradient checker (for losses, layers in the (out, cache) convention and
+  torch autograd);
 * :mod:`optcheck.strategies`: Hypothesis strategies for optimizer inputs;
 * :mod:`optcheck.testing` and ``python -m optcheck audit``: audit your own update function.
 
@@ -33,6 +35,8 @@ _LAZY: dict[str, str] = {
     "check_gradient": "optcheck.gradcheck",
     "assert_gradient": "optcheck.gradcheck",
     "check_vjp": "optcheck.gradcheck",
+    "check_layer": "optcheck.gradcheck",
+    "check_torch": "optcheck.gradcheck",
     "GradientError": "optcheck.gradcheck",
     "GradientReport": "optcheck.gradcheck",
 }
@@ -47,6 +51,8 @@ if TYPE_CHECKING:
     from .gradcheck import GradientReport as GradientReport
     from .gradcheck import assert_gradient as assert_gradient
     from .gradcheck import check_gradient as check_gradient
+    from .gradcheck import check_layer as check_layer
+    from .gradcheck import check_torch as check_torch
     from .gradcheck import check_vjp as check_vjp
     from .guard import Guard as Guard
     from .guard import guarded as guarded
@@ -82,6 +88,8 @@ __all__ = [
     "__version__",
     "assert_gradient",
     "check_gradient",
+    "check_layer",
+    "check_torch",
     "check_vjp",
     "guarded",
     "rules",

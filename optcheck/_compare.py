@@ -40,6 +40,7 @@ from typing import Any
 
 import numpy as np
 
+from ._core.arrays import to_numpy as to_numpy
 from ._trajectory import Trajectory, step_tree
 from ._tree import Path, Tree, flatten, map_tree, path_str
 from .rules import Rule
@@ -92,21 +93,6 @@ def rtol(dtype: Any) -> float:
 def _lowest_precision(*dtypes: Any) -> str:
     names = [_dtype_name(d) for d in dtypes]
     return max(names, key=lambda n: _RTOL.get(n, _RTOL["float64"]))
-
-
-def to_numpy(x: Any) -> np.ndarray:
-    """``x`` (numpy array, torch tensor, array-API array or number) as a numpy array, without copying when possible.
-
-    torch tensors are detached and moved to the CPU; bfloat16 is widened to float32
-    (numpy has no bfloat16). torch is recognised through ``sys.modules``, never imported.
-    """
-    torch = sys.modules.get("torch")
-    if torch is not None and isinstance(x, torch.Tensor):
-        t = x.detach().cpu()
-        if t.dtype == torch.bfloat16:
-            t = t.float()
-        return np.asarray(t.numpy())
-    return np.asarray(x)
 
 
 def _dtype_of(x: Any) -> Any:

@@ -11,7 +11,9 @@ import argparse
 import ast
 import json
 import os
+import signal
 import sys
+import threading
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
@@ -36,6 +38,14 @@ def parse_value(text: str) -> Any:
 
 class _UsageError(Exception):
     pass
+
+
+class _Terminated(BaseException):
+    """SIGTERM arrived: unwind (closing the target's process) and exit."""
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    raise _Terminated()
 
 
 class _Parser(argparse.ArgumentParser):
@@ -110,12 +120,106 @@ def _parser() -> _Parser:
         help="seconds one call of the target may take before it counts as hung (default 10)",
     )
     a.add_argument(
+        "--max-time",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="seconds the whole audit may take; then it reports what it covered, with the error finding "
+        "budget-exhausted (default 300)",
+    )
+    lim = a.add_argument_group(
+        "limits of the target's process",
+        "The target runs in a child process with a scratch working directory and a scrubbed environment "
+        "(docs/cli.md, 'Isolation and trust'). SIZE is bytes or a number with K, M, G or T; none removes a limit.",
+    )
+    lim.add_argument(
+        "--max-memory",
+        metavar="SIZE",
+        default=None,
+        help="address space of the target's process (default: half of the machine's memory)",
+    )
+    lim.add_argument(
+        "--max-cpu", metavar="SECONDS", default=None, help="CPU seconds one call may use (default 60)"
+    )
+    lim.add_argument(
+        "--max-procs",
+        metavar="N",
+        default=None,
+        help="processes and threads the target may add (default 256; not enforced for root)",
+    )
+    lim.add_argument(
+        "--max-file-size",
+        metavar="SIZE",
+        default=None,
+        help="size of any file the target writes (default 64M)",
+    )
+    lim.add_argument(
+        "--max-open-files",
+        metavar="N",
+        default=None,
+        help="open files of the target's process (default 1024)",
+    )
+    lim.add_argument(
+        "--max-reply", metavar="SIZE", default=None, help="bytes of data one call may send back (default 64M)"
+    )
+    lim.add_argument(
+        "--env",
+        action="append",
+        metavar="NAME",
+        help="pass the environment variable NAME through to the target (repeatable); others are removed",
+    )
+    a.add_argument(
         "--plot",
         metavar="FILE.png",
         default=None,
         help="draw where the target parts from the reference (needs matplotlib)",
     )
     return p
+
+
+_UNITS = {"": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
+
+
+def _size(option: str, text: str | None, *, unit: bool = True, integer: bool = True) -> Any:
+    """``--max-memory 2G`` and friends: a positive number (with a unit for sizes), or none."""
+    if text is None:
+        return "default"
+    word = text.strip().upper().removesuffix("B") if unit else text.strip()
+    if word.lower() == "none":
+        return None
+    mult = 1
+    if unit and word and word[-1] in _UNITS:
+        mult, word = _UNITS[word[-1]], word[:-1]
+    try:
+        value = float(word) * mult
+    except ValueError:
+        value = float("nan")
+    if not (value > 0 and value < float("inf")) or (integer and not unit and value != int(value)):
+        what = "a size in bytes, or with K, M, G or T (2G)" if unit else "a positive number"
+        raise _UsageError(f"{option} {text!r} is invalid; expected {what}, or none")
+    return int(value) if integer else value
+
+
+def _limits(ns: argparse.Namespace) -> Any:
+    from .audit.targets import Limits
+
+    values = {
+        "max_memory": _size("--max-memory", ns.max_memory),
+        "max_cpu": _size("--max-cpu", ns.max_cpu, unit=False, integer=False),
+        "max_procs": _size("--max-procs", ns.max_procs, unit=False),
+        "max_file_size": _size("--max-file-size", ns.max_file_size),
+        "max_open_files": _size("--max-open-files", ns.max_open_files, unit=False),
+        "max_reply": _size("--max-reply", ns.max_reply),
+    }
+    if values["max_reply"] is None:
+        raise _UsageError("--max-reply cannot be none; give a size such as 64M")
+    for name in ns.env or ():
+        if not name or "=" in name or "\0" in name:
+            raise _UsageError(f"--env {name!r} is invalid; expected the NAME of an environment variable")
+    return Limits(
+        **{k: v for k, v in values.items() if v != "default"},
+        env=tuple(ns.env or ()),
+    )
 
 
 def _progress_printer() -> Any:
@@ -150,6 +254,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         a == "--format" and i + 1 < len(args) and args[i + 1] == "json" for i, a in enumerate(args)
     )
     ns: argparse.Namespace | None = None
+    previous = _install_sigterm()
     try:
         ns = _parser().parse_args(args)
         if ns.command is None:
@@ -161,6 +266,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail(str(e), ns, wants_json)
     except KeyboardInterrupt:
         return _fail("optcheck audit: interrupted", ns, wants_json)
+    except _Terminated:
+        return _fail("optcheck audit: terminated (SIGTERM); the target's process was stopped", ns, wants_json)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _install_sigterm() -> Any:
+    """Turn SIGTERM into an exception (main thread only), so the audit's clean-up runs."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    try:
+        return signal.signal(signal.SIGTERM, _on_sigterm)
+    except (ValueError, OSError):
+        return None
 
 
 def _fail(reason: str, ns: argparse.Namespace | None, wants_json: bool) -> int:
@@ -175,6 +295,9 @@ def _audit(ns: argparse.Namespace) -> int:
 
     hyper = _pairs(ns.hyper, "--hyper")
     extra = _pairs(ns.arg, "--arg")
+    limits = _limits(ns)
+    if ns.max_time is not None and not (0 < ns.max_time < float("inf")):
+        raise _UsageError(f"--max-time {ns.max_time!r} is invalid; expected a positive number of seconds")
     tty = sys.stdout.isatty() and ns.format == "text"
     progress = _progress_printer() if tty and sys.stderr.isatty() else None
     try:
@@ -189,6 +312,8 @@ def _audit(ns: argparse.Namespace) -> int:
             steps=ns.steps,
             timeout=ns.timeout,
             progress=progress,
+            limits=limits,
+            max_time=ns.max_time,
         )
     except AuditUsageError as e:
         if progress is not None:

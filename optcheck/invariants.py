@@ -42,8 +42,10 @@ from typing import Any
 import numpy as np
 from array_api_compat import array_namespace
 
-from ._core.errors import Error
-from ._tree import Path, Tree, describe, path_str, zip_trees
+from ._core import validate as _v
+from ._core.arrays import namespace
+from ._core.errors import Error, UsageError
+from ._tree import Path, Tree, describe, path_str
 from .rules import Rule
 from .rules._base import MONOTONE_ROLES, NONNEGATIVE_ROLES, ROLES
 
@@ -210,6 +212,11 @@ class InvariantWarning(RuntimeWarning):
 
 def raise_if(violations: list[Violation]) -> list[Violation]:
     """Raise :class:`InvariantError` when ``violations`` is not empty; return it otherwise (empty)."""
+    if not isinstance(violations, (list, tuple)) or not all(isinstance(v, Violation) for v in violations):
+        raise _v.UsageTypeError(
+            f"violations is invalid: expected a list of Violation records (what the checkers return), "
+            f"got {_v.describe_value(violations)}."
+        )
     if violations:
         raise InvariantError(_sort(violations))
     return violations
@@ -220,18 +227,7 @@ def raise_if(violations: list[Violation]) -> list[Violation]:
 # ---------------------------------------------------------------------------
 
 
-_NAMESPACES: dict[type, Any] = {}
-
-
-def _xp(x: Array) -> Any:
-    """The array namespace of ``x`` (cached by type: looking it up costs more than a small check)."""
-    t = type(x)
-    if t is np.ndarray:
-        return np
-    xp = _NAMESPACES.get(t)
-    if xp is None:
-        xp = _NAMESPACES[t] = array_namespace(x)
-    return xp
+_xp = namespace
 
 
 def _as_array(x: Any, where: str, allow_none: bool = False) -> Array:
@@ -241,7 +237,10 @@ def _as_array(x: Any, where: str, allow_none: bool = False) -> Array:
     """
     if x is None and allow_none:
         return None
+    if type(x) is np.ndarray and x.dtype.kind in "biuf":
+        return x
     if hasattr(x, "shape") and hasattr(x, "dtype") and not isinstance(x, type):
+        _v.check_array(where, x)  # np.matrix, masked arrays, object/string dtypes: a named error
         if type(x) is np.ndarray:
             return x
         try:
@@ -249,7 +248,7 @@ def _as_array(x: Any, where: str, allow_none: bool = False) -> Array:
         except TypeError:
             arr = np.asarray(x)
             if arr.dtype.kind not in "biuf":
-                raise ValueError(f"{where} is {describe(x)}; expected a numeric array") from None
+                raise _v.UsageTypeError(f"{where} is {describe(x)}; expected a numeric array") from None
             return arr
         return x
     if isinstance(x, (bool, int, float, np.number, list, tuple)):
@@ -258,8 +257,10 @@ def _as_array(x: Any, where: str, allow_none: bool = False) -> Array:
         except (ValueError, TypeError):
             arr = np.asarray(None)
         if arr.dtype.kind in "biuf":
-            return arr
-    raise ValueError(f"{where} is {describe(x)}; expected an array (numpy array, torch tensor) or a number")
+            return arr  # a number, or a list of numbers, read as a numpy array
+    raise _v.UsageTypeError(
+        f"{where} is {describe(x)}; expected an array (numpy array, torch tensor) or a number"
+    )
 
 
 def _shape(x: Array) -> tuple[int, ...]:
@@ -1358,7 +1359,7 @@ def _roles_for(rule: Rule | None, roles: Mapping[str, str] | None) -> dict[str, 
     if roles:
         for k, r in roles.items():
             if r not in KNOWN_ROLES:
-                raise ValueError(
+                raise UsageError(
                     f"roles[{k!r}] = {r!r} is not a known role; expected one of {sorted(KNOWN_ROLES)}"
                 )
             out[k] = r
@@ -1654,21 +1655,69 @@ def _leaves_for(
     owner: str,
     names: Mapping[str, str] | None = None,
     allow_none: Collection[str] = (),
+    same_shape: Collection[str] | None = None,
+    required: Collection[str] = (),
+    complex_ok: Collection[str] = (),
 ) -> list[tuple[Path, dict[str, Array]]]:
-    """Zip trees of the same structure and turn every leaf into an array (ValueError naming the key)."""
+    """Zip trees of the same structure and turn every leaf into an array.
+
+    ``names`` maps each tree's label to the argument it came from (``"new_params"``,
+    ``"state['exp_avg']"``): every error names the argument and the key path. Trees in
+    ``same_shape`` (default: all) must have the shapes of ``owner``'s leaves; all leaves must
+    come from one array library. Trees in ``required`` must not be ``None``; complex leaves are
+    refused (their order, and so every ``<`` below, means nothing) except in ``complex_ok``.
+    Raises ``UsageError`` (``UsageTypeError`` for a wrong type).
+    """
+    for k in (owner, *required):
+        if trees.get(k) is None:
+            raise _v.UsageTypeError(
+                f"{(names or {}).get(k, k)}=None is invalid; expected an array or a dict of arrays."
+            )
     present = {k: v for k, v in trees.items() if v is not None}
-    try:
-        rows = zip_trees(present)
-    except (ValueError, TypeError) as e:
-        raise ValueError(str(e)) from None
+    shown = {k: (names or {}).get(k, k) for k in present}
+    rows = _v.check_same_structure(present, shapes=False, namespace=False, labels=shown)
+    strict = set(present) - {owner} if same_shape is None else set(same_shape) & set(present)
     out = []
+    libraries: dict[str, Any] = {}
     for path, leaves in rows:
         arrs = {}
         for label, leaf in zip(present, leaves, strict=True):
-            where = path_str((names or {}).get(label, label), path)
-            arrs[label] = _as_array(leaf, where, allow_none=label in allow_none)
+            where = path_str(shown[label], path)
+            arr = arrs[label] = _as_array(leaf, where, allow_none=label in allow_none)
+            if arr is not None and label not in complex_ok and _is_complex(arr):
+                raise _v.UsageTypeError(
+                    f"{where} has dtype {arr.dtype}; expected real numbers (complex entries have no order)"
+                )
+            if arr is not None and not isinstance(leaf, (int, float, np.number)):
+                libraries.setdefault(where, arr)
+        if owner in arrs and arrs[owner] is not None:
+            want = _shape(arrs[owner])
+            for label in strict:
+                arr = arrs.get(label)
+                if arr is not None and _shape(arr) != want:
+                    raise UsageError(
+                        f"{path_str(shown[label], path)} has shape {_shape(arr)} but "
+                        f"{path_str(shown[owner], path)} has shape {want}: expected {shown[label]} to have "
+                        f"the shapes of {shown[owner]}."
+                    )
         out.append((path, arrs))
+    _v.check_same_namespace(libraries)
     return out
+
+
+def _is_complex(x: Array) -> bool:
+    dtype = x.dtype
+    if isinstance(dtype, np.dtype):
+        return dtype.kind == "c"
+    return bool(getattr(dtype, "is_complex", False)) or "complex" in str(dtype)
+
+
+def _check_name(name: Any) -> str:
+    if not isinstance(name, str):
+        raise _v.UsageTypeError(
+            f"name is invalid: expected a string (how messages call the array), got {_v.describe_value(name)}."
+        )
+    return name
 
 
 def _single(
@@ -1693,7 +1742,9 @@ def non_finite(
     With ``before`` (the same array before the step) the violation tells whether the
     array became non-finite in this step (``became=True``) or already was (``False``).
     """
-    rows = _leaves_for({"x": x, "before": before}, "x", {"x": name, "before": "before"})
+    name = _check_name(name)
+    step = _v.check_int("step", step, low=0, optional=True)
+    rows = _leaves_for({"x": x, "before": before}, "x", complex_ok=("x", "before"))
     ctx = _simple_ctx(name, "state", step)
     ctx.names = {"state": name}
     out: list[Violation] = []
@@ -1730,10 +1781,12 @@ def negative_second_moment(
     ``mean`` (centered RMSprop's mean gradient ḡ), checks v − ḡ² instead: below −rounding
     is ``negative-second-moment``, below zero within rounding is ``sqrt-of-negative``.
     """
+    name = _check_name(name)
+    step = _v.check_int("step", step, low=0, optional=True)
     rows = _leaves_for(
         {"v": v, "before": before, "grads": grads, "params": params, "mean": mean},
         "v",
-        {"v": name, "before": "before", "grads": "grads", "params": "params", "mean": "mean"},
+        {"v": "v", "before": "before", "grads": "grads", "params": "params", "mean": "mean"},
     )
     roles = {"v": "second-moment", "mean": "first-moment"}
     ctx = _Context(
@@ -1755,7 +1808,9 @@ def negative_second_moment(
 
 def sqrt_of_negative(x: Tree, *, name: str = "x", step: int | None = None) -> list[Violation]:
     """``sqrt-of-negative``: entries of ``x``, an argument about to go into a square root, below zero."""
-    rows = _leaves_for({"x": x}, "x", {"x": name})
+    name = _check_name(name)
+    step = _v.check_int("step", step, low=0, optional=True)
+    rows = _leaves_for({"x": x}, "x", {"x": "x"})
     out: list[Violation] = []
     for path, a in rows:
         arr = a["x"]
@@ -1807,12 +1862,14 @@ def accumulator_decreased(
     ``kind`` is ``"accumulator"`` (Adagrad's sum of squares) or ``"max-second-moment"``
     (AMSGrad's running maximum); it selects the hint.
     """
-    if kind not in MONOTONE_ROLES:
-        raise ValueError(f"kind={kind!r} is invalid; expected one of {sorted(MONOTONE_ROLES)}")
+    kind = _v.check_choice("kind", kind, sorted(MONOTONE_ROLES))
+    name = _check_name(name)
+    step = _v.check_int("step", step, low=0, optional=True)
     rows = _leaves_for(
         {"after": after, "before": before, "grads": grads, "params": params},
         "after",
-        {"after": name, "before": name, "grads": "grads", "params": "params"},
+        {"after": "after", "before": "before", "grads": "grads", "params": "params"},
+        required=("before",),
     )
     ctx = _Context(
         rule=None, roles={"s": kind}, names={"s": name}, key_prefix={}, step=step, skip=frozenset()
@@ -1840,13 +1897,29 @@ def step_not_incremented(before: Any, after: Any, *, name: str = "state['step']"
         rule=None, roles={"step": "counter"}, names={"step": name}, key_prefix={}, step=None, skip=frozenset()
     )
     out: list[Violation] = []
+    _check_name(name)
     for label, x in (("before", before), ("after", after)):
-        try:
-            float(x)
-        except (TypeError, ValueError):
-            raise ValueError(f"{name} ({label}) is {describe(x)}; expected a number") from None
+        _check_count(label, x)
     _check_counter(ctx, "step", before, after, out)
     return out
+
+
+def _check_count(label: str, x: Any) -> None:
+    """A step counter's value: a real number (or one-element numeric array), not NaN, not a string or bool."""
+    value = x
+    if hasattr(x, "shape") and hasattr(x, "dtype") and not isinstance(x, type):
+        _v.check_array(label, x)
+        if _size(_shape(x)) != 1 or _v.library_of(x) not in ("numpy", "torch"):
+            raise _v.UsageTypeError(
+                f"{label} is invalid: expected a number (the step counter), got {_v.describe_value(x)}."
+            )
+        value = x.item() if hasattr(x, "item") else float(x)
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.number)):
+        raise _v.UsageTypeError(
+            f"{label} is invalid: expected a number (the step counter), got {_v.describe_value(x)}."
+        )
+    if not math.isfinite(float(value)):
+        raise UsageError(f"{label} is invalid: expected a finite number (the step counter), got {value!r}.")
 
 
 def update_without_gradient(
@@ -1863,10 +1936,13 @@ def update_without_gradient(
     Only meaningful for a rule without weight decay (a decayed parameter moves with a
     zero gradient); :func:`check_update` decides that from the rule.
     """
+    name = _check_name(name)
+    step = _v.check_int("step", step, low=0, optional=True)
     rows = _leaves_for(
         {"params": params, "grads": grads, "new": new_params, "momentum": momentum},
         "params",
-        {"params": name, "grads": "grads", "new": name, "momentum": "momentum"},
+        {"params": "params", "grads": "grads", "new": "new_params", "momentum": "momentum"},
+        required=("grads", "new"),
     )
     ctx = _Context(
         rule=None,
@@ -1903,10 +1979,16 @@ def update_too_large(
     step: int | None = None,
 ) -> list[Violation]:
     """``update-too-large``: entries that moved by more than ``bound + decay·|p|`` (times 1.001, plus rounding)."""
-    for label, v in (("bound", bound), ("decay", decay)):
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not v >= 0:
-            raise ValueError(f"{label}={v!r} is invalid; expected a number >= 0")
-    rows = _leaves_for({"params": params, "new": new_params}, "params", {"params": name, "new": name})
+    bound = _v.check_float("bound", bound, low=0.0)
+    decay = _v.check_float("decay", decay, low=0.0)
+    name = _check_name(name)
+    step = _v.check_int("step", step, low=0, optional=True)
+    rows = _leaves_for(
+        {"params": params, "new": new_params},
+        "params",
+        {"params": "params", "new": "new_params"},
+        required=("new",),
+    )
     ctx = _Context(rule=None, roles={}, names={"params": name}, key_prefix={}, step=step, skip=frozenset())
     leaves = [
         _Leaf(path, _shape(a["params"]), a["params"].dtype, a["params"], a["new"], None, {}, {}, {})
@@ -1930,7 +2012,16 @@ def dtype_changed(
 
 
 def _structure(before: Tree, after: Tree, name: str, step: int | None) -> list[Violation]:
-    rows = _leaves_for({"before": before, "after": after}, "before", {"before": name, "after": name})
+    name = _check_name(name)
+    step = _v.check_int("step", step, low=0, optional=True)
+    # a different shape or dtype is the finding here, not a usage error
+    rows = _leaves_for(
+        {"before": before, "after": after},
+        "before",
+        same_shape=(),
+        required=("after",),
+        complex_ok=("before", "after"),
+    )
     ctx = _Context(rule=None, roles={}, names={"x": name}, key_prefix={}, step=step, skip=frozenset())
     out: list[Violation] = []
     for path, a in rows:
@@ -1945,7 +2036,15 @@ def input_mutated(
 
     NaN in the same place in both counts as unchanged.
     """
-    rows = _leaves_for({"before": before, "after": after}, "before", {"before": name, "after": name})
+    name = _check_name(name)
+    step = _v.check_int("step", step, low=0, optional=True)
+    rows = _leaves_for(
+        {"before": before, "after": after},
+        "before",
+        same_shape=(),
+        required=("after",),
+        complex_ok=("before", "after"),
+    )
     ctx = _Context(rule=None, roles={}, names={"x": name}, key_prefix={}, step=step, skip=frozenset())
     out: list[Violation] = []
     for path, a in rows:
@@ -2037,32 +2136,54 @@ def _prepare(
     skip: Collection[str] = (),
     overrides: Mapping[Path, Rule] | None = None,
     history: bool = True,
+    labels: Mapping[str, str] | None = None,
+    state_keys: Mapping[str, str] | None = None,
 ) -> tuple[_Context, list[_Leaf], list[tuple[str, Any, Any]]]:
     """Validate the arguments of :func:`check_update` and build the step records.
+
+    Errors name the arguments of :func:`check_update` (``new_params``, ``state['exp_avg']``);
+    a front end with other argument names passes ``labels`` (``{"new_params": "params",
+    "new_state": "state", "before['params']": ...}``) and ``state_keys`` (state key -> the
+    user's key, ``{"square_avg": "S"}``).
 
     ``history=False``: only the values after the step are known (``params``/``state`` are
     ignored); the records then have no "before" values.
     """
     if rule is not None and not isinstance(rule, Rule):
-        raise TypeError(
-            f"rule must be an optcheck Rule (optcheck.rules.get(name)) or None, got {type(rule).__name__}"
+        hint = f" Pass optcheck.rules.get({rule!r})." if isinstance(rule, str) else ""
+        raise _v.UsageTypeError(
+            f"rule must be an optcheck Rule (optcheck.rules.get(name)) or None, got {_v.describe_value(rule)}.{hint}"
         )
+    skip = _v.check_str_seq("skip", skip)
     unknown = sorted(set(skip) - set(INVARIANTS))
     if unknown:
-        raise ValueError(
+        raise UsageError(
             f"skip={sorted(skip)} names unknown invariant(s) {unknown}; expected ids from {list(INVARIANTS)}"
         )
-    before = dict(before or {})
-    bad_before = sorted(set(before) - {"params", "grads", "state"})
-    if bad_before:
-        raise ValueError(
-            f"before has unexpected key(s) {bad_before}; expected some of ['grads', 'params', 'state']"
-        )
+    immutable = _v.check_str_seq("immutable", immutable, choices=("params", "grads", "state"))
+    names = _v.check_names("names", names)
+    key_prefix = _v.check_names("key_prefix", key_prefix)
+    roles = _v.check_names("roles", roles)
+    before = _v.check_mapping("before", before, keys=("params", "grads", "state"))
+    overrides = _v.check_mapping(
+        "overrides", overrides, key_type=(str, tuple), value_check=_check_override_rule
+    )
     role_map = _roles_for(rule, roles)
-    state = dict(state or {})
-    new_state = dict(new_state or {})
-    state0 = dict(before.get("state") or state)
+
+    def arg(a: str) -> str:
+        return (labels or {}).get(a, a)
+
+    def user_key(k: str) -> str:
+        return (state_keys or {}).get(k, k)
+
+    state = _check_state_arg(arg("state"), state, rule, state_keys)
+    new_state = _check_state_arg(arg("new_state"), new_state, rule, state_keys)
+    in_before = "state" in before and before["state"] is not None
+    state0_name = arg("before['state']") if in_before else arg("state")
+    state0 = _check_state_arg(state0_name, before["state"], rule, state_keys) if in_before else state
     p_old = before.get("params", params)
+    p_old_name = arg("before['params']") if "params" in before else arg("params")
+    step = _v.check_int("step", step, low=0, optional=True)
     if step is None:
         s = new_state.get("step")
         try:
@@ -2084,14 +2205,21 @@ def _prepare(
     counters = (
         [(k, state0[k], new_state[k]) for k in new_state if k in state0 and k in scalar] if history else []
     )
+    for label, tree in (("params", p_old), ("grads", grads), ("new_params", new_params)):
+        if tree is None and (history or label != "params"):
+            shown = p_old_name if label == "params" else arg(label)
+            raise _v.UsageTypeError(f"{shown} is invalid: expected an array or a dict of arrays, got None.")
     trees: dict[str, Tree] = {"params": p_old, "new_params": new_params, "grads": grads}
-    label_names = {"params": ctx.name("params"), "new_params": ctx.name("params"), "grads": ctx.name("grads")}
+    # errors name the argument each tree came from
+    label_names = {"params": p_old_name, "new_params": arg("new_params"), "grads": arg("grads")}
     if not history:
         trees["params"] = new_params
+        label_names["params"] = arg("new_params")
     for k in array_keys:
         trees[f"s0:{k}"] = state0[k] if history else None
         trees[f"s1:{k}"] = new_state[k]
-        label_names[f"s0:{k}"] = label_names[f"s1:{k}"] = ctx.name(k)
+        label_names[f"s0:{k}"] = f"{state0_name}[{user_key(k)!r}]"
+        label_names[f"s1:{k}"] = f"{arg('new_state')}[{user_key(k)!r}]"
     mut_pairs: list[tuple[str, str, str]] = []
     for what in immutable:
         if what not in before or what == "state":
@@ -2101,9 +2229,19 @@ def _prepare(
             continue
         trees[f"mut0:{what}"] = before[what]
         trees[f"mut1:{what}"] = current
-        label_names[f"mut0:{what}"] = label_names[f"mut1:{what}"] = ctx.name(what)
+        label_names[f"mut0:{what}"] = arg(f"before[{what!r}]")
+        label_names[f"mut1:{what}"] = arg(what)
         mut_pairs.append((what, f"mut0:{what}", f"mut1:{what}"))
-    rows = _leaves_for(trees, "params", label_names, allow_none=[k for k in trees if k[:3] in ("s0:", "s1:")])
+    # the gradient belongs to the parameter: same shape (a changed parameter or state shape is a finding)
+    strict = ["grads", *(f"mut0:{w}" for w, _, _ in mut_pairs)] if history else ["grads"]
+    rows = _leaves_for(
+        trees,
+        "params",
+        label_names,
+        allow_none=[k for k in trees if k[:3] in ("s0:", "s1:")],
+        same_shape=strict,
+        complex_ok=["new_params", *(k for k in trees if k[:3] == "s1:")],  # a changed dtype is the finding
+    )
     leaves = []
     for path, a in rows:
         p0 = a["params"]
@@ -2121,6 +2259,34 @@ def _prepare(
             )
         )
     return ctx, leaves, counters
+
+
+def _check_override_rule(where: str, value: Any) -> Any:
+    if not isinstance(value, Rule):
+        raise _v.UsageTypeError(
+            f"{where} is invalid: expected an optcheck Rule (rule.replace(...) with other hyperparameters), "
+            f"got {_v.describe_value(value)}."
+        )
+    return value
+
+
+def _check_state_arg(
+    name: str, state: Any, rule: Rule | None, state_keys: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    """A state argument of :func:`check_update`: ``None`` or a dict with string keys; scalar entries are numbers."""
+    out = _v.check_mapping(name, state, what="a dict of state entries ({'step': 3, 'exp_avg': tree, ...})")
+    scalar_keys = set(rule.scalar_states) if rule is not None else {"step"}
+    for key in scalar_keys & set(out):
+        value = out[key]
+        where = f"{name}[{(state_keys or {}).get(key, key)!r}]"
+        if key == "step" and isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_)):
+            if value < 0:
+                raise UsageError(f"{where} is invalid: expected a whole number >= 0, got {value!r}.")
+            continue
+        _check_count(where, value)
+        if key == "step" and (float(value) != int(float(value)) or float(value) < 0):
+            raise UsageError(f"{where} is invalid: expected a whole number >= 0, got {value!r}.")
+    return out
 
 
 def _is_scalar_entry(rule: Rule | None, key: str, roles: Mapping[str, str], x: Any) -> bool:

@@ -69,6 +69,9 @@ def t(name: str) -> str:
 
 
 A = ["audit", *SEED[:3]]  # the seed target and --rule rmsprop
+CONFIG = ["audit", f"{t('config_correct.py')}:adam", "--rule", "adam"]
+FUNCTIONAL = ["audit", f"{t('functional_correct.py')}:step", "--rule", "adam"]
+OBJECT = ["audit", f"{t('object_correct.py')}:Adam", "--rule", "adam"]
 
 USAGE_ERRORS = [
     pytest.param([], "expected a command", id="no-command"),
@@ -99,6 +102,19 @@ USAGE_ERRORS = [
     pytest.param(
         [*A, "--arg", "reg_param=0.7", "--arg", "batch_size=0"], "batch_size=0 is invalid", id="batch-size"
     ),
+    # every style: config, functional, object targets too
+    pytest.param([*CONFIG, "--hyper", "lr=abc"], "lr='abc' is invalid", id="config-hyper-not-a-number"),
+    pytest.param([*CONFIG, "--arg", "zz=1"], "--arg zz: .*no argument 'zz'", id="config-unknown-arg"),
+    pytest.param([*FUNCTIONAL, "--hyper", "lr=abc"], "lr='abc' is invalid", id="functional-hyper"),
+    pytest.param([*FUNCTIONAL, "--arg", "zz=1"], "no argument 'zz'", id="functional-unknown-arg"),
+    pytest.param([*OBJECT, "--hyper", "lr=abc"], "lr='abc' is invalid", id="object-hyper"),
+    pytest.param([*OBJECT, "--arg", "zz=1"], "no argument 'zz'", id="object-unknown-arg"),
+    pytest.param([*A, "--max-time", "0"], "--max-time 0.0 is invalid", id="max-time"),
+    pytest.param([*A, "--max-memory", "lots"], "--max-memory 'lots' is invalid", id="max-memory"),
+    pytest.param([*A, "--max-cpu", "-3"], "--max-cpu '-3' is invalid", id="max-cpu"),
+    pytest.param([*A, "--max-procs", "1.5"], "--max-procs '1.5' is invalid", id="max-procs"),
+    pytest.param([*A, "--max-reply", "none"], "--max-reply cannot be none", id="max-reply"),
+    pytest.param([*A, "--env", "A=B"], "--env 'A=B' is invalid", id="env"),
 ]
 
 

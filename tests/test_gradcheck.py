@@ -674,9 +674,15 @@ BAD_CALLS: list[tuple[str, Callable[[], Any], type[Exception], str]] = [
     ),
     (
         "grad has a wrong shape",
-        lambda: check_gradient(lambda p: _sq(p["W"]), {"W": _x.reshape(3, 1)}, {"W": 2 * _x}),
+        lambda: check_gradient(lambda p: _sq(p["W"]), {"W": _x.reshape(3, 1)}, {"W": np.ones((1, 2))}),
         ValueError,
-        r"grad\['W'\] has shape \(3,\) but x\['W'\] has shape \(3, 1\); grad must have the shape of x",
+        r"grad\['W'\] has shape \(1, 2\) but x\['W'\] has shape \(3, 1\); grad must have the shape of x",
+    ),
+    (
+        "grad is the transpose of a matrix",
+        lambda: check_gradient(lambda p: _sq(p["W"]), {"W": np.ones((2, 3))}, {"W": np.ones((3, 2))}),
+        ValueError,
+        r"grad\['W'\] has shape \(3, 2\) but x\['W'\] has shape \(2, 3\)",
     ),
     (
         "grad is a dict for an array x",
@@ -840,3 +846,178 @@ def test_the_strategys_exact_gradients_agree_with_numdifftools(problem: Any) -> 
     f, x, grad = problem
     reference = np.atleast_1d(nd.Gradient(f)(x))
     np.testing.assert_allclose(grad, reference, rtol=1e-6, atol=1e-8 * max(1.0, float(np.max(np.abs(grad)))))
+
+
+# ------------------------------------------------------------------------------------------------
+# course keys, size-1 axes, dtypes, hints and kinks under the complex step (issue 16)
+# ------------------------------------------------------------------------------------------------
+
+
+def _course_net() -> tuple[dict[str, Array], Callable[[dict[str, Array]], Any], dict[str, Array]]:
+    rng = np.random.default_rng(16)
+    X = rng.normal(size=(3, 7))
+    p = {"W1": rng.normal(size=(4, 3)), "b1": rng.normal(size=(4, 1)), "W2": rng.normal(size=(1, 4))}
+
+    def cost(q: dict[str, Array]) -> Any:
+        return np.sum((q["W2"] @ np.tanh(q["W1"] @ X + q["b1"])) ** 2) / 7
+
+    A1 = np.tanh(p["W1"] @ X + p["b1"])
+    out = p["W2"] @ A1
+    dZ1 = (p["W2"].T @ (2 * out / 7)) * (1 - A1**2)
+    grads = {"W1": dZ1 @ X.T, "b1": dZ1.sum(axis=1, keepdims=True), "W2": 2 * out @ A1.T / 7}
+    return p, cost, grads
+
+
+@pytest.mark.parametrize(
+    ("rename", "said"),
+    [
+        (lambda k: "d" + k, "prefix 'd'"),
+        (lambda k: "grad_" + k, "prefix 'grad_'"),
+        (lambda k: k + "_grad", "suffix '_grad'"),
+    ],
+)
+def test_course_gradient_keys_are_matched_and_the_report_says_so(
+    rename: Callable[[str], str], said: str
+) -> None:
+    p, cost, grads = _course_net()
+    renamed = {rename(k): v for k, v in reversed(list(grads.items()))}
+    report = check_gradient(cost, p, renamed)
+    assert report.passed, str(report)
+    assert any(said in n and f"grad[{rename('W1')!r}] for x['W1']" in n for n in report.notes), report.notes
+    # a bug in one of them is named by the parameter's key, and the hint by the user's gradient key
+    renamed[rename("W1")] = renamed[rename("W1")] * 3.0
+    bad = check_gradient(cost, p, renamed)
+    assert not bad.passed and {e.key for e in bad.failures} == {"x['W1']"}
+    assert any(h.startswith(f"grad[{rename('W1')!r}] is 3 x") for h in bad.hints), bad.hints
+
+
+def test_mixed_or_partial_course_keys_still_name_the_missing_keys() -> None:
+    p, cost, grads = _course_net()
+    with pytest.raises(ValueError, match=r"missing|unexpected"):
+        check_gradient(cost, p, {"dW1": grads["W1"], "grad_b1": grads["b1"], "dW2": grads["W2"]})
+    with pytest.raises(ValueError, match=r"missing|unexpected"):
+        check_gradient(cost, p, {"dW1": grads["W1"], "db1": grads["b1"]})
+
+
+def test_gradients_differing_by_size_one_axes_are_accepted_with_a_note() -> None:
+    rng = np.random.default_rng(3)
+    b, c, m = rng.normal(size=4), np.array([[0.7]]), rng.normal(size=(2, 1, 3))
+    x = {"b": b, "c": c, "m": m}
+
+    def f(q: dict[str, Array]) -> Any:
+        return np.sum(q["b"] ** 2) + np.sum(q["c"] ** 3) + np.sum(np.sin(q["m"]))
+
+    grad = {"b": (2 * b).reshape(1, 4), "c": np.array(3 * 0.49), "m": np.cos(m).reshape(2, 3)}
+    report = check_gradient(f, x, grad)
+    assert report.passed, str(report)
+    notes = " ".join(report.notes)
+    assert "grad['b'] has shape (1, 4) and x['b'] has shape (4,)" in notes
+    assert "grad['c'] has shape () and x['c'] has shape (1, 1)" in notes
+    assert "grad['m'] has shape (2, 3) and x['m'] has shape (2, 1, 3)" in notes
+    grad["b"] = grad["b"].copy()
+    grad["b"][0, 2] += 1.0
+    bad = check_gradient(f, x, grad)
+    assert [e.where for e in bad.failures] == ["x['b'][2]"]
+    with pytest.raises(ValueError, match=r"grad\['b'\] has shape \(2, 2\) but x\['b'\] has shape \(4,\)"):
+        check_gradient(f, x, {**grad, "b": np.ones((2, 2))})
+
+
+def test_float32_x_is_handed_to_f_in_float32_unless_keep_dtype_is_false() -> None:
+    seen: list[str] = []
+    w = np.array([0.5, -1.0, 2.0], dtype=np.float32)
+
+    def f(v: Array) -> Any:
+        seen.append(v.dtype.name)
+        return np.sum(v**2)
+
+    assert check_gradient(f, w, 2 * w).passed
+    assert set(seen) <= {"float32", "complex64"} and "float32" in seen
+    seen.clear()
+    assert check_gradient(f, w, 2 * w, keep_dtype=False).passed
+    assert set(seen) <= {"float64", "complex128"} and "float64" in seen
+    assert w.dtype == np.float32 and list(w) == [0.5, -1.0, 2.0]
+    with pytest.raises(TypeError, match="keep_dtype must be True, False or None"):
+        check_gradient(f, w, 2 * w, keep_dtype="yes")  # type: ignore[arg-type]
+
+
+def test_float32_inputs_giving_a_float64_result_warn() -> None:
+    rng = np.random.default_rng(5)
+    X = rng.normal(size=(30, 4))  # float64 data: the product runs in float64
+    w = rng.normal(size=4).astype(np.float32)
+    with pytest.warns(UserWarning, match="handed to f as float32, but f returned a float64 result"):
+        check_gradient(lambda v: np.sum((X @ v) ** 2), w, 2 * X.T @ (X @ w))
+    Xf = X.astype(np.float32)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        check_gradient(lambda v: np.sum((Xf @ v) ** 2), w, 2 * Xf.T @ (Xf @ w))
+
+
+@pytest.mark.parametrize("method", ["auto", "central", "richardson"])
+def test_a_float32_gradient_returned_as_float64_is_judged_at_float32_precision(method: str) -> None:
+    rng = np.random.default_rng(7)
+    X = rng.normal(size=(400, 30)).astype(np.float32)
+    y = rng.normal(size=400).astype(np.float32)
+    w = (rng.normal(size=30) * 0.3).astype(np.float32)
+
+    def loss(v: Array) -> Any:
+        r = X @ v - y
+        return np.float32(0.5) * np.mean(r * r)
+
+    grad64 = (X.T @ (X @ w - y) / np.float32(400)).astype(np.float64)  # computed in float32
+    report = check_gradient(loss, w, grad64, method=method)
+    assert report.passed, str(report)
+    assert any("computed at float32 precision" in n for n in report.notes), report.notes
+    bad = grad64.copy()
+    bad[4] *= 1.05
+    assert [e.index for e in check_gradient(loss, w, bad, method=method).failures] == [(4,)]
+
+
+def test_no_factor_hint_for_a_ratio_near_one() -> None:
+    x = np.linspace(0.5, 2.0, 6)
+    g = 2 * x * (1 + 1e-6)  # fails (rtol 1e-8) but a ratio of 1.000001 is no factor
+    report = check_gradient(lambda v: np.sum(v**2), x, g)
+    assert not report.passed
+    assert not any("x the numerical gradient" in h for h in report.hints), report.hints
+
+
+def test_factor_hint_counts_only_entries_whose_true_gradient_is_nonzero() -> None:
+    rng = np.random.default_rng(11)
+    X = np.abs(rng.normal(size=(5, 8))) + 0.1  # positive inputs
+    W = rng.normal(size=(3, 5))
+    W[2] = np.abs(W[2])
+    W[:2] = -np.abs(W[:2]) - 1.0  # rows 0 and 1 dead: ReLU zero everywhere, true gradient exactly 0
+
+    def loss(w: Array) -> Any:
+        return np.sum(np.maximum(w @ X, 0.0) ** 2) / 2
+
+    Z = W @ X
+    dW = (np.maximum(Z, 0.0) * (Z > 0)) @ X.T
+    assert np.count_nonzero(dW) == 5 and np.all(dW[:2] == 0)
+    report = check_gradient(loss, W, 2 * dW)
+    assert not report.passed and len(report.failures) == 5
+    assert any(h.startswith("grad is 2 x the numerical gradient") for h in report.hints), report.hints
+
+
+@pytest.mark.parametrize("analytic", [0.0, 1.0, 0.5])
+def test_kinks_at_exact_zeros_are_reported_under_the_complex_step_whatever_subgradient(
+    analytic: float,
+) -> None:
+    z = np.array([0.0, 1.5, -2.0, 0.0])
+    report = check_gradient(lambda v: np.sum(np.maximum(v, 0.0)), z, np.array([analytic, 1.0, 0.0, analytic]))
+    assert report.method == "complex-step"
+    assert report.passed, str(report)
+    assert [e.index for e in report.nondifferentiable] == [(0,), (3,)]
+    assert report.nondifferentiable[0].interval == (0.0, 1.0)
+    bad = check_gradient(lambda v: np.sum(np.maximum(v, 0.0)), z, np.array([2.0, 1.0, 0.0, analytic]))
+    assert [e.index for e in bad.failures] == [(0,)]
+    assert "outside the one-sided derivatives 0 (left) and 1 (right)" in bad.failures[0].note
+
+
+def test_a_smooth_f_does_not_pay_for_the_kink_probe_per_entry() -> None:
+    x = np.linspace(0.1, 1.0, 30)
+    report = check_gradient(lambda v: np.sum(np.sin(v)), x, np.cos(x))
+    assert report.method == "complex-step" and report.passed
+    assert not report.nondifferentiable
+    assert report.evaluations < 30 + 20, report.evaluations  # one evaluation per entry plus the set-up

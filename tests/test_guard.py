@@ -198,9 +198,10 @@ def test_guarded_keeps_the_function_and_passes_results_through() -> None:
     assert isinstance(out, tuple) and out[0] is params and out[1] is S
 
 
-def test_unknown_state_name_asks_for_roles() -> None:
+def test_unknown_state_name_asks_for_roles_when_the_target_changes_it() -> None:
     def two_states(parameters: Any, grads: Any, foo: Any, bar: Any) -> None:
-        return None
+        foo["dW"] += grads["dW"]
+        bar["dW"] += grads["dW"] ** 2
 
     update = guarded(two_states, rule="adam")
     p = {"W": np.ones(2)}
@@ -209,7 +210,20 @@ def test_unknown_state_name_asks_for_roles() -> None:
     ):
         update(p, {"dW": np.ones(2)}, {"dW": np.zeros(2)}, {"dW": np.zeros(2)})
     ok = guarded(two_states, rule="adam", roles={"foo": "exp_avg", "bar": "second-moment"})
-    ok(p, {"dW": np.ones(2)}, {"dW": np.zeros(2)}, {"dW": np.zeros(2)})  # nothing moved, nothing wrong
+    ok(p, {"dW": np.ones(2)}, {"dW": np.zeros(2)}, {"dW": np.zeros(2)})  # named: checked as adam's states
+
+
+def test_unknown_state_name_left_alone_is_ignored_with_a_note() -> None:
+    def two_states(parameters: Any, grads: Any, foo: Any, bar: Any) -> None:
+        return None
+
+    update = guarded(two_states, rule="adam")
+    p = {"W": np.ones(2)}
+    update(p, {"dW": np.ones(2)}, {"dW": np.zeros(2)}, {"dW": np.zeros(2)})  # nothing moved, nothing wrong
+    assert update.guard.notes == [  # type: ignore[attr-defined]
+        "'foo' is none of adam's states and the target never changed it; it was ignored",
+        "'bar' is none of adam's states and the target never changed it; it was ignored",
+    ]
 
 
 # ---------------------------------------------------------------------------
@@ -427,7 +441,7 @@ def test_trap_restores_numpy_state_and_is_a_decorator() -> None:
     assert np.geterr() == before
     with trap(divide=False):
         assert np.isinf(np.array([1.0]) / np.array([0.0])).all()
-    with pytest.raises(ValueError, match=r"trap\(invalid=1\) is invalid"), trap(invalid=1):  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"invalid=1 is invalid; expected True or False"), trap(invalid=1):  # type: ignore[arg-type]
         pass
 
 

@@ -407,7 +407,7 @@ BAD_CALLS: list[tuple[str, dict[str, Any], str]] = [
     ("adam", {"betas": 0.9}, "adam: betas=0.9 is invalid; expected a tuple (beta1, beta2)"),
     ("adam", {"betas": (0.9, 0.99), "beta1": 0.8}, "adam: beta1 given twice, in betas= and as beta1="),
     ("adam", {"betas": (0.9, 1.5)}, "adam: beta2=1.5 is out of range; expected a value in [0, 1)"),
-    ("adam", {"learning_rate": 0.1}, "adam: unknown hyperparameter(s) ['learning_rate']; adam takes ['lr',"),
+    ("adam", {"learnin_rate": 0.1}, "adam: unknown hyperparameter(s) ['learnin_rate']; adam takes ['lr',"),
     (
         "adamw",
         {"weight_decay": -1.0},
@@ -747,7 +747,8 @@ def test_init_rejects_non_float_and_non_array_params() -> None:
         rules.get("sgd").init({"W1": np.ones(2), "b1": np.zeros(2, dtype=np.int64)})
     with pytest.raises(TypeError, match=re.escape("params['W1'] is a float; expected an array")):
         rules.get("sgd").init({"W1": 1.0})
-    with pytest.raises(TypeError, match=re.escape("key 1 at tree is a int; optcheck trees are dicts")):
+    # the message names the argument (issue 15), not an anonymous "tree"
+    with pytest.raises(TypeError, match=re.escape("params has the key 1, a int: expected string keys")):
         rules.get("sgd").init({1: np.ones(2)})
 
 

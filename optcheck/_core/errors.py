@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["Error", "UsageError"]
+__all__ = ["Error", "UsageError", "UsageTypeError"]
 
 
 class Error(Exception):
@@ -19,4 +19,12 @@ class UsageError(Error, ValueError):
     """A call to optcheck was given a bad argument.
 
     The message names the argument (or the key inside it), what was expected and what was given.
+    """
+
+
+class UsageTypeError(UsageError, TypeError):
+    """A bad argument of the wrong type (a string where a number was expected, ``None`` for an array).
+
+    Both a :class:`UsageError` (so a ``ValueError``) and a ``TypeError``: ``except TypeError`` and
+    ``except ValueError`` written against earlier versions keep working.
     """

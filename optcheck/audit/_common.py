@@ -1,6 +1,7 @@
 """Records shared by the parent (engine, report) and the isolated child (adapters).
 
-Everything here is plain data that pickles, so it travels over the worker pipe.
+Everything here is plain data built in the parent; :meth:`TargetInfo.from_plain` builds the
+description of a target from what the child sent (validated: the child is not trusted).
 """
 
 from __future__ import annotations
@@ -27,6 +28,21 @@ class AuditUsageError(UsageError):
     """
 
 
+_KINDS = ("POSITIONAL_ONLY", "POSITIONAL_OR_KEYWORD", "VAR_POSITIONAL", "KEYWORD_ONLY", "VAR_KEYWORD")
+
+
+def _literal(value: Any) -> bool:
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return True
+    if isinstance(value, tuple):
+        return all(_literal(v) for v in value)
+    return False
+
+
+def _text(v: Any, n: int = 500) -> str:
+    return v[:n] if isinstance(v, str) else ""
+
+
 @dataclasses.dataclass(frozen=True)
 class ParamInfo:
     """One parameter of a target's signature, as the child process saw it.
@@ -41,6 +57,29 @@ class ParamInfo:
     has_default: bool = False
     default: Any = None
     default_repr: str = ""
+    annotation: str = ""
+
+    @classmethod
+    def from_plain(cls, d: Any) -> ParamInfo:
+        """A parameter from the child's plain description; ``ValueError`` when malformed."""
+        if not isinstance(d, dict):
+            raise ValueError("a parameter is not a dict")
+        name, kind = d.get("name"), d.get("kind")
+        if not isinstance(name, str) or not name.isidentifier():
+            raise ValueError(f"a parameter name {str(name)[:40]!r} is not a Python name")
+        if kind not in _KINDS:
+            raise ValueError(f"a parameter kind {str(kind)[:40]!r} is unknown")
+        default = d.get("default")
+        if not _literal(default):
+            raise ValueError(f"the default of {name!r} is not a plain literal")
+        return cls(
+            name=name,
+            kind=kind,
+            has_default=bool(d.get("has_default")),
+            default=default,
+            default_repr=_text(d.get("default_repr")),
+            annotation=_text(d.get("annotation")),
+        )
 
     @property
     def is_var(self) -> bool:
@@ -72,6 +111,38 @@ class TargetInfo:
     file: str | None = None
     module: str = ""
     import_line: str = ""
+    methods: dict[str, tuple[ParamInfo, ...]] = dataclasses.field(default_factory=dict)
+
+    @classmethod
+    def from_plain(cls, d: Any, spec_text: str = "") -> TargetInfo:
+        """The description the child sent (``optcheck.audit._worker.describe``), validated."""
+        if not isinstance(d, dict):
+            raise ValueError("the description is not a dict")
+        kind = d.get("kind")
+        if kind not in ("function", "class", "method", "object"):
+            raise ValueError(f"unknown kind {str(kind)[:40]!r}")
+
+        def params(v: Any) -> tuple[ParamInfo, ...]:
+            if not isinstance(v, list) or len(v) > 1000:
+                raise ValueError("a parameter list is not a list")
+            return tuple(ParamInfo.from_plain(p) for p in v)
+
+        step = d.get("step_params")
+        methods = d.get("methods") or {}
+        if not isinstance(methods, dict) or not all(isinstance(k, str) for k in methods):
+            raise ValueError("methods is not a dict of names")
+        file = d.get("file")
+        return cls(
+            spec=spec_text,
+            name=_text(d.get("name")) or "target",
+            kind="function" if kind == "method" else "class" if kind == "class" else str(kind),
+            params=params(d.get("params", [])),
+            step_params=None if step is None else params(step),
+            is_torch_optimizer=d.get("is_torch_optimizer") is True,
+            file=file if isinstance(file, str) else None,
+            module=_text(d.get("module")),
+            methods={k: params(v) for k, v in methods.items()},
+        )
 
     def signature_text(self) -> str:
         """``name(a, b, c=1)`` for messages."""

@@ -10,38 +10,29 @@ Five styles, detected from the target's signature (``--style`` overrides):
 * ``object``: a class constructed with the hyperparameters, ``opt.step(params, grads)``;
 * ``torch``: a ``torch.optim.Optimizer`` subclass, stepped over real tensors.
 
-:func:`bind` (parent side) maps every parameter of the target to a role and returns a
-:class:`~optcheck.audit._common.Plan`; the sessions (child side, :func:`make_session`) call
-the target the way a user's training loop would and return :class:`StepOutput` records.
+:func:`bind` maps every parameter of the target to a role and returns a
+:class:`~optcheck.audit._common.Plan`; the sessions (:mod:`optcheck.audit.sessions`, in the
+parent, driving the child process) call the target the way a user's training loop would.
 """
 
 from __future__ import annotations
 
-import copy
 import dataclasses
-import inspect
 import math
-import sys
-import traceback
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
-from ._common import AuditUsageError, Call, ParamInfo, Plan, StepOutput, TargetInfo
+from ..rules import naming
+from ._common import AuditUsageError, Call, ParamInfo, Plan, TargetInfo
 
 __all__ = [
     "STYLES",
-    "BadReturn",
     "Binding",
-    "TargetExited",
-    "TargetRaised",
     "bind",
-    "describe",
     "detect_style",
-    "make_session",
     "map_states",
-    "probe_config",
     "resolve_hyper",
 ]
 
@@ -51,246 +42,24 @@ STYLES = ("dict", "config", "functional", "object", "torch")
 # Names
 # ---------------------------------------------------------------------------------------------
 
-PARAMS_NAMES = (
-    "parameters",
-    "params",
-    "param",
-    "w",
-    "x",
-    "p",
-    "theta",
-    "weights",
-    "weight",
-    "variables",
-    "W",
-)
-GRADS_NAMES = (
-    "grads",
-    "gradients",
-    "grad",
-    "dw",
-    "dx",
-    "g",
-    "dparams",
-    "gradient",
-    "dp",
-    "dtheta",
-    "dW",
-    "d_params",
-)
-STATE_ARG_NAMES = ("state", "opt_state", "optimizer_state", "optim_state", "states")
-STEP_NAMES = ("t", "step", "iteration", "iter", "timestep", "time_step", "iters", "n_iter", "step_count", "k")
-REG_NAMES = (
-    "reg_param",
-    "lambd",
-    "lambda_",
-    "reg",
-    "l2_reg",
-    "reg_lambda",
-    "lambda_reg",
-    "l2_lambda",
-    "reg_strength",
-)
-BATCH_NAMES = ("batch_size", "mini_batch_size", "minibatch_size", "m", "n_samples", "num_examples")
-
-_FIRST_HINTS = (
-    "v",
-    "V",
-    "velocity",
-    "vel",
-    "m",
-    "M",
-    "mom",
-    "buf",
-    "momentum_buffer",
-    "exp_avg",
-    "first_moment",
-    "m_t",
-    "mt",
-    "moment1",
-    "first",
-)
-_SECOND_HINTS = (
-    "s",
-    "S",
-    "cache",
-    "sq",
-    "sq_avg",
-    "square_avg",
-    "exp_avg_sq",
-    "sum",
-    "accumulator",
-    "acc",
-    "G",
-    "r",
-    "h",
-    "second_moment",
-    "grad_squared",
-    "v_t",
-    "moment2",
-    "eg2",
-    "Eg2",
-    "E_g2",
-    "avg_sq",
-    "second",
-    "sq_grads",
-    "squared",
-)
-_NORM_HINTS = ("u", "exp_inf", "inf_norm", "u_t", "ut", "norm")
-_MAX_HINTS = (
-    "vmax",
-    "v_max",
-    "max_v",
-    "v_hat_max",
-    "vhat",
-    "v_hat",
-    "max_exp_avg_sq",
-    "s_max",
-    "max_sq",
-    "vmax_",
-)
-_DELTA_HINTS = (
-    "delta",
-    "u",
-    "acc_delta",
-    "d",
-    "dx_acc",
-    "accum_update",
-    "Edx2",
-    "E_dx2",
-    "eu2",
-    "acc_update",
-)
-_OTHER_HINTS = ("prev", "ax", "step_size", "step_sizes", "eta", "mu", "mu_product", "row", "col", "variance")
-STATE_HINTS = _FIRST_HINTS + _SECOND_HINTS + _MAX_HINTS + _DELTA_HINTS + _NORM_HINTS
-
-# name -> candidate rule hyperparameters, the first the rule has wins
-HYPER_ALIASES: dict[str, tuple[str, ...]] = {
-    "learning_rate": ("lr",),
-    "step_size": ("lr",),
-    "eta": ("lr",),
-    "alpha": ("lr",),
-    "lrate": ("lr",),
-    "learningrate": ("lr",),
-    "lr_": ("lr",),
-    "epsilon": ("eps",),
-    "eps": ("eps",),
-    "epsilon_": ("eps",),
-    "beta": ("alpha", "momentum", "rho", "beta1"),
-    "decay_rate": ("alpha", "rho", "beta2", "decay_rate"),
-    "decay": ("alpha", "rho"),
-    "rho": ("alpha", "rho"),
-    "gamma": ("alpha", "rho"),
-    "momentum": ("momentum", "beta1"),
-    "mu": ("momentum", "beta1"),
-    "beta_1": ("beta1",),
-    "b1": ("beta1",),
-    "beta1": ("beta1",),
-    "beta_2": ("beta2",),
-    "b2": ("beta2",),
-    "beta2": ("beta2",),
-    "wd": ("weight_decay",),
-    "l2": ("weight_decay",),
-    "weight_decay_rate": ("weight_decay",),
-    "decay_weight": ("weight_decay",),
-    "lambda_wd": ("weight_decay",),
-    "initial_accumulator": ("initial_accumulator_value",),
-    "init_acc": ("initial_accumulator_value",),
-    "initial_accumulator_value": ("initial_accumulator_value",),
-}
+# Every name table lives in optcheck.rules.naming (the guard uses the same one).
+PARAMS_NAMES = naming.PARAMS_NAMES
+GRADS_NAMES = naming.GRADS_NAMES
+STATE_ARG_NAMES = naming.STATE_ARG_NAMES
+REG_NAMES = naming.COURSE_L2_NAMES
+BATCH_NAMES = naming.BATCH_NAMES
+HYPER_ALIASES = naming.HYPER_ALIASES
+COMMON_ALIASES = naming.COMMON_ALIASES
 
 
-#: The aliases an error message suggests first.
-COMMON_ALIASES = (
-    "learning_rate",
-    "epsilon",
-    "beta",
-    "beta_1",
-    "beta_2",
-    "decay_rate",
-    "rho",
-    "momentum",
-    "wd",
-)
-
-
-def resolve_hyper(name: str, hyper_names: Sequence[str]) -> str | None:
-    """The rule hyperparameter that ``name`` means (exact name or a usual alias), or ``None``."""
-    if name in hyper_names:
-        return name
-    for cand in HYPER_ALIASES.get(name, HYPER_ALIASES.get(name.lower(), ())):
-        if cand in hyper_names:
-            return cand
-    return None
+def resolve_hyper(name: str, hyper_names: Sequence[str], context: Sequence[str] = ()) -> str | None:
+    """The rule hyperparameter that ``name`` means (see :func:`optcheck.rules.naming.resolve_hyper`)."""
+    return naming.resolve_hyper(name, hyper_names, context)
 
 
 def aliases_for(hyper_names: Sequence[str]) -> dict[str, str]:
     """Every alias that resolves for a rule with ``hyper_names``: alias -> rule name."""
-    out = {}
-    for alias in HYPER_ALIASES:
-        r = resolve_hyper(alias, hyper_names)
-        if r is not None and alias != r:
-            out[alias] = r
-    return out
-
-
-# ---------------------------------------------------------------------------------------------
-# Describing the target (child side)
-# ---------------------------------------------------------------------------------------------
-
-
-def _literal(value: Any) -> bool:
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return True
-    if isinstance(value, tuple):
-        return all(_literal(v) for v in value)
-    return False
-
-
-def _params_of(fn: Any, skip_self: bool) -> tuple[ParamInfo, ...]:
-    try:
-        sig = inspect.signature(fn)
-    except (TypeError, ValueError):
-        return (ParamInfo("args", "VAR_POSITIONAL"), ParamInfo("kwargs", "VAR_KEYWORD"))
-    out = []
-    for i, p in enumerate(sig.parameters.values()):
-        if skip_self and i == 0 and p.name in ("self", "cls"):
-            continue
-        has_default = p.default is not inspect.Parameter.empty
-        out.append(
-            ParamInfo(
-                name=p.name,
-                kind=p.kind.name,
-                has_default=has_default,
-                default=p.default if has_default and _literal(p.default) else None,
-                default_repr=repr(p.default) if has_default else "",
-            )
-        )
-    return tuple(out)
-
-
-def describe(obj: Any, spec_text: str = "") -> TargetInfo:
-    """A picklable :class:`TargetInfo` for the target object (run in the child)."""
-    name = getattr(obj, "__qualname__", None) or getattr(obj, "__name__", None) or type(obj).__name__
-    module = getattr(obj, "__module__", "") or ""
-    file = getattr(sys.modules.get(module), "__file__", None)
-    if isinstance(obj, type):
-        torch = sys.modules.get("torch")
-        is_torch = bool(torch is not None and issubclass(obj, torch.optim.Optimizer))
-        init = _params_of(_mro_dict(obj)["__init__"], skip_self=True) if "__init__" in _mro_dict(obj) else ()
-        step = getattr(obj, "step", None)
-        step_params = _params_of(step, skip_self=True) if callable(step) else None
-        return TargetInfo(spec_text, name, "class", init, step_params, is_torch, file, module)
-    return TargetInfo(
-        spec_text, name, "function", _params_of(obj, skip_self=False), None, False, file, module
-    )
-
-
-def _mro_dict(cls: type) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for base in reversed(cls.__mro__[:-1]):
-        out.update(vars(base))
-    return out
+    return naming.hyper_aliases(hyper_names)
 
 
 def detect_style(info: TargetInfo) -> str:
@@ -304,7 +73,7 @@ def detect_style(info: TargetInfo) -> str:
         return "functional"
     if names and names[0] in ("parameters", "params"):
         return "dict"
-    if any(n in STATE_HINTS for n in names[2:]):
+    if any(naming.looks_like_state(n) for n in names[2:]):
         return "dict"
     if names and names[0] in PARAMS_NAMES:
         return "functional"
@@ -349,6 +118,7 @@ class _Binder:
         self.rule_cls = rule_cls
         self.specs = {s.name: s for s in rule_cls.hyper_specs()}
         self.hyper_names = list(self.specs)
+        self.meaning = naming.resolve_hypers([p.name for p in info.params if not p.is_var], self.hyper_names)
         self.hyper = dict(hyper)  # rule name -> (name the user wrote, value)
         self.args = dict(args)
         self.used_args: set[str] = set()
@@ -360,6 +130,14 @@ class _Binder:
         self.bound_hyper: set[str] = set()
         self.defaults_differ: list[tuple[str, Any, Any]] = []
         self.defaults_used: list[tuple[str, str, Any]] = []
+
+    def resolve(self, name: str) -> str | None:
+        """The rule hyperparameter the target's argument ``name`` means, judged with its other arguments."""
+        if naming.is_course_l2(name, self.hyper_names):
+            return None  # the course's λ: weight decay divided by the batch size, see _course_l2
+        if name in self.meaning:
+            return self.meaning[name]
+        return naming.resolve_hyper(name, self.hyper_names)
 
     def hyper_value(self, pname: str, rname: str, default: ParamInfo | None) -> Any:
         """The value of rule hyperparameter ``rname`` for the target argument ``pname``."""
@@ -402,7 +180,7 @@ class _Binder:
         if p.name in self.args:
             self.used_args.add(p.name)
             value = self.args[p.name]
-            if p.name in REG_NAMES and resolve_hyper(p.name, self.hyper_names) is None:
+            if naming.is_course_l2(p.name, self.hyper_names):
                 self.reg = (p.name, value)
             elif p.name in BATCH_NAMES:
                 self.batch = (p.name, value)
@@ -412,12 +190,16 @@ class _Binder:
             value = self.betas_value(p)
             self.roles.append((p.name, f"(beta1, beta2)={value!r}"))
             return Call(p.name, "hyper", value, positional=positional, source="betas")
-        rname = resolve_hyper(p.name, self.hyper_names)
+        rname = self.resolve(p.name)
         if rname is not None:
             value = self.hyper_value(p.name, rname, p)
             self.roles.append((p.name, f"{rname}={_fmt(value)}" if rname != p.name else f"={_fmt(value)}"))
             return Call(p.name, "hyper", value, positional=positional, source=rname)
-        if p.name in REG_NAMES and p.has_default and isinstance(p.default, (int, float)):
+        if (
+            naming.is_course_l2(p.name, self.hyper_names)
+            and p.has_default
+            and isinstance(p.default, (int, float))
+        ):
             self.reg = (p.name, p.default)
             return None
         if p.name in BATCH_NAMES and p.has_default and isinstance(p.default, (int, float)):
@@ -495,7 +277,7 @@ def bind(
     for name in unbound_user:
         out.notes.append(
             f"{name}: {info.name} takes no argument for it; the reference uses {name}="
-            f"{_fmt(b.ref_hyper[resolve_hyper(name, b.hyper_names) or name])} and the target must do the same"
+            f"{_fmt(b.ref_hyper[b.resolve(name) or name])} and the target must do the same"
         )
     return out
 
@@ -587,8 +369,8 @@ def _bind_function(b: _Binder, style: str, config_defaults: Mapping[str, Any] | 
             b.roles.append((p.name, "the optimizer state (None on the first call)"))
             continue
         if (
-            p.name in STEP_NAMES
-            and resolve_hyper(p.name, b.hyper_names) is None
+            naming.is_step_name(p.name)
+            and b.resolve(p.name) is None
             and not (p.has_default and p.default is not None and not isinstance(p.default, int))
         ):
             calls.append(Call(p.name, "step", positional=p.positional_only))
@@ -599,7 +381,7 @@ def _bind_function(b: _Binder, style: str, config_defaults: Mapping[str, Any] | 
             and (not p.has_default or p.default is None)
             and (
                 p.name in _rule_state_keys(b)
-                or (p.name in STATE_HINTS and resolve_hyper(p.name, b.hyper_names) is None)
+                or (naming.looks_like_state(p.name) and b.resolve(p.name) is None)
             )
         ):
             calls.append(Call(p.name, "state", state=p.name, positional=p.positional_only))
@@ -611,7 +393,7 @@ def _bind_function(b: _Binder, style: str, config_defaults: Mapping[str, Any] | 
             continue
         if p.has_default:
             continue
-        if style == "dict" and p.name.lower() in [h.lower() for h in STATE_HINTS]:
+        if style == "dict" and naming.looks_like_state(p.name):
             # a state dict whose name differs from the usual ones only in case (``Cache``)
             calls.append(Call(p.name, "state", state=p.name, positional=p.positional_only))
             plan.state_names.append(p.name)
@@ -651,9 +433,9 @@ def _bind_config(b: _Binder, plan: Plan, defaults: Mapping[str, Any]) -> None:
         if isinstance(value, np.ndarray) or (hasattr(value, "shape") and getattr(value, "shape", ()) != ()):
             plan.state_names.append(key)
             continue
-        if key in STEP_NAMES and isinstance(value, (int, float)) and not isinstance(value, bool):
+        if naming.is_step_name(key) and isinstance(value, (int, float)) and not isinstance(value, bool):
             continue
-        rname = resolve_hyper(key, b.hyper_names)
+        rname = b.resolve(key)
         if rname is None:
             if key in b.args:
                 plan.config[key] = b.args[key]
@@ -685,9 +467,16 @@ def _bind_config(b: _Binder, plan: Plan, defaults: Mapping[str, Any]) -> None:
                 f"{given}: not among the config's own keys {list(defaults)}; passed as config[{given!r}]"
             )
     for a, v in b.args.items():
-        if a not in b.used_args and a not in [p.name for p in b.info.params]:
+        if a in b.used_args or a in [p.name for p in b.info.params]:
+            continue
+        if a in defaults:  # a key of the target's own config: set it there
             plan.config[a] = v
             b.used_args.add(a)
+        else:
+            raise AuditUsageError(
+                f"--arg {a}: {b.info.name} takes no argument {a!r} and its config has no key {a!r} "
+                f"(arguments: {[p.name for p in b.info.params if not p.is_var]}, config keys: {list(defaults)})"
+            )
 
 
 def style_example(style: str) -> str:
@@ -767,7 +556,7 @@ def _bind_object(b: _Binder) -> Plan:
         elif p.name in b.args:
             b.used_args.add(p.name)
             plan.step_calls.append(Call(p.name, "arg", b.args[p.name], positional=p.positional_only))
-        elif p.name in STEP_NAMES and not p.has_default:
+        elif naming.is_step_name(p.name) and not p.has_default:
             plan.step_calls.append(Call(p.name, "step", positional=p.positional_only))
         elif not p.has_default:
             raise b.unbound(p, f"{info.name}.step")
@@ -815,7 +604,7 @@ def _bind_torch(b: _Binder) -> Plan:
                 b.bound_hyper.add(rname)
     skipped = [b.hyper[r][0] for r in b.hyper if r not in b.bound_hyper]
     for name in skipped:
-        b.bound_hyper.add(resolve_hyper(name, b.hyper_names) or name)
+        b.bound_hyper.add(b.resolve(name) or name)
         b.notes.append(
             f"{name}: {info.name}'s constructor does not accept it; not passed (the reference uses it)"
         )
@@ -826,558 +615,11 @@ def _bind_torch(b: _Binder) -> Plan:
 # Mapping the target's state names to the rule's
 # ---------------------------------------------------------------------------------------------
 
-_ROLE_GROUP = {
-    "first-moment": "first",
-    "momentum": "first",
-    "second-moment": "second",
-    "accumulator": "second",
-    "max-second-moment": "max",
-    "norm": "norm",
-}
-
-
-def _hint_group(name: str, all_names: Sequence[str], roles_present: Sequence[str] = ()) -> str | None:
-    base = name.split("'")[1] if "'" in name else name
-    if base in _MAX_HINTS:
-        return "max"
-    if base in _NORM_HINTS and "norm" in roles_present:
-        return "norm"
-    if base in ("v", "V") and any(n in ("m", "M") for n in all_names):
-        return "second"
-    if base in _FIRST_HINTS:
-        return "first"
-    if base in _SECOND_HINTS:
-        return "second"
-    if base in _DELTA_HINTS:
-        return "delta"
-    return None
-
 
 def map_states(user_names: Sequence[str], rule: Any) -> dict[str, str]:
-    """Map the target's state names to the rule's array state keys (``{"S": "square_avg"}``).
+    """Map the target's state names to the rule's state keys (``{"S": "square_avg"}``).
 
-    Exact torch names first, then a single state on each side, then the usual names of each
-    role (``v``/``m``/``velocity``: first moment; ``s``/``cache``/``v`` after ``m``: second
-    moment; ``vmax``: the AMSGrad maximum), then the order of the arguments.
+    :func:`optcheck.rules.naming.map_states`, the map the guard uses too; a name it cannot
+    place is left out (the audit then does not compare that state).
     """
-    keys = list(rule.array_keys())
-    roles = dict(getattr(type(rule), "state_roles", {}))
-    out: dict[str, str] = {}
-    free_user = [n for n in user_names]
-    free_keys = list(keys)
-    for n in list(free_user):
-        if n in free_keys:
-            out[n] = n
-            free_user.remove(n)
-            free_keys.remove(n)
-    if len(free_user) == 1 and len(free_keys) == 1:
-        out[free_user[0]] = free_keys[0]
-        return out
-    for n in list(free_user):
-        group = _hint_group(n, user_names, [_ROLE_GROUP.get(r, "") for r in roles.values()])
-        if group is None:
-            continue
-        cands = [
-            k
-            for k in free_keys
-            if _ROLE_GROUP.get(roles.get(k, ""), "delta" if "delta" in k else None) == group
-        ]
-        if len(cands) >= 1:
-            out[n] = cands[0]
-            free_user.remove(n)
-            free_keys.remove(cands[0])
-    if len(free_user) == len(free_keys):
-        for n, k in zip(free_user, free_keys, strict=True):
-            out[n] = k
-    return out
-
-
-# ---------------------------------------------------------------------------------------------
-# Calling the target (child side)
-# ---------------------------------------------------------------------------------------------
-
-
-class TargetRaised(Exception):
-    """The target raised ``type_name: message``; ``key`` is the key of a ``KeyError``."""
-
-    def __init__(self, type_name: str, message: str, tb: str, key: Any = None) -> None:
-        super().__init__(f"{type_name}: {message}")
-        self.type_name = type_name
-        self.message = message
-        self.tb = tb
-        self.key = key
-
-
-class TargetExited(Exception):
-    """The target called ``sys.exit(code)``."""
-
-    def __init__(self, code: Any) -> None:
-        super().__init__(f"sys.exit({code!r})")
-        self.code = code
-
-
-class BadReturn(Exception):
-    """The target returned something the adapter cannot read (a wrong type or structure)."""
-
-
-_OUR_FILES = (__file__.rsplit(".", 1)[0],)
-
-
-def _user_traceback(exc: BaseException) -> str:
-    frames = [f for f in traceback.extract_tb(exc.__traceback__) if not f.filename.startswith(_OUR_FILES)]
-    lines = traceback.format_list(frames[-4:])
-    lines += traceback.format_exception_only(type(exc), exc)
-    return "".join(lines).rstrip()
-
-
-def call_target(fn: Any, *args: Any, **kwargs: Any) -> Any:
-    """Call user code; turn anything it raises (``SystemExit`` included) into our records."""
-    try:
-        return fn(*args, **kwargs)
-    except SystemExit as e:
-        raise TargetExited(e.code) from None
-    except BaseException as e:
-        msg = str(e)
-        if len(msg) > 500:
-            msg = msg[:500] + "..."
-        key = e.args[0] if isinstance(e, KeyError) and e.args else None
-        raise TargetRaised(type(e).__name__, msg, _user_traceback(e), key) from None
-
-
-def _args_from(calls: Sequence[Call], values: Mapping[str, Any]) -> tuple[list[Any], dict[str, Any]]:
-    pos: list[Any] = []
-    kw: dict[str, Any] = {}
-    for c in calls:
-        if c.role in ("hyper", "arg"):
-            v = c.value
-        elif c.role == "state":
-            v = values["state:" + c.state]
-        else:
-            v = values[c.role]
-        if c.positional:
-            pos.append(v)
-        else:
-            kw[c.name] = v
-    return pos, kw
-
-
-def _to_numpy(x: Any, what: str) -> np.ndarray:
-    torch = sys.modules.get("torch")
-    if torch is not None and isinstance(x, torch.Tensor):
-        x = x.detach().cpu()
-        if x.dtype == torch.bfloat16:
-            x = x.float()
-        return np.array(x.numpy(), copy=True)
-    if isinstance(x, np.ndarray):
-        return np.array(x, copy=True)
-    try:
-        arr = np.array(x, copy=True)
-    except Exception:
-        raise BadReturn(f"{what} is a {type(x).__name__}; expected an array") from None
-    if arr.dtype == object or arr.dtype.kind not in "fiub":
-        raise BadReturn(f"{what} is a {type(x).__name__} ({arr.dtype}); expected a numeric array")
-    return arr
-
-
-def _changed(a: np.ndarray, b: np.ndarray) -> bool:
-    if a.shape != b.shape or a.dtype != b.dtype:
-        return True
-    return not bool(np.array_equal(a, b, equal_nan=True)) or bool(np.any(np.signbit(a) != np.signbit(b)))
-
-
-def _copy_tree(x: Any) -> Any:
-    if isinstance(x, Mapping):
-        return {k: _copy_tree(v) for k, v in x.items()}
-    if isinstance(x, np.ndarray):
-        return x.copy()
-    return x
-
-
-def _numeric_scalar(v: Any) -> bool:
-    return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool)
-
-
-class _Session:
-    """One trajectory of the target: created with the parameters, stepped with gradients."""
-
-    def __init__(self, obj: Any, plan: Plan, params0: Any) -> None:
-        self.obj = obj
-        self.plan = plan
-        self.params0 = params0
-        self.t = 0
-
-    def step(self, grads: Any) -> StepOutput:  # pragma: no cover - abstract
-        raise NotImplementedError
-
-
-class DictSession(_Session):
-    """The course style: dicts of arrays, state dicts made by the caller, updated in place or returned."""
-
-    def __init__(self, obj: Any, plan: Plan, params0: Mapping[str, np.ndarray]) -> None:
-        super().__init__(obj, plan, params0)
-        self.keys = list(params0)
-        self.reset()
-
-    def reset(self) -> None:
-        """Back to the first step with fresh copies of the parameters and zero states."""
-        self.t = 0
-        self.params: Any = {k: np.array(v, copy=True) for k, v in self.params0.items()}
-        sp = self.plan.state_prefix
-        self.states: dict[str, Any] = {
-            name: {sp + k: np.zeros_like(v) for k, v in self.params0.items()}
-            for name in self.plan.state_names
-        }
-
-    def step(self, grads: Mapping[str, np.ndarray]) -> StepOutput:
-        """One call of the target, as ``parameters, v, s = update(parameters, grads, v, s, t, ...)``."""
-        self.t += 1
-        gp = self.plan.grad_prefix
-        g = {gp + k: np.array(grads[k], copy=True) for k in self.keys}
-        g_before = {k: v.copy() for k, v in g.items()}
-        values: dict[str, Any] = {"params": self.params, "grads": g, "step": self.t}
-        for name in self.plan.state_names:
-            values["state:" + name] = self.states[name]
-        pos, kw = _args_from(self.plan.calls, values)
-        kw.update(self.plan.kwargs_hyper)
-        out = call_target(self.obj, *pos, **kw)
-        params: Any = self.params
-        states = dict(self.states)
-        pname = self.plan.param_names
-        if out is None:
-            pass
-        elif isinstance(out, Mapping):
-            params = out
-        elif isinstance(out, (tuple, list)) and out and isinstance(out[0], Mapping):
-            params = out[0]
-            for i, name in enumerate(self.plan.state_names):
-                if len(out) > i + 1 and isinstance(out[i + 1], Mapping):
-                    states[name] = out[i + 1]
-        else:
-            raise BadReturn(
-                f"returned {_describe_value(out)}; a dict-style update returns nothing (updating {pname} in "
-                f"place), {pname}, or ({pname}, {', '.join(self.plan.state_names) or 'states'})"
-            )
-        p_out = _read_dict(params, self.keys, "", f"the returned {pname}")
-        s_out: dict[str, Any] = {}
-        for name in self.plan.state_names:
-            tree = _read_state_dict(states[name], self.keys, self.plan.state_prefix)
-            if tree is not None:
-                s_out[name] = tree
-        mutated = [f"{self.plan.grad_names}[{k!r}]" for k in g if _changed(g[k], g_before[k])]
-        self.params = params
-        self.states = states
-        returned = "none" if out is None else "params" if isinstance(out, Mapping) else f"tuple:{len(out)}"
-        return StepOutput(p_out, s_out, mutated, returned=returned)
-
-
-def _describe_value(x: Any) -> str:
-    if isinstance(x, tuple):
-        return f"a tuple of {len(x)} ({', '.join(type(v).__name__ for v in x[:4])})"
-    return f"a {type(x).__name__}"
-
-
-def _read_dict(d: Any, keys: Sequence[str], prefix: str, what: str) -> dict[str, np.ndarray]:
-    if not isinstance(d, Mapping):
-        raise BadReturn(f"{what} is {_describe_value(d)}; expected a dict of arrays")
-    out = {}
-    for k in keys:
-        if prefix + k not in d:
-            missing = prefix + k
-            raise BadReturn(f"{what} has no key {missing!r} (keys: {list(d)[:8]})")
-        out[k] = _to_numpy(d[prefix + k], f"{what}[{prefix + k!r}]")
-    return out
-
-
-def _read_state_dict(d: Any, keys: Sequence[str], prefix: str) -> dict[str, Any] | None:
-    if not isinstance(d, Mapping):
-        return None
-    out = {}
-    for k in keys:
-        for cand in (prefix + k, k, "d" + k):
-            if cand in d:
-                try:
-                    out[k] = _to_numpy(d[cand], cand)
-                except BadReturn:
-                    return None
-                break
-        else:
-            return None
-    return out
-
-
-class ConfigSession(_Session):
-    """The cs231n style: ``next_w, config = rule(w, dw, config)``, ``config`` carried between calls."""
-
-    def __init__(self, obj: Any, plan: Plan, params0: np.ndarray) -> None:
-        super().__init__(obj, plan, params0)
-        self.w = np.array(params0, copy=True)
-        self.config: Any = dict(plan.config) if plan.config else None
-
-    def step(self, grads: np.ndarray) -> StepOutput:
-        """One call: ``next_w, config = rule(w, dw, config)``."""
-        self.t += 1
-        dw = np.array(grads, copy=True)
-        before = dw.copy()
-        values = {"params": self.w, "grads": dw, "config": self.config, "step": self.t}
-        pos, kw = _args_from(self.plan.calls, values)
-        out = call_target(self.obj, *pos, **kw)
-        if isinstance(out, (tuple, list)) and len(out) >= 2 and isinstance(out[1], Mapping):
-            w, config = out[0], out[1]
-        elif isinstance(out, (tuple, list)) and len(out) == 2 and out[1] is None:
-            raise BadReturn("returned (next_w, None); a config-style rule returns (next_w, config)")
-        elif self.config is not None and not isinstance(out, (tuple, list, Mapping)) and out is not None:
-            w, config = out, self.config
-        else:
-            raise BadReturn(f"returned {_describe_value(out)}; a config-style rule returns (next_w, config)")
-        p_out = _to_numpy(w, "next_w")
-        states: dict[str, Any] = {}
-        for k, v in config.items():
-            if isinstance(v, np.ndarray) or (sys.modules.get("torch") and hasattr(v, "detach")):
-                states[k] = _to_numpy(v, f"config[{k!r}]")
-            elif _numeric_scalar(v):
-                states[k] = float(v)
-        mutated = ["dw"] if _changed(dw, before) else []
-        self.w, self.config = w, config
-        return StepOutput(p_out, states, mutated)
-
-
-class FunctionalSession(_Session):
-    """``param, state = step(param, grad, state, **hyper)`` with ``state=None`` on the first call."""
-
-    def __init__(self, obj: Any, plan: Plan, params0: np.ndarray) -> None:
-        super().__init__(obj, plan, params0)
-        self.p = np.array(params0, copy=True)
-        self.state: Any = None
-
-    def step(self, grads: np.ndarray) -> StepOutput:
-        """One call of the function."""
-        self.t += 1
-        g = np.array(grads, copy=True)
-        before = g.copy()
-        values: dict[str, Any] = {"params": self.p, "grads": g, "step": self.t}
-        for name in self.plan.state_names:
-            values["state:" + name] = self.state
-        pos, kw = _args_from(self.plan.calls, values)
-        kw.update(self.plan.kwargs_hyper)
-        out = call_target(self.obj, *pos, **kw)
-        if isinstance(out, (tuple, list)) and len(out) == 2:
-            p, state = out
-        elif not isinstance(out, (tuple, list, Mapping)) and out is not None:
-            p, state = out, self.state
-        else:
-            raise BadReturn(f"returned {_describe_value(out)}; a functional step returns (param, state)")
-        p_out = _to_numpy(p, "the returned param")
-        mutated = [self.plan.grad_names] if _changed(g, before) else []
-        self.p, self.state = p, state
-        return StepOutput(p_out, _flat_state(state), mutated)
-
-
-def _flat_state(state: Any) -> dict[str, Any]:
-    """A functional state as ``{name: array or number}`` (dict keys, tuple positions, or ``state``)."""
-    out: dict[str, Any] = {}
-    if state is None:
-        return out
-    if isinstance(state, Mapping):
-        items = list(state.items())
-    elif isinstance(state, (tuple, list)):
-        items = [(str(i), v) for i, v in enumerate(state)]
-    elif dataclasses.is_dataclass(state) and not isinstance(state, type):
-        items = [(f.name, getattr(state, f.name)) for f in dataclasses.fields(state)]
-    elif hasattr(state, "_asdict"):
-        items = list(state._asdict().items())
-    else:
-        items = [("state", state)]
-    for k, v in items:
-        if _numeric_scalar(v):
-            out[str(k)] = float(v)
-            continue
-        try:
-            arr = _to_numpy(v, str(k))
-        except BadReturn:
-            continue
-        out[str(k)] = arr if arr.shape != () else float(arr)
-    return out
-
-
-class ObjectSession(_Session):
-    """``opt = Cls(**hyper)``; ``opt.step(params, grads)`` mutates or returns the parameters."""
-
-    def __init__(self, obj: Any, plan: Plan, params0: Mapping[str, np.ndarray]) -> None:
-        super().__init__(obj, plan, params0)
-        self.keys = list(params0)
-        self.params: Any = {k: np.array(v, copy=True) for k, v in params0.items()}
-        pos, kw = _args_from(plan.calls, {"params": self.params})
-        kw.update(plan.kwargs_hyper)
-        self.opt = call_target(obj, *pos, **kw)
-
-    def step(self, grads: Mapping[str, np.ndarray]) -> StepOutput:
-        """One call of ``opt.step``."""
-        self.t += 1
-        gp = self.plan.grad_prefix
-        g = {gp + k: np.array(grads[k], copy=True) for k in self.keys}
-        before = {k: v.copy() for k, v in g.items()}
-        pos, kw = _args_from(self.plan.step_calls, {"params": self.params, "grads": g, "step": self.t})
-        out = call_target(self.opt.step, *pos, **kw)
-        params = self.params
-        if isinstance(out, Mapping):
-            params = out
-        elif isinstance(out, (tuple, list)) and out and isinstance(out[0], Mapping):
-            params = out[0]
-        elif out is not None:
-            raise BadReturn(
-                f"step returned {_describe_value(out)}; expected None (in place) or the parameters dict"
-            )
-        p_out = _read_dict(params, self.keys, "", "the parameters after step")
-        self.params = params
-        mutated = [f"{self.plan.grad_names}[{k!r}]" for k in g if _changed(g[k], before[k])]
-        return StepOutput(p_out, _object_states(self.opt, self.keys), mutated)
-
-
-def _object_states(opt: Any, keys: Sequence[str]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    attrs = getattr(opt, "__dict__", {})
-    for name, val in attrs.items():
-        if isinstance(val, Mapping) and val:
-            tree = _read_state_dict(val, keys, "")
-            if tree is not None:
-                out[name] = tree
-                continue
-            # {"W1": {"m": ..., "v": ...}, ...}: one state per inner key
-            inner = [val.get(k) for k in keys]
-            if all(isinstance(x, Mapping) for x in inner):
-                for ik in inner[0]:  # type: ignore[union-attr]
-                    try:
-                        out[f"{name}.{ik}"] = {k: _to_numpy(val[k][ik], ik) for k in keys}
-                    except (BadReturn, KeyError):
-                        continue
-        elif _numeric_scalar(val) and name in STEP_NAMES:
-            out[name] = float(val)
-    return out
-
-
-class TorchSession(_Session):
-    """A ``torch.optim.Optimizer`` subclass over float64 tensors: ``.grad`` set, ``.step()`` called."""
-
-    def __init__(self, obj: Any, plan: Plan, params0: Mapping[str, np.ndarray]) -> None:
-        super().__init__(obj, plan, params0)
-        import torch
-
-        self.torch = torch
-        self.keys = list(params0)
-        self.tensors = {
-            k: torch.nn.Parameter(torch.from_numpy(np.array(v, copy=True))) for k, v in params0.items()
-        }
-        pos, kw = _args_from(plan.calls, {"params": list(self.tensors.values())})
-        kw.update(plan.kwargs_hyper)
-        self.opt = call_target(obj, *pos, **kw)
-        try:
-            sig = inspect.signature(self.opt.step)
-            self.needs_closure = any(
-                p.name == "closure" and p.default is inspect.Parameter.empty for p in sig.parameters.values()
-            )
-        except (TypeError, ValueError):
-            self.needs_closure = False
-
-    def step(self, grads: Mapping[str, np.ndarray]) -> StepOutput:
-        """Set ``.grad`` and call ``opt.step()``."""
-        torch = self.torch
-        self.t += 1
-        before = {}
-        for k, t in self.tensors.items():
-            g = torch.from_numpy(np.array(grads[k], copy=True))
-            t.grad = g
-            before[k] = g.clone()
-        if self.needs_closure:
-            call_target(self.opt.step, lambda: torch.zeros((), dtype=torch.float64))
-        else:
-            call_target(self.opt.step)
-        p_out = {k: _to_numpy(t, f"params[{k!r}]") for k, t in self.tensors.items()}
-        mutated = []
-        for k, t in self.tensors.items():
-            if t.grad is None or not torch.equal(t.grad, before[k]):
-                mutated.append(f"params[{k!r}].grad")
-        states: dict[str, Any] = {}
-        per = [self.opt.state.get(t, {}) for t in self.tensors.values()]
-        names = set().union(*[set(s) for s in per]) if per else set()
-        for name in sorted(str(n) for n in names):
-            vals = []
-            for s in per:
-                v = s.get(name)
-                vals.append(v)
-            if all(v is not None and hasattr(v, "shape") and tuple(v.shape) != () for v in vals):
-                try:
-                    states[name] = {k: _to_numpy(v, name) for k, v in zip(self.keys, vals, strict=True)}
-                except BadReturn:
-                    continue
-            elif vals and (
-                _numeric_scalar(vals[0]) or (hasattr(vals[0], "shape") and tuple(vals[0].shape) == ())
-            ):
-                try:
-                    states[name] = float(vals[0])
-                except (TypeError, ValueError):
-                    continue
-        return StepOutput(p_out, states, mutated)
-
-
-_SESSIONS: dict[str, type[_Session]] = {
-    "dict": DictSession,
-    "config": ConfigSession,
-    "functional": FunctionalSession,
-    "object": ObjectSession,
-    "torch": TorchSession,
-}
-
-_KEY_FORMS = (("d", "d"), ("", ""), ("d", ""), ("", "d"))
-
-
-def make_session(obj: Any, plan: Plan, params0: Any) -> _Session:
-    """Start a trajectory of the target in ``plan.style`` from ``params0``."""
-    return _SESSIONS[plan.style](obj, plan, params0)
-
-
-def first_step_with_key_forms(obj: Any, plan: Plan, params0: Any, grads: Any) -> tuple[_Session, StepOutput]:
-    """The first step, trying the other key forms (``dW1`` vs ``W1``) when the target raises ``KeyError`` on one.
-
-    Sets ``plan.grad_prefix``/``plan.state_prefix`` to the forms that worked.
-    """
-    forms: list[tuple[str, str]] = [(plan.grad_prefix, plan.state_prefix)]
-    if plan.style in ("dict", "object"):
-        forms += [f for f in _KEY_FORMS if f not in forms]
-    keys = list(params0) if isinstance(params0, Mapping) else []
-    first_error: TargetRaised | None = None
-    for gp, sp in forms:
-        plan.grad_prefix, plan.state_prefix = gp, sp
-        session = make_session(obj, plan, params0)
-        try:
-            return session, session.step(grads)
-        except TargetRaised as e:
-            other = {p + k for k in keys for p in ("", "d")}
-            if e.type_name != "KeyError" or e.key not in other:
-                if first_error is None:
-                    raise
-                raise first_error from None
-            first_error = first_error or e
-    plan.grad_prefix, plan.state_prefix = forms[0]
-    assert first_error is not None
-    raise first_error
-
-
-def probe_config(obj: Any, plan: Plan, w: np.ndarray, dw: np.ndarray) -> dict[str, Any]:
-    """Call a config-style rule with ``config=None`` and return the config it set up."""
-    calls = [c for c in plan.calls if c.role in ("params", "grads", "config", "arg")]
-    pos, kw = _args_from(calls, {"params": w.copy(), "grads": dw.copy(), "config": None})
-    out = call_target(obj, *pos, **kw)
-    if not (isinstance(out, (tuple, list)) and len(out) >= 2 and isinstance(out[1], Mapping)):
-        raise BadReturn(
-            f"returned {_describe_value(out)} for config=None; a config-style rule returns (next_w, config)"
-        )
-    config: dict[str, Any] = {}
-    for k, v in out[1].items():
-        if isinstance(v, np.ndarray) or hasattr(v, "shape"):
-            try:
-                config[str(k)] = _to_numpy(v, str(k))
-            except BadReturn:
-                continue
-        elif _literal(v):
-            config[str(k)] = copy.copy(v)
-    return config
+    return dict(naming.map_states(rule, list(user_names)).keys)

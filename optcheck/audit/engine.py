@@ -15,13 +15,14 @@ The order of work:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import os
 import random
 import time
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -31,19 +32,60 @@ from .._compare import compare_trajectory, show_pair
 from .._trajectory import Trajectory, replay
 from .._tree import Path, flatten, map_tree, path_str
 from ..rules import Rule
-from . import adapters
+from . import adapters, sessions
 from ._common import AuditUsageError, Plan, StepOutput, TargetInfo
 from .report import AuditReport, Finding
-from .targets import InProcessWorker, ProcessWorker, TargetFailure, TargetSpec, parse_target, spec_for_object
+from .targets import (
+    InProcessWorker,
+    Limits,
+    ProcessWorker,
+    TargetFailure,
+    TargetSpec,
+    parse_target,
+    spec_for_object,
+)
 
-__all__ = ["DEFAULT_EXAMPLES", "DEFAULT_STEPS", "DEFAULT_TIMEOUT", "run_audit"]
+__all__ = ["DEFAULT_EXAMPLES", "DEFAULT_MAX_TIME", "DEFAULT_STEPS", "DEFAULT_TIMEOUT", "run_audit"]
 
 DEFAULT_EXAMPLES = 60
 DEFAULT_STEPS = 5
 DEFAULT_TIMEOUT = 10.0
 
+#: Seconds the whole audit may take (``--max-time``) before it reports what it covered.
+DEFAULT_MAX_TIME = 300.0
+
+#: Seconds the target's module may take to import (``max(60, --timeout)``, at most ``--max-time``).
+LOAD_TIMEOUT = 60.0
+
 #: Finding ids that end the search: the target is broken in a way that costs a restart per example.
-FATAL = ("timeout", "crashed", "exited")
+FATAL = ("timeout", "crashed", "exited", "protocol-violation")
+
+
+class BudgetExhausted(Exception):
+    """The audit's ``--max-time`` ran out."""
+
+
+@contextlib.contextmanager
+def hypothesis_storage() -> Iterator[None]:
+    """Point Hypothesis's storage at the user's cache directory while the audit runs, so that
+    nothing (``.hypothesis/``) is written to the current directory; restored afterwards."""
+    try:
+        import hypothesis.configuration as hc
+    except ImportError:  # pragma: no cover - hypothesis is a dependency
+        yield
+        return
+    key = "__hypothesis_home_directory"
+    before = vars(hc).get(key)
+    if os.environ.get("HYPOTHESIS_STORAGE_DIRECTORY"):
+        yield
+        return
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    hc.set_hypothesis_home_dir(os.path.join(base, "optcheck", "hypothesis"))
+    try:
+        yield
+    finally:
+        hc.set_hypothesis_home_dir(before)
+
 
 #: Invariants whose bound depends on the reference rule: reported only when the target also
 #: disagrees with the reference (a convention may legitimately move differently).
@@ -257,6 +299,8 @@ class Auditor:
         progress: Callable[[str], None] | None = None,
         isolate: bool | None = None,
         cwd: str | None = None,
+        limits: Limits | None = None,
+        max_time: float | None = None,
     ) -> None:
         self.t0 = time.monotonic()
         self.seed = _check_int("seed", seed, 0)
@@ -266,6 +310,18 @@ class Auditor:
         self.timeout = float(DEFAULT_TIMEOUT if timeout is None else timeout)
         if not (self.timeout > 0 and math.isfinite(self.timeout)):
             raise AuditUsageError(f"--timeout {timeout!r} is invalid; expected a positive number of seconds")
+        self.max_time = float(DEFAULT_MAX_TIME if max_time is None else max_time)
+        if isinstance(max_time, bool) or not (self.max_time > 0 and math.isfinite(self.max_time)):
+            raise AuditUsageError(
+                f"--max-time {max_time!r} is invalid; expected a positive number of seconds"
+            )
+        self.deadline = self.t0 + self.max_time
+        self.exhausted = False
+        self.limits = dataclasses.replace(
+            limits or Limits(),
+            timeout=self.timeout,
+            load_timeout=min(max(LOAD_TIMEOUT, self.timeout), self.max_time),
+        )
         if style != "auto" and style not in adapters.STYLES:
             raise AuditUsageError(
                 f"--style {style!r} is invalid; expected auto or one of {list(adapters.STYLES)}"
@@ -283,6 +339,10 @@ class Auditor:
             except (ValueError, TypeError) as e:
                 raise AuditUsageError(f"--rule: {e}") from None
             self.hyper_in = _parse_hyper(self.rule_cls, self.hyper_given)
+            try:  # every value must make a valid reference before anything is bound or run
+                rules_mod.get(self.rule_cls.name, **{r: v for r, (_, v) in self.hyper_in.items()})
+            except (ValueError, TypeError) as e:
+                raise AuditUsageError(f"--hyper: {e}") from None
         self.rule_name = self.rule_cls.name
         self.args = dict(args or {})
         self.progress = progress
@@ -307,7 +367,7 @@ class Auditor:
                 "top level of a .py file or module), or pass isolate=None to run it in this process"
             )
         if self.spec is not None and isolate is not False:
-            self.worker: Any = ProcessWorker(self.spec, cwd=cwd, load_timeout=max(60.0, self.timeout))
+            self.worker: Any = ProcessWorker(self.spec, cwd=cwd, limits=self.limits)
             self.worker.start()
         else:
             if obj is None:
@@ -317,15 +377,13 @@ class Auditor:
                     obj = load_target(self.spec)  # type: ignore[arg-type]
                 except Exception as e:
                     raise AuditUsageError(f"target {self.target_text!r} could not be imported: {e}") from None
-            self.worker = InProcessWorker(obj, self.target_text)
+            self.worker = InProcessWorker(obj, self.target_text, self.limits)
         self.notes: list[str] = []
         self.findings: dict[str, Finding] = {}
         self.provisional: dict[str, tuple[Finding, Case]] = {}
         self.conventions: list[str] = []
         self.convention_findings: list[Finding] = []
         self.failing: list[CaseResult] = []
-        self.printed = 0
-        self.printed_head = ""
         self.returned = ""
         self.probe_results: list[CaseResult] = []
         self.explanation: Any = None
@@ -341,14 +399,11 @@ class Auditor:
                 self.worker.load()
             except AuditUsageError as e:  # the child cannot re-import it: run it here instead
                 self.worker.close()
-                self.worker = InProcessWorker(self._object, self.target_text)
+                self.worker = InProcessWorker(self._object, self.target_text, self.limits)
                 self.notes.append(
                     f"ran in this process: a child process could not re-import the target ({e})"
                 )
-        if isinstance(self.worker, ProcessWorker):
-            info: TargetInfo = self.worker.load()
-        else:
-            info = self.worker.request(("describe",))
+        info: TargetInfo = self.worker.load()
         self.info = info
         style = adapters.detect_style(info) if self.style_arg == "auto" else self.style_arg
         if style == "torch" and not info.is_torch_optimizer:
@@ -365,10 +420,12 @@ class Auditor:
         self.style = style
         config_defaults = None
         if style == "config":
-            probe_plan = adapters.bind(info, "config", self.rule_cls, {}, self.args, {}).plan
+            own_args = {k: v for k, v in self.args.items() if info.param(k) is not None}
+            probe_plan = adapters.bind(info, "config", self.rule_cls, {}, own_args, {}).plan
             w, dw = self._probe_arrays()
             try:
-                config_defaults = self.worker.request(("probe_config", probe_plan, w, dw), self.timeout)
+                self._set_call_timeout()
+                config_defaults = sessions.probe_config(self.worker, probe_plan, w, dw)
             except TargetFailure as f:
                 self.config_failure = f
                 config_defaults = {}
@@ -580,23 +637,39 @@ class Auditor:
             out[key] = tree
         return out
 
+    def _set_call_timeout(self) -> bool:
+        """Give the worker the time one call may take; True when ``--max-time`` cut it short.
+        Raises :class:`BudgetExhausted` when no time is left."""
+        left = self.deadline - time.monotonic()
+        if left <= 0 or self.exhausted:
+            self.exhausted = True
+            raise BudgetExhausted()
+        self.worker.call_timeout = min(self.timeout, left)
+        return left < self.timeout
+
     def run_case(self, case: Case, index: int = 0) -> CaseResult:
         """Run the target over ``case`` and check it."""
         self.cases_run += 1
         self._tick("searching")
         outputs: list[StepOutput] = []
         failure: tuple[int, TargetFailure] | None = None
+        session: sessions.Session | None = None
         try:
-            self.worker.request(("begin", self.plan, case.params0), self.timeout)
             for g in case.grads:
-                out = self.worker.request(("step", g), self.timeout)
-                if out.note and "|" in out.note:
-                    self.plan.grad_prefix, self.plan.state_prefix = out.note.split("|")
-                self.printed += out.printed
+                cut = self._set_call_timeout()
+                try:
+                    if session is None:
+                        session, out = sessions.first_step_with_key_forms(
+                            self.worker, self.plan, case.params0, g
+                        )
+                    else:
+                        out = session.step(g)
+                except TargetFailure as f:
+                    if f.id == "timeout" and cut:
+                        raise BudgetExhausted() from None
+                    raise
                 if out.returned:
                     self.returned = out.returned
-                if out.printed and len(self.printed_head) < 500:
-                    self.printed_head += out.printed_head[: 500 - len(self.printed_head)]
                 outputs.append(out)
         except TargetFailure as f:
             failure = (len(outputs) + 1, f)
@@ -1025,33 +1098,56 @@ class Auditor:
         }
 
     def run(self) -> AuditReport:
-        """The whole audit."""
+        """The whole audit (what it covered, when ``--max-time`` runs out first)."""
         try:
-            self.setup()
-            if self.config_failure is not None:
-                f = self.config_failure
-                w, dw = self._probe_arrays()
-                self.findings[f.id] = Finding(
-                    f.id,
-                    "error",
-                    f"called with config=None, the target {f.detail}",
-                    step=1,
-                    example=self.example(Case(w, [dw])),
-                    detail=f.traceback or None,
-                )
-                self._cases[f.id] = Case(w, [dw])
-                if f.id in FATAL:
-                    return self.report()
+            with hypothesis_storage():
+                self._run()
+        finally:
+            self.worker.close()
+        return self.report()
+
+    def _exhaust(self) -> None:
+        self.exhausted = True
+        with contextlib.suppress(BudgetExhausted):
+            self._promote()
+        self.findings["budget-exhausted"] = Finding(
+            "budget-exhausted",
+            "error",
+            f"the audit stopped after {self.max_time:g} s (--max-time) with {self.cases_run} cases run; the findings "
+            "below are what it covered. The audit is incomplete: give a larger --max-time, or fewer --examples "
+            "or --steps",
+        )
+
+    def _run(self) -> None:
+        self.setup()
+        if self.config_failure is not None:
+            f = self.config_failure
+            w, dw = self._probe_arrays()
+            self.findings[f.id] = Finding(
+                f.id,
+                "error",
+                f"called with config=None, the target {f.detail}",
+                step=1,
+                example=self.example(Case(w, [dw])),
+                detail=f.traceback or None,
+            )
+            self._cases[f.id] = Case(w, [dw])
+            if f.id in FATAL:
+                return
+        try:
             go = self._probes()
             if go and self.auto:
                 go = self._identify() and self._probes()
             if go:
                 self._search()
+        except BudgetExhausted:
+            self._exhaust()
+        try:
             self._diagnose()
-            self._unexplained_roles()
-        finally:
-            self.worker.close()
-        return self.report()
+        except BudgetExhausted:
+            if "budget-exhausted" not in self.findings:
+                self._exhaust()
+        self._unexplained_roles()
 
     def _fatal(self) -> bool:
         return any(i in FATAL for i in [*self.findings, *self.provisional])
@@ -1441,15 +1537,24 @@ class Auditor:
         """The :class:`AuditReport` of what was found so far."""
         from .text import reproduction
 
-        order = {"timeout": 0, "crashed": 0, "exited": 0, "raised-exception": 1, "bad-return": 1}
+        order = {
+            "timeout": 0,
+            "crashed": 0,
+            "exited": 0,
+            "protocol-violation": 0,
+            "raised-exception": 1,
+            "bad-return": 1,
+            "budget-exhausted": 3,
+        }
         findings = sorted(self.findings.values(), key=lambda f: (order.get(f.id, 2), f.step or 0))
-        if self.printed > PRINT_REPORT_THRESHOLD:
+        printed = self.worker.printed
+        if printed > PRINT_REPORT_THRESHOLD:
             findings.append(
                 Finding(
                     "printed-output",
                     "info",
-                    f"the target printed {self.printed:,} characters during the audit (not shown); "
-                    f"it began: {self.printed_head[:120]!r}",
+                    f"the target printed {printed:,} characters during the audit (not shown); "
+                    f"it began: {self.worker.printed_head[:120]!r}",
                 )
             )
         findings += self.convention_findings
@@ -1577,6 +1682,8 @@ def run_audit(
     progress: Callable[[str], None] | None = None,
     isolate: bool | None = None,
     cwd: str | None = None,
+    limits: Limits | None = None,
+    max_time: float | None = None,
 ) -> AuditReport:
     """Audit ``target`` (``"file.py:NAME"``, ``"module:NAME"``, or a function/class) against ``rule``.
 
@@ -1598,6 +1705,8 @@ def run_audit(
         progress=progress,
         isolate=isolate,
         cwd=cwd if cwd is not None else os.getcwd(),
+        limits=limits,
+        max_time=max_time,
     )
     return auditor.run()
 

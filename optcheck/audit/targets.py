@@ -2,9 +2,11 @@
 
 ``TARGET`` is ``path/to/file.py:NAME`` or ``package.module:NAME`` (``NAME`` may be dotted:
 ``Class.method``). The target is imported and called only inside a long-lived child process
-(:class:`ProcessWorker`) that talks to the audit over a pipe; an exception, a hang, a crash of
-the interpreter, ``sys.exit``/``os._exit`` or a flood of output in the target becomes a
-:class:`TargetFailure` in the parent, and the child is restarted for the next case.
+(:class:`ProcessWorker`) that executes what the parent asks (a :class:`Batch` of ``put``,
+``call``, ``setattr``, ``snap`` operations over a handle table) and answers with plain data in
+the :mod:`._wire` format. The parent validates every reply and judges everything itself. An
+exception, a hang, a crash of the interpreter, ``sys.exit``/``os._exit`` or a broken reply
+becomes a :class:`TargetFailure`, and the child is restarted for the next case.
 :class:`InProcessWorker` runs the same protocol in the current process, for targets that only
 exist in memory (a function defined inside a test).
 """
@@ -13,20 +15,29 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import importlib
-import importlib.util
+import json
 import os
+import select
+import shutil
 import signal
 import subprocess
 import sys
-import threading
+import tempfile
+import time
+import uuid
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from ._common import AuditUsageError
+from . import _wire
+from ._common import AuditUsageError, TargetInfo
+from ._wire import TARGET, ProtocolViolation, Ref
 
 __all__ = [
+    "Batch",
+    "BatchResult",
     "InProcessWorker",
+    "Limits",
     "ProcessWorker",
     "TargetFailure",
     "TargetSpec",
@@ -122,42 +133,10 @@ def spec_for_object(obj: Any) -> TargetSpec | None:
 
 
 def load_target(spec: TargetSpec, sys_path: list[str] | None = None) -> Any:
-    """Import the target named by ``spec`` (runs the user's module: call it in the child)."""
-    if sys_path:
-        for entry in reversed(sys_path):
-            if entry not in sys.path:
-                sys.path.insert(0, entry)
-    if spec.kind == "file":
-        path = Path(spec.location)
-        if str(path.parent) not in sys.path:
-            sys.path.insert(0, str(path.parent))
-        modname = path.stem if path.stem.isidentifier() else "optcheck_target"
-        if modname in sys.modules and getattr(sys.modules[modname], "__file__", None) != str(path):
-            modname = f"optcheck_target_{abs(hash(str(path)))}"
-        module = sys.modules.get(modname)
-        if module is None:
-            ispec = importlib.util.spec_from_file_location(modname, path)
-            if ispec is None or ispec.loader is None:
-                raise ImportError(f"cannot load {path} as a Python module")
-            module = importlib.util.module_from_spec(ispec)
-            sys.modules[modname] = module
-            try:
-                ispec.loader.exec_module(module)
-            except BaseException:
-                sys.modules.pop(modname, None)
-                raise
-    else:
-        module = importlib.import_module(spec.location)
-    obj: Any = module
-    for part in spec.name.split("."):
-        if not hasattr(obj, part):
-            where = spec.location if spec.kind == "module" else Path(spec.location).name
-            public = sorted(n for n in dir(module) if not n.startswith("_") and callable(getattr(module, n)))
-            raise AttributeError(f"{where} has no attribute {part!r} (callables there: {public[:12]})")
-        obj = getattr(obj, part)
-    if not callable(obj):
-        raise TypeError(f"{spec.text} is a {type(obj).__name__}, not a function or class")
-    return obj
+    """Import the target named by ``spec`` in this process (runs the user's module)."""
+    from ._worker import load_object
+
+    return load_object(dataclasses.asdict(spec), list(sys_path or []))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -166,29 +145,214 @@ def load_target(spec: TargetSpec, sys_path: list[str] | None = None) -> Any:
 
 
 class TargetFailure(Exception):
-    """The target raised, hung, crashed or exited during a call.
+    """The target raised, hung, crashed or exited during a call, or its process broke the protocol.
 
-    ``id`` is the finding id: ``raised-exception``, ``timeout``, ``crashed``, ``exited`` or
-    ``bad-return``; ``detail`` is one line for the report; ``traceback`` the user's frames.
+    ``id`` is the finding id: ``raised-exception``, ``timeout``, ``crashed``, ``exited``,
+    ``bad-return`` or ``protocol-violation``; ``detail`` is one line for the report;
+    ``traceback`` the user's frames; ``type_name`` and ``key`` the exception's type and, for a
+    ``KeyError``, its key (plain data).
     """
 
-    def __init__(self, id: str, detail: str, traceback: str = "") -> None:
+    def __init__(
+        self, id: str, detail: str, traceback: str = "", type_name: str = "", key: Any = None
+    ) -> None:
         super().__init__(detail)
         self.id = id
         self.detail = detail
         self.traceback = traceback
+        self.type_name = type_name
+        self.key = key
 
 
-def failure_from_reply(reply: tuple[Any, ...]) -> TargetFailure:
-    """Turn a non-``ok`` reply of the handler into a :class:`TargetFailure`."""
-    kind = reply[0]
-    if kind == "raised":
-        return TargetFailure("raised-exception", f"raised {reply[1]}: {reply[2]}", reply[3])
-    if kind == "exited":
-        return TargetFailure("exited", f"called sys.exit({reply[1]!r})")
-    if kind == "bad-return":
-        return TargetFailure("bad-return", str(reply[1]))
-    return TargetFailure("raised-exception", str(reply[1]))
+# ---------------------------------------------------------------------------------------------
+# Limits
+# ---------------------------------------------------------------------------------------------
+
+
+def _physical_memory() -> int | None:
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE")) * int(os.sysconf("SC_PHYS_PAGES"))
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+#: The fraction of the machine's memory the target's address space may take by default.
+MEMORY_FRACTION = 0.5
+
+
+def default_max_memory() -> int | None:
+    """Half of the machine's physical memory (``--max-memory``'s default); ``None`` if unknown."""
+    total = _physical_memory()
+    return int(total * MEMORY_FRACTION) if total else None
+
+
+@dataclasses.dataclass(frozen=True)
+class Limits:
+    """The bounds the target's process runs under (each has a command-line flag).
+
+    ``max_memory`` bytes of address space (``RLIMIT_AS``; default half the machine's memory),
+    ``max_cpu`` CPU seconds per call (``RLIMIT_CPU``), ``max_procs`` processes and threads the
+    target may add (``RLIMIT_NPROC``; not enforced by the kernel for root), ``max_file_size``
+    bytes per file written (``RLIMIT_FSIZE``), ``max_open_files`` (``RLIMIT_NOFILE``),
+    ``max_reply`` bytes of one reply of the child, ``timeout`` wall seconds per call,
+    ``load_timeout`` wall seconds to import the target, ``env`` names of environment variables
+    passed through to the target. ``None`` leaves a limit unset.
+    """
+
+    max_memory: int | None = dataclasses.field(default_factory=default_max_memory)
+    max_cpu: float | None = 60.0
+    max_procs: int | None = 256
+    max_file_size: int | None = 64 * 2**20
+    max_open_files: int | None = 1024
+    max_reply: int = 64 * 2**20
+    timeout: float = 10.0
+    load_timeout: float = 60.0
+    env: tuple[str, ...] = ()
+
+
+# ---------------------------------------------------------------------------------------------
+# Batches: the parent's side of the protocol
+# ---------------------------------------------------------------------------------------------
+
+_FAIL_IDS = ("raised-exception", "exited", "bad-return", "error", "load-error")
+
+
+@dataclasses.dataclass
+class BatchResult:
+    """The answers of one batch: ``res[i]`` for the ``i`` returned by ``snap``/``describe``;
+    ``printed`` characters the user's code printed during the batch, ``printed_head`` the start."""
+
+    results: list[Any]
+    printed: int = 0
+    printed_head: str = ""
+
+    def __getitem__(self, i: int) -> Any:
+        return self.results[i]
+
+
+class Batch:
+    """Operations queued for the child and sent in one round trip by :meth:`run`."""
+
+    def __init__(self, worker: Any) -> None:
+        self._worker = worker
+        self.ops: list[dict[str, Any]] = []
+        self.calls = 0
+        self._answers = 0
+
+    def _name(self, name: str | None) -> str:
+        if name is not None:
+            return name
+        self._worker._counter += 1
+        return f"_{self._worker._counter}"
+
+    def put(self, value: Any, name: str | None = None) -> Ref:
+        """Make ``value`` (a spec) in the child and keep it under a handle."""
+        n = self._name(name)
+        self.ops.append({"op": "put", "name": n, "value": value})
+        return Ref(n)
+
+    def call(
+        self,
+        fn: Any,
+        args: Sequence[Any] = (),
+        kwargs: Mapping[str, Any] | None = None,
+        name: str | None = None,
+    ) -> Ref:
+        """Call ``fn`` (a ``Ref``) with specs; the return value is kept under the handle returned."""
+        n = self._name(name)
+        self.ops.append({"op": "call", "name": n, "fn": fn, "args": list(args), "kwargs": dict(kwargs or {})})
+        self.calls += 1
+        return Ref(n)
+
+    def setattr(self, obj: Ref, attr: str, value: Any) -> None:
+        """``obj.attr = value`` in the child."""
+        self.ops.append({"op": "setattr", "obj": obj, "attr": attr, "value": value})
+
+    def snap(self, value: Ref, depth: int | None = None) -> int:
+        """Ask for a plain snapshot of ``value``; returns its index in the result."""
+        self.ops.append({"op": "snap", "value": value, "depth": depth})
+        self._answers += 1
+        return self._answers - 1
+
+    def describe(self, value: Ref) -> int:
+        """Ask for the description of a callable or class; returns its index in the result."""
+        self.ops.append({"op": "describe", "value": value})
+        self._answers += 1
+        return self._answers - 1
+
+    def clear(self) -> None:
+        """Drop every handle of the child except the target."""
+        self.ops.append({"op": "clear"})
+
+    def run(self, timeout: float | None = None) -> BatchResult:
+        """Send the batch; the answers, or :class:`TargetFailure`."""
+        reply = self._worker._exchange({"op": "batch", "ops": self.ops}, self.calls, timeout)
+        result = BatchResult(list(reply["results"]), reply["printed"], reply["head"])
+        self._worker._account(result)
+        fail = reply["fail"]
+        if fail is not None:
+            raise _failure(fail, self._worker)
+        if len(result.results) != self._answers:
+            raise TargetFailure(
+                "protocol-violation",
+                f"the child sent {len(result.results)} answers for {self._answers} questions",
+            )
+        return result
+
+
+def _validate_reply(reply: Any) -> dict[str, Any]:
+    """The reply, checked to have the shape the child must send; ``ProtocolViolation`` if not."""
+    if not isinstance(reply, dict) or set(reply) != {"results", "printed", "head", "fail"}:
+        raise ProtocolViolation("a reply that is not {results, printed, head, fail}")
+    if not isinstance(reply["results"], list):
+        raise ProtocolViolation("a reply whose results are not a list")
+    p = reply["printed"]
+    if not isinstance(p, int) or isinstance(p, bool) or p < 0:
+        raise ProtocolViolation("a reply whose printed count is not a count")
+    if not isinstance(reply["head"], str):
+        raise ProtocolViolation("a reply whose printed text is not text")
+    fail = reply["fail"]
+    if fail is not None:
+        if not isinstance(fail, dict) or fail.get("id") not in _FAIL_IDS:
+            raise ProtocolViolation("a reply with a failure of unknown kind")
+        for k in ("message", "type", "tb"):
+            if not isinstance(fail.get(k, ""), str):
+                raise ProtocolViolation(f"a reply whose failure {k} is not text")
+    return reply
+
+
+def _failure(fail: Mapping[str, Any], worker: Any) -> TargetFailure:
+    fid = fail["id"]
+    msg = str(fail.get("message", ""))[:2000]
+    type_name = str(fail.get("type", ""))[:200]
+    tb = str(fail.get("tb", ""))[:8000]
+    if fid == "raised-exception":
+        detail = f"raised {type_name}: {msg}"
+        mem = getattr(worker, "limits", None)
+        if type_name == "MemoryError" and mem is not None and mem.max_memory:
+            detail += f" (the target may use {_size(mem.max_memory)} of memory, --max-memory)"
+        return TargetFailure("raised-exception", detail, tb, type_name, fail.get("key"))
+    if fid == "exited":
+        return TargetFailure("exited", msg, type_name="SystemExit")
+    if fid == "bad-return":
+        return TargetFailure("bad-return", msg)
+    return TargetFailure("protocol-violation", f"made the audit's child process fail ({msg[:300]})", tb)
+
+
+def _size(n: float) -> str:
+    for unit in ("bytes", "KiB", "MiB", "GiB", "TiB"):
+        if n < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1024
+    return str(n)  # pragma: no cover
+
+
+def info_from_plain(d: Any, spec_text: str) -> TargetInfo:
+    """The :class:`TargetInfo` of a description sent by the child (validated)."""
+    try:
+        return TargetInfo.from_plain(d, spec_text)
+    except (TypeError, ValueError, KeyError) as e:
+        raise ProtocolViolation(f"an invalid description of the target ({e})") from None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -196,146 +360,221 @@ def failure_from_reply(reply: tuple[Any, ...]) -> TargetFailure:
 # ---------------------------------------------------------------------------------------------
 
 
-class InProcessWorker:
-    """Runs the worker protocol in this process: no isolation (no timeout, no crash protection)."""
+class _WorkerBase:
+    isolated = False
+
+    def __init__(self, limits: Limits | None) -> None:
+        self.limits = limits or Limits()
+        self.restarts = 0
+        self.printed = 0
+        self.printed_head = ""
+        self._counter = 0
+
+    def batch(self) -> Batch:
+        """A new :class:`Batch` of operations for this worker."""
+        return Batch(self)
+
+    def _account(self, result: BatchResult) -> None:
+        self.printed += result.printed
+        if result.printed and len(self.printed_head) < 500:
+            self.printed_head += result.printed_head[: 500 - len(self.printed_head)]
+
+    def _exchange(self, msg: dict[str, Any], calls: int, timeout: float | None) -> dict[str, Any]:
+        raise NotImplementedError  # pragma: no cover
+
+
+class InProcessWorker(_WorkerBase):
+    """The executor in this process: no isolation (no timeout, no crash protection), the same
+    protocol (every message is encoded and decoded, so results are what a child would send)."""
 
     isolated = False
 
-    def __init__(self, obj: Any, spec_text: str) -> None:
-        from ._worker import Handler
+    def __init__(self, obj: Any, spec_text: str, limits: Limits | None = None) -> None:
+        from ._worker import Executor
 
-        self._handler = Handler()
-        self._handler.set_target(obj, spec_text)
-        self.restarts = 0
-        self.printed = 0
+        super().__init__(limits)
+        self.spec_text = spec_text
+        self._ex = Executor(max_reply=self.limits.max_reply)
+        self._ex.handles["target"] = obj
 
-    def start(self) -> None:
-        """Nothing to start."""
+    def load(self) -> TargetInfo:
+        """The description of the target."""
+        b = self.batch()
+        i = b.describe(TARGET)
+        return info_from_plain(b.run()[i], self.spec_text)
 
-    def request(self, msg: tuple[Any, ...], timeout: float | None = None) -> Any:
-        """Handle ``msg``; return the value of an ``ok`` reply or raise :class:`TargetFailure`."""
-        reply = self._handler.handle(msg)
-        if reply[0] == "ok":
-            return reply[1]
-        if reply[0] == "error":
-            raise RuntimeError(reply[1])
-        raise failure_from_reply(reply)
+    def _exchange(self, msg: dict[str, Any], calls: int, timeout: float | None) -> dict[str, Any]:
+        request = _wire.decode(_wire.encode(msg), specs=True)
+        reply = self._ex.request(request)
+        try:
+            data = _wire.encode(reply, max_bytes=self.limits.max_reply + (1 << 20))
+        except OverflowError:
+            raise TargetFailure(
+                "bad-return", f"returned more than {self.limits.max_reply:,} bytes (--max-reply)"
+            ) from None
+        return _validate_reply(_wire.decode(data))
 
     def close(self) -> None:
         """Nothing to close."""
 
+    def __enter__(self) -> InProcessWorker:
+        return self
 
-class _Drain(threading.Thread):
-    """Reads the child's stdout/stderr (C-level output of the target) so it can never block."""
-
-    def __init__(self, stream: Any) -> None:
-        super().__init__(daemon=True)
-        self.stream = stream
-        self.count = 0
-        self.head = b""
-
-    def run(self) -> None:
-        try:
-            while True:
-                chunk = (
-                    self.stream.read1(1 << 16) if hasattr(self.stream, "read1") else self.stream.read(1 << 16)
-                )
-                if not chunk:
-                    return
-                self.count += len(chunk)
-                if len(self.head) < 4000:
-                    self.head += chunk[: 4000 - len(self.head)]
-        except (OSError, ValueError):
-            return
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
-class ProcessWorker:
-    """The target in a long-lived child process, restarted after a crash, an exit or a timeout.
+_KEEP_ENV = (
+    "PATH",
+    "LANG",
+    "LANGUAGE",
+    "TZ",
+    "TERM",
+    "SYSTEMROOT",
+    "LD_LIBRARY_PATH",
+    "DYLD_LIBRARY_PATH",
+    "PYTHONHOME",
+    "VIRTUAL_ENV",
+    "CONDA_PREFIX",
+    "PYTHONHASHSEED",
+)
+_THREAD_ENV = (
+    "OMP_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "NUMEXPR_NUM_THREADS",
+    "VECLIB_MAXIMUM_THREADS",
+)
 
-    ``request(msg, timeout)`` sends one message and waits up to ``timeout`` seconds for the reply.
-    The ``load`` message is remembered and replayed whenever a fresh child is started.
+
+def child_env(scratch: str, token: str, passthrough: Sequence[str] = ()) -> dict[str, str]:
+    """The scrubbed environment of the target's process.
+
+    Kept: ``PATH``, the locale (``LANG``, ``LC_*``), library paths, ``PYTHONHOME``/``VIRTUAL_ENV``/
+    ``CONDA_PREFIX``, the thread counts of the math libraries (1 when unset), and the names in
+    ``passthrough`` (``--env``); ``HOME`` and ``TMPDIR`` point at the scratch directory;
+    ``PYTHONPATH`` is optcheck's own location, then the user's.
+    """
+    src = os.environ
+    env = {k: v for k, v in src.items() if k in _KEEP_ENV or k.startswith("LC_")}
+    for k in _THREAD_ENV:
+        env[k] = src.get(k, "1")
+    for k in passthrough:
+        if k in src:
+            env[k] = src[k]
+    pkg_root = str(Path(__file__).resolve().parents[2])
+    env["PYTHONPATH"] = pkg_root + (os.pathsep + src["PYTHONPATH"] if src.get("PYTHONPATH") else "")
+    env["HOME"] = env["TMPDIR"] = env["TMP"] = env["TEMP"] = scratch
+    env["PYTHONDONTWRITEBYTECODE"] = "1"
+    env["PYTHONUNBUFFERED"] = "1"
+    env["PYTHONNOUSERSITE"] = "1"  # the user's site directory is passed on sys.path instead
+    env["OPTCHECK_AUDIT_TOKEN"] = token
+    return env
+
+
+class ProcessWorker(_WorkerBase):
+    """The target in a long-lived child process, restarted after a crash, an exit, a timeout or a
+    protocol violation.
+
+    The child runs in a scratch directory (removed by :meth:`close`) with a scrubbed environment
+    (:func:`child_env`), in its own process group, under :class:`Limits`. Its stdin, stdout and
+    stderr are ``/dev/null`` (prints are counted inside it); the protocol uses pipes of its own.
+    It dies with the parent (``PR_SET_PDEATHSIG`` on Linux, and a lifeline pipe watched by a
+    reaper process on every POSIX system); :meth:`close` kills its process group and every
+    process carrying the audit's token in its environment.
     """
 
     isolated = True
 
-    def __init__(self, spec: TargetSpec, *, load_timeout: float = 60.0, cwd: str | None = None) -> None:
+    def __init__(self, spec: TargetSpec, *, limits: Limits | None = None, cwd: str | None = None) -> None:
+        super().__init__(limits)
         self.spec = spec
-        self.load_timeout = load_timeout
         self.cwd = cwd or os.getcwd()
-        self.restarts = 0
+        self.token = uuid.uuid4().hex
+        self.scratch: str | None = None
         self._proc: subprocess.Popen[bytes] | None = None
-        self._send: Any = None
-        self._recv: Any = None
-        self._drain: _Drain | None = None
-        self._printed_before = 0
+        self._send = self._recv = self._life = -1
         self._pending_load = False
-        self.info: Any = None
+        self.info: TargetInfo | None = None
 
-    @property
-    def printed(self) -> int:
-        """Bytes the children wrote to their stdout/stderr so far."""
-        return self._printed_before + (self._drain.count if self._drain else 0)
+    def _sys_path(self) -> list[str]:
+        out = []
+        for p in sys.path:
+            out.append(str(Path(self.cwd, p).resolve()) if p in ("", ".") else p)
+        if self.spec.kind == "file":
+            out.insert(0, str(Path(self.spec.location).parent))
+        return out
 
     def start(self) -> None:
-        """Start a child process and send it the ``load`` message (the reply is read later)."""
-        from multiprocessing.connection import Connection
-
+        """Start a child process and send it the ``load`` request (the reply is read later)."""
         if self._proc is not None:
             return
+        if self.scratch is None:
+            self.scratch = tempfile.mkdtemp(prefix="optcheck-audit-")
         p2c_r, p2c_w = os.pipe()
         c2p_r, c2p_w = os.pipe()
-        env = dict(os.environ)
-        env["PYTHONDONTWRITEBYTECODE"] = "1"
-        env["PYTHONUNBUFFERED"] = "1"
-        pkg_root = str(Path(__file__).resolve().parents[2])
-        env["PYTHONPATH"] = pkg_root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+        life_r, life_w = os.pipe()
+        lim = self.limits
+        config = {
+            "parent": os.getpid(),
+            "lifeline": life_r,
+            "token": self.token,
+            "max_memory": lim.max_memory,
+            "max_cpu": lim.max_cpu,
+            "max_procs": lim.max_procs,
+            "max_file_size": lim.max_file_size,
+            "max_open_files": lim.max_open_files,
+            "max_reply": lim.max_reply,
+        }
         try:
             self._proc = subprocess.Popen(
-                [sys.executable, "-m", "optcheck.audit._worker", str(p2c_r), str(c2p_w)],
-                pass_fds=(p2c_r, c2p_w),
+                [sys.executable, "-m", "optcheck.audit._worker", str(p2c_r), str(c2p_w), json.dumps(config)],
+                pass_fds=(p2c_r, c2p_w, life_r),
                 stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                env=env,
-                cwd=self.cwd,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                env=child_env(self.scratch, self.token, lim.env),
+                cwd=self.scratch,
                 start_new_session=True,
             )
+        except BaseException:
+            for fd in (p2c_w, c2p_r, life_w):
+                os.close(fd)
+            raise
         finally:
-            os.close(p2c_r)
-            os.close(c2p_w)
-        self._send = Connection(p2c_w, readable=False)
-        self._recv = Connection(c2p_r, writable=False)
-        self._drain = _Drain(self._proc.stdout)
-        self._drain.start()
-        self._send.send(("load", self.spec, list(sys.path)))
+            for fd in (p2c_r, c2p_w, life_r):
+                os.close(fd)
+        self._send, self._recv, self._life = p2c_w, c2p_r, life_w
+        spec = {
+            "kind": self.spec.kind,
+            "location": self.spec.location,
+            "name": self.spec.name,
+            "text": self.spec.text,
+        }
+        self._write({"op": "load", "spec": spec, "sys_path": self._sys_path()}, time.monotonic() + 10)
         self._pending_load = True
+
+    # -- killing -------------------------------------------------------------------------------
 
     def _kill(self) -> None:
         proc = self._proc
         if proc is None:
             return
-        if proc.poll() is None:
-            try:
-                os.killpg(proc.pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                proc.kill()
+        with contextlib.suppress(ProcessLookupError, PermissionError, OSError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError, OSError):
+            proc.kill()
         with contextlib.suppress(subprocess.TimeoutExpired):  # a process that survives SIGKILL
             proc.wait(timeout=5)
-        self._discard()
+        from ._worker import kill_marked
 
-    def _discard(self) -> None:
-        for conn in (self._send, self._recv):
-            if conn is not None:
+        kill_marked(self.token)
+        for fd in (self._send, self._recv, self._life):
+            if fd >= 0:
                 with contextlib.suppress(OSError):
-                    conn.close()
-        if self._drain is not None:
-            self._drain.join(timeout=1)
-            self._printed_before += self._drain.count
-        if self._proc is not None and self._proc.stdout is not None:
-            self._proc.stdout.close()
+                    os.close(fd)
+        self._send = self._recv = self._life = -1
         self._proc = None
-        self._send = self._recv = None
-        self._drain = None
         self._pending_load = False
 
     def _died(self) -> TargetFailure:
@@ -353,58 +592,93 @@ class ProcessWorker:
                 signame = signal.Signals(-rc).name
             except ValueError:
                 signame = f"signal {-rc}"
+            if signame == "SIGXCPU":
+                return TargetFailure(
+                    "timeout", f"used more than {self.limits.max_cpu:g} s of CPU time in one call (--max-cpu)"
+                )
             return TargetFailure("crashed", f"crashed the Python interpreter ({signame})")
         return TargetFailure("exited", f"ended the process (os._exit or similar) with status {rc}")
 
-    def _roundtrip(self, msg: tuple[Any, ...] | None, timeout: float) -> tuple[Any, ...]:
+    def _violation(self, why: str) -> TargetFailure:
+        self._kill()
+        self.restarts += 1
+        return TargetFailure("protocol-violation", f"broke the audit's protocol: {why}")
+
+    # -- talking -------------------------------------------------------------------------------
+
+    def _write(self, msg: dict[str, Any], deadline: float) -> None:
+        data = _wire.encode(msg)
+        view = memoryview(data)
+        while view:
+            left = deadline - time.monotonic()
+            _, ready, _ = select.select([], [self._send], [], max(left, 0))
+            if not ready:
+                raise _wire.FrameTimeout()
+            n = os.write(self._send, view[: 1 << 16])
+            view = view[n:]
+
+    def _read(self, deadline: float) -> dict[str, Any]:
+        frame = _wire.read_frame(self._recv, deadline=deadline, max_bytes=self.limits.max_reply + (1 << 20))
+        return _validate_reply(_wire.decode(frame))
+
+    def _roundtrip(self, msg: dict[str, Any] | None, timeout: float, what: str) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
         try:
             if msg is not None:
-                self._send.send(msg)
-            if not self._recv.poll(timeout):
-                self._kill()
-                self.restarts += 1
-                raise TargetFailure("timeout", f"did not return within {timeout:g} s (--timeout)")
-            reply: tuple[Any, ...] = self._recv.recv()
+                self._write(msg, deadline)
+            return self._read(deadline)
+        except _wire.FrameTimeout:
+            self._kill()
+            self.restarts += 1
+            raise TargetFailure("timeout", what) from None
+        except ProtocolViolation as e:
+            raise self._violation(str(e)) from None
         except (EOFError, BrokenPipeError, ConnectionResetError, OSError):
             raise self._died() from None
-        return reply
 
-    def load(self) -> Any:
-        """Start the child if needed and return the ``TargetInfo`` of the loaded target."""
+    def load(self) -> TargetInfo:
+        """Start the child if needed and return the description of the loaded target."""
         self.start()
         if self._pending_load:
             self._pending_load = False
+            t = self.limits.load_timeout
             try:
-                reply = self._roundtrip(None, self.load_timeout)
+                reply = self._roundtrip(None, t, f"did not finish importing within {t:g} s")
+                if reply["fail"] is not None:
+                    raise AuditUsageError(
+                        f"target {self.spec.text!r} could not be imported: {str(reply['fail'].get('message'))[:1000]}"
+                    )
+                if len(reply["results"]) != 1:
+                    raise self._violation("the load reply holds no description")
+                self.info = info_from_plain(reply["results"][0], self.spec.text)
+            except ProtocolViolation as e:
+                self._kill()
+                raise AuditUsageError(
+                    f"target {self.spec.text!r} could not be imported: it broke the audit's protocol ({e})"
+                ) from None
             except TargetFailure as f:
                 raise AuditUsageError(
                     f"target {self.spec.text!r} could not be imported: it {f.detail}"
                 ) from None
-            if reply[0] != "ok":
-                detail = reply[1] if reply[0] in ("error", "bad-return") else failure_from_reply(reply).detail
-                raise AuditUsageError(f"target {self.spec.text!r} could not be imported: {detail}")
-            self.info = reply[1]
+        assert self.info is not None
         return self.info
 
-    def request(self, msg: tuple[Any, ...], timeout: float | None = None) -> Any:
-        """Send ``msg``; return the value of an ``ok`` reply or raise :class:`TargetFailure`."""
+    def _exchange(self, msg: dict[str, Any], calls: int, timeout: float | None) -> dict[str, Any]:
         self.load()
-        reply = self._roundtrip(msg, timeout if timeout is not None else 3600.0)
-        if reply[0] == "ok":
-            return reply[1]
-        if reply[0] == "error":
-            raise RuntimeError(reply[1])
-        raise failure_from_reply(reply)
+        t = self.limits.timeout if timeout is None else timeout
+        return self._roundtrip(msg, t * max(1, calls), f"did not return within {t:g} s (--timeout)")
 
     def close(self) -> None:
-        """Stop the child process."""
+        """Stop the child process (its whole process group) and remove the scratch directory."""
         if self._proc is not None:
-            try:
-                self._send.send(("quit",))
-                self._proc.wait(timeout=2)
-            except (OSError, subprocess.TimeoutExpired, AttributeError):
-                pass
+            with contextlib.suppress(Exception):
+                self._write({"op": "quit"}, time.monotonic() + 0.2)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self._proc.wait(timeout=0.5)
             self._kill()
+        if self.scratch is not None:
+            shutil.rmtree(self.scratch, ignore_errors=True)
+            self.scratch = None
 
     def __enter__(self) -> ProcessWorker:
         return self

@@ -3,7 +3,10 @@ localises the bad entry and knows about kinks.
 
 :func:`check_gradient` compares an analytic gradient with numerical derivatives of ``f``;
 :func:`assert_gradient` raises :class:`GradientError` when they disagree; :func:`check_vjp`
-checks a layer's backward (a vector-Jacobian product); :func:`step_sweep` shows the error of
+checks a layer's backward (a vector-Jacobian product); :func:`check_layer` does it in one call
+for a forward/backward pair in the (out, cache) or the plain convention; :func:`check_torch`
+checks torch autograd (custom ``autograd.Function`` backward passes included) the same way;
+:func:`step_sweep` shows the error of
 the numerical derivative against the step (the V-shaped curve).
 
 How it works
@@ -20,9 +23,12 @@ level at which high-order differences stop shrinking. It is floored at half an u
 ``f(x)`` in its result dtype. A float64 ``f`` has ``sigma ≈ 1e-16·|f|``; an ``f`` that
 computes internally in float32 has ``sigma ≈ 1e-8·|f|`` or more, and everything below
 (steps, tolerances) follows from the measured value rather than from the dtype of ``x``.
-Numerical derivatives are computed in float64: numpy arrays are handed to ``f`` as float64
-copies whatever their dtype. Torch tensors are accepted too (without optcheck importing torch):
-``f`` receives tensors in their own dtype and device, since torch code is dtype-strict.
+Numerical derivatives are formed in float64 from the values of ``f``. Numpy arrays are handed
+to ``f`` as fresh copies: float64 ones, except that float32/float16 arrays keep their dtype by
+default (``keep_dtype``), so that ``f`` runs in the precision its gradient was computed in; the
+perturbed values are rounded to that dtype and the step is measured after rounding. A warning
+says when float32 inputs give a float64 result. Torch tensors are accepted too (without optcheck
+importing torch): ``f`` receives tensors in their own dtype and device.
 
 **Steps.** With ``eps = sigma/|f(x)|`` (between float64's epsilon and ``1e-3``): central
 differences use ``h_i = eps^(1/3)·max(1, |x_i|)``, the step that balances round-off against
@@ -61,9 +67,13 @@ the numerical value ``d`` is predicted as
   of the table the difference with the same column at the next step, divided by ``4^j - 1``
   (times ``4^j`` from the smaller step); where the table does not converge as it should, the
   undivided ``|R(h) - R(2h)|``;
-* the round-off of the analytic value itself: ``10·eps(dtype)·(|g_i| + rms of its array +
-  |f(x)|/(n·max(1, |x_i|)))``, which matters when ``grad`` comes in a low-precision dtype, or
-  for entries that come out of a cancellation (``1 - tanh(z)**2`` at a saturated unit).
+* the round-off of the analytic value itself: ``10·eps·(|g_i| + rms of its array +
+  |f(x)|/(n·max(1, |x_i|)))``, which matters for a gradient computed in low precision, or
+  for entries that come out of a cancellation (``1 - tanh(z)**2`` at a saturated unit). ``eps``
+  is that of the precision the gradient was computed in, not of the dtype it was returned in:
+  the least precise of its own dtype, the dtype its entry of ``x`` is handed to ``f`` in, the
+  dtype of ``f``'s result, and the precision the measured noise of ``f`` shows (float32's above
+  a relative noise of ``1e-10``, float16's above ``1e-5``).
 
 An entry fails when ``|analytic - numeric| > kappa·predicted + rtol·max(|analytic|, |numeric|)``
 with ``kappa = 10`` ("well beyond" the estimate) and the relative floor ``rtol = 1e-8`` (a
@@ -86,6 +96,12 @@ curvature would: a kink's jump keeps its size whatever the step). The
 analytic value then passes if it lies between the one-sided derivatives (a valid subgradient:
 ReLU at 0 with subgradient 0), and the entry is listed in ``report.nondifferentiable``; a value
 outside the interval fails (``|x|`` at 0 with analytic 2).
+The complex step takes the right-hand derivative at a kink sitting exactly at ``x`` (``max`` and
+comparisons break the tie by the sign of the imaginary part), so it would pass a right-hand
+value without a word: when the method is chosen, ``f(x - ih·u)`` is compared with the conjugate
+of ``f(x + ih·u)`` (one evaluation); where they differ, ``f`` has kinks at ``x`` and every
+entry is also evaluated at ``-ih``, its left-hand derivative; entries where the two differ are
+kinks, judged by the interval as above.
 
 **Modes and localisation.** ``mode="full"`` checks every entry, ``"sample"`` a random sample of
 each array, ``"directional"`` compares ``grad·u`` with the derivative along random unit directions
@@ -103,8 +119,10 @@ what was and was not checked.
 from __future__ import annotations
 
 from ._api import assert_gradient, check_gradient, check_vjp
+from ._layer import check_layer
 from ._report import Coverage, GradientEntry, GradientError, GradientReport
 from ._sweep import StepSweep, step_sweep
+from ._torch import check_torch
 
 __all__ = [
     "Coverage",
@@ -114,6 +132,8 @@ __all__ = [
     "StepSweep",
     "assert_gradient",
     "check_gradient",
+    "check_layer",
+    "check_torch",
     "check_vjp",
     "step_sweep",
 ]

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from .._core.names import describe_convention, match_grad_keys_with_convention
 from .._tree import Tree, describe, zip_trees
 from ._engine import MIN_EVALUATIONS, Checker
 from ._report import GradientError, GradientReport
@@ -79,6 +80,37 @@ def _validate(
     return method_, mode_, samples_, directions_, rtol_, seed_, budget
 
 
+def _match_course_keys(x: Tree, grad: Tree, grad_name: str) -> tuple[Tree, dict[str, str], str | None]:
+    """``grad`` re-keyed like ``x`` when its keys are ``x``'s in a course convention (``dW1`` for ``W1``).
+
+    Returns the (possibly re-keyed) gradient, the map ``{x key: grad key}`` (empty when nothing
+    was re-keyed) and a note for the report.
+    """
+    if not (isinstance(x, Mapping) and isinstance(grad, Mapping)) or list(x) == list(grad):
+        return grad, {}, None
+    if set(x) == set(grad):
+        return grad, {}, None
+    matched = match_grad_keys_with_convention(list(x), list(grad))
+    if matched is None:
+        return grad, {}, None
+    mapping, convention = matched
+    pairs = ", ".join(f"{grad_name}[{g!r}] for x[{k!r}]" for k, g in list(mapping.items())[:4])
+    more = ", ..." if len(mapping) > 4 else ""
+    note = (
+        f"{grad_name}'s keys name the parameters by the {describe_convention(convention)} convention: "
+        f"checked {pairs}{more}"
+    )
+    return {k: grad[g] for k, g in mapping.items()}, mapping, note
+
+
+def _keep(value: object) -> bool | None:
+    if value is None or isinstance(value, bool):
+        return value
+    raise TypeError(
+        f"keep_dtype must be True, False or None (float32/float16 x handed to f in its own dtype); got {value!r}"
+    )
+
+
 def _run(
     f: Callable[[Any], Any],
     x: Tree,
@@ -92,11 +124,29 @@ def _run(
     rtol: float | None,
     seed: int | np.random.Generator,
     max_evaluations: int | None,
+    keep_dtype: bool | None = None,
+    observed: set[str] | None = None,
+    notes: list[str] | None = None,
+    space: Space | None = None,
+    grad_label: Callable[[str], str] | None = None,
 ) -> GradientReport:
     m, md, s, d, r, sd, b = _validate(f, method, mode, samples, directions, rtol, seed, max_evaluations)
-    space = Space(x, "x")
+    if space is None:
+        space = Space(x, "x", keep_dtype=_keep(keep_dtype))
     if callable(grad) and not is_torch_tensor(grad):
         grad = grad(space.user_x())
+    grad, mapping, note = _match_course_keys(space.structure, grad, grad_name)
+    notes = list(notes or [])
+    if note is not None:
+        notes.append(note)
+        if grad_label is None:
+
+            def grad_label(key: str) -> str:
+                for k, g in mapping.items():
+                    if key.startswith(f"x[{k!r}]"):
+                        return f"{grad_name}[{g!r}]" + key[len(f"x[{k!r}]") :]
+                return key.replace("x", grad_name, 1)
+
     g, geps, grms = space.gradient(grad, grad_name)
     checker = Checker(
         f,
@@ -111,6 +161,9 @@ def _run(
         rtol=r,
         seed=sd,
         max_evaluations=b,
+        observed=observed,
+        notes=notes,
+        grad_label=grad_label,
     )
     checker.grad_name = grad_name
     return checker.run()
@@ -128,17 +181,24 @@ def check_gradient(
     rtol: float | None = None,
     seed: int | np.random.Generator = 0,
     max_evaluations: int | None = None,
+    keep_dtype: bool | None = None,
 ) -> GradientReport:
     """Check an analytic gradient against numerical derivatives of ``f`` at ``x``.
 
     Args:
         f: the loss, ``f(x) -> float`` (a Python float, a numpy scalar, a 0-d or one-element
             array, or a one-element torch tensor). ``f`` is called with fresh copies laid out
-            like ``x``: float64 numpy arrays (complex128 for the complex step) whatever the
-            dtype of ``x``, torch tensors in their own dtype and device.
+            like ``x``: numpy arrays in float64 (complex128 for the complex step), or in their
+            own dtype for float32/float16 entries of ``x`` (see ``keep_dtype``), and torch
+            tensors in their own dtype and device.
         x: where to check: an array (any shape, 0-d included), a float, or a (nested) dict of
             arrays such as ``{"W1": ..., "b1": ..., "W2": ..., "b2": ...}``. Never modified.
         grad: the analytic gradient, laid out like ``x``, or a callable ``grad(x)`` returning it.
+            Course keys are recognised: for ``x = {"W1": ..., "b1": ...}``, a ``grad`` keyed
+            ``dW1``, ``db1`` (or ``grad_W1``, ``W1_grad``: one convention for every key) is
+            matched to ``x``'s keys and the report says so. A gradient whose shape differs from
+            its parameter's only by axes of size 1 (``(1, D)`` for ``(D,)``, ``()`` for
+            ``(1, 1)``) is compared entry by entry, with a note; any other difference is an error.
         method: ``"central"`` (differences with ``h = eps^(1/3)·max(1, |x_i|)``, and a third,
             balanced step where the measured truncation is large), ``"richardson"`` (a table on
             central differences at ``h``, ``2h``, ``4h``, ``8h`` extrapolated to ``O(h^8)``,
@@ -162,6 +222,14 @@ def check_gradient(
         seed: seeds the random directions, samples and noise probe (an int or a numpy Generator).
         max_evaluations: the most calls of ``f`` to spend (at least 4); the report says what
             was covered when the budget ran out.
+        keep_dtype: hand ``f`` the float32/float16 arrays of ``x`` in their own dtype (perturbed
+            values rounded to it, the step measured after rounding), so that ``f`` computes in
+            the precision its gradient was computed in. ``None`` (the default) and ``True`` do
+            so; ``False`` hands ``f`` float64 copies. A warning says when float32 inputs give a
+            float64 result (part of ``f`` runs in float64). Either way, the round-off allowed
+            for each analytic entry is that of the precision it was computed in: the least
+            precise of its own dtype, the dtype of ``x``, the dtype ``f`` returns and the
+            precision the measured noise of ``f`` shows.
 
     Returns:
         A :class:`GradientReport`: ``report.passed``, ``report.failures``, ``print(report)``.
@@ -191,6 +259,7 @@ def check_gradient(
         rtol=rtol,
         seed=seed,
         max_evaluations=max_evaluations,
+        keep_dtype=keep_dtype,
     )
 
 
@@ -206,6 +275,7 @@ def assert_gradient(
     rtol: float | None = None,
     seed: int | np.random.Generator = 0,
     max_evaluations: int | None = None,
+    keep_dtype: bool | None = None,
 ) -> GradientReport:
     """:func:`check_gradient`, raising :class:`GradientError` (an ``AssertionError``) when it fails.
 
@@ -223,6 +293,7 @@ def assert_gradient(
         rtol=rtol,
         seed=seed,
         max_evaluations=max_evaluations,
+        keep_dtype=keep_dtype,
     )
     if not report.passed:
         raise GradientError(report)
@@ -261,6 +332,7 @@ def check_vjp(
     rtol: float | None = None,
     seed: int | np.random.Generator = 0,
     max_evaluations: int | None = None,
+    keep_dtype: bool | None = None,
 ) -> GradientReport:
     """Check a layer's backward: ``dx`` must be the vector-Jacobian product ``upstream · ∂f/∂x``.
 
@@ -274,6 +346,7 @@ def check_vjp(
     :func:`check_gradient`.
     """
     up = _as_upstream(upstream)
+    observed: set[str] = set()
 
     def phi(xt: Any) -> Any:
         out = f(xt)
@@ -296,8 +369,11 @@ def check_vjp(
                     f"{where} has shape {tuple(yarr.shape)} but {up_where} has shape {tuple(u.shape)}; "
                     "upstream must have the shape of f's output"
                 )
+            if yarr.dtype.kind in "fc":
+                observed.add(yarr.dtype.name)
             total = total + np.sum(u * yarr)
-        return total
+        # a Python number: the precision f computes in is the outputs' (recorded above)
+        return complex(total) if np.iscomplexobj(total) else float(total)
 
     return _run(
         phi,
@@ -311,4 +387,6 @@ def check_vjp(
         rtol=rtol,
         seed=seed,
         max_evaluations=max_evaluations,
+        keep_dtype=keep_dtype,
+        observed=observed,
     )

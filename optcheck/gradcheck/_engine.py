@@ -109,15 +109,32 @@ def scalar_value(out: Any, what: str = "f(x)") -> tuple[complex, float]:
     return complex(value), eps
 
 
-class Evaluator:
-    """Calls ``f`` on flat vectors, counts the calls and enforces ``max_evaluations``."""
+def result_dtype(out: Any) -> np.dtype[Any] | None:
+    """The floating dtype ``f`` computed its result in, when it says so (numpy or torch); else ``None``."""
+    if is_torch_tensor(out):
+        out = to_numpy(out)
+    dt = getattr(out, "dtype", None)
+    if isinstance(dt, np.dtype) and dt.kind in "fc":
+        return dt
+    return None
 
-    def __init__(self, f: Callable[[Any], Any], space: Space, budget: int | None) -> None:
+
+class Evaluator:
+    """Calls ``f`` on flat vectors, counts the calls and enforces ``max_evaluations``.
+
+    ``observed`` collects the floating dtypes of what ``f`` returned (numpy and torch results;
+    a Python float says nothing), for the precision checks of the report.
+    """
+
+    def __init__(
+        self, f: Callable[[Any], Any], space: Space, budget: int | None, observed: set[str] | None = None
+    ) -> None:
         self.f = f
         self.space = space
         self.budget = budget
         self.count = 0
         self.result_eps = EPS
+        self.observed: set[str] = set() if observed is None else observed
 
     def remaining(self) -> float:
         """Evaluations left (``inf`` without a budget)."""
@@ -138,7 +155,11 @@ class Evaluator:
         return self._real(lambda: self.space.tree_at(sel, values))
 
     def _real(self, tree: Callable[[], Any]) -> float:
-        value, eps = scalar_value(self._call(tree))
+        out = self._call(tree)
+        value, eps = scalar_value(out)
+        dt = result_dtype(out)
+        if dt is not None:
+            self.observed.add(dt.name)
         self.result_eps = max(self.result_eps, eps)
         if value.imag != 0 and math.isfinite(value.imag):
             raise TypeError(f"f returned a complex value ({value}) for real x; expected a real scalar loss")
@@ -697,6 +718,9 @@ class Checker:
         rtol: float | None,
         seed: int | np.random.Generator,
         max_evaluations: int | None,
+        observed: set[str] | None = None,
+        notes: list[str] | None = None,
+        grad_label: Callable[[str], str] | None = None,
     ) -> None:
         self.space = space
         self.g, self.geps, self.grms = g, geps, grms
@@ -704,7 +728,7 @@ class Checker:
         self.samples, self.directions = samples, directions
         self.rtol = DEFAULT_RTOL if rtol is None else float(rtol)
         self.rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
-        self.ev = Evaluator(f, space, max_evaluations)
+        self.ev = Evaluator(f, space, max_evaluations, observed)
         self.f0 = math.nan
         self.sigma = 0.0
         self.eps_f = EPS
@@ -714,15 +738,66 @@ class Checker:
         self.rich_k: dict[tuple[int, bool], int] = {}  # where each array's last Richardson probe settled
         self.method = "central"
         self.method_reason = ""
-        self.notes: list[str] = []
+        self.notes: list[str] = [*space.notes, *(notes or [])]
+        self._grad_label = grad_label
         self.records: list[_Record] = []  # coordinates
         self.dir_records: list[_Record] = []  # directions
         self.group_failures: list[_Record] = []
         self.coverage_notes: dict[int, list[str]] = {}
         self.complete = True
         self.complex_disagreed = 0
+        self.complex_kinks = False  # f(x - ih·u) is not the conjugate of f(x + ih·u): kinks at x
+        self.complex_kink_count = 0
         self.complex_confirmed = 0
         self.grad_name = "grad"
+
+    def grad_label(self, key: str) -> str:
+        """How hints name the gradient of the array ``key`` (``grad['W1']``, ``dW1``)."""
+        if self._grad_label is not None:
+            return self._grad_label(key)
+        return key.replace(self.space.name, self.grad_name, 1)
+
+    def _precision(self) -> None:
+        """The precision the analytic gradient was computed in, and a warning for mixed precision.
+
+        A gradient returned as float64 may have been computed in float32: the round-off allowance
+        of each analytic entry uses the epsilon of the least precise of its returned dtype, the
+        dtype its entry of ``x`` is handed to ``f`` in, the dtype ``f`` returns, and the precision
+        the measured noise of ``f`` shows (float32's for a relative noise above ``1e-10``,
+        float16's above ``1e-5``).
+        """
+        observed = self.ev.observed
+        low = self.space.low_precision
+        if low and "float64" in observed:
+            kinds = sorted({str(leaf.dtype) for leaf in self.space.leaves if leaf.dtype != np.float64})
+            warnings.warn(
+                f"{self.space.name} is handed to f as {'/'.join(kinds)}, but f returned a float64 result: part "
+                "of the computation runs in float64 (a float64 constant or data array, np.float64 casts), so "
+                "f and the gradient may not be computed in the same precision; cast the data to the "
+                "parameters' dtype, or pass keep_dtype=False to check in float64",
+                UserWarning,
+                stacklevel=4,
+            )
+        eps = self.space.input_eps()
+        found = [float(np.finfo(np.dtype(name)).eps) for name in observed]
+        if found:
+            eps = np.maximum(eps, max(found))
+        if self.eps_f > 1e-5:
+            eps = np.maximum(eps, float(np.finfo(np.float16).eps))
+        elif self.eps_f > NOISY:
+            eps = np.maximum(eps, float(np.finfo(np.float32).eps))
+        raised = eps > self.geps
+        if np.any(raised):
+            self.geps = np.maximum(self.geps, eps)
+            top = float(np.max(eps[raised]))
+            name = {float(np.finfo(t).eps): t.__name__ for t in (np.float16, np.float32, np.float64)}.get(
+                top, f"eps {top:.1e}"
+            )
+            self.notes.append(
+                f"the gradient was computed at {name} precision (the dtype of x, of f's result or the measured "
+                f"noise of f say so), though {int(np.count_nonzero(raised))} of its entries came in a more "
+                "precise dtype: their round-off allowance is " + name + "'s"
+            )
 
     # -- error model pieces ------------------------------------------------------------------
     def analytic_error(self, pr: Probe, w2: FloatArray, c: float) -> float:
@@ -785,6 +860,10 @@ class Checker:
         e_an = self.analytic_error(pr, 2 * w, 0.5 * c)
         e = e_cs + e_an
         tol = KAPPA * e + self.rtol * max(abs(a), abs(d))
+        if self.complex_kinks and pr.coordinate:
+            kink = self._complex_kink(pr, w, c, a, d, e_cs, e_an, step)
+            if kink is not None:
+                return kink
         if abs(a - d) <= tol:
             return Result(PASS, a, d, e, tol, "complex-step", step)
         # a disagreement: is the complex step trustworthy here? ask real central differences
@@ -800,6 +879,49 @@ class Checker:
             f"the complex step gave {d:.6g}, which central differences contradict: judged by central differences"
         )
         return real
+
+    def _complex_kink(
+        self, pr: Probe, w: FloatArray, c: float, a: float, d: float, e_cs: float, e_an: float, step: float
+    ) -> Result | None:
+        """The left-hand derivative by the complex step at ``-ih``; a kink when it differs from ``d``."""
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                fm = self.ev.complex_at(pr.sel, -w)
+        except BudgetExhausted:
+            raise
+        except Exception:
+            return None
+        d_left = -c * fm.imag + 0.0  # + 0.0: no negative zero in the report
+        if not math.isfinite(d_left):
+            return None
+        e_left = self.complex_error(pr, d_left, w, c)
+        if abs(d - d_left) <= KAPPA * (e_cs + e_left) + self.rtol * max(abs(d), abs(d_left)):
+            return None
+        self.complex_kink_count += 1
+        lo, hi = min(d, d_left), max(d, d_left)
+        e = max(e_cs, e_left) + e_an
+        slack = KAPPA * e + self.rtol * max(abs(lo), abs(hi))
+        ok = lo - slack <= a <= hi + slack
+        note = (
+            ""
+            if ok
+            else (
+                f"f has a kink at x; the analytic value lies outside the one-sided derivatives {d_left:.6g} "
+                f"(left) and {d:.6g} (right), to the {'right' if a > hi else 'left'}"
+            )
+        )
+        return Result(
+            KINK_PASS if ok else KINK_FAIL,
+            a,
+            0.5 * (d + d_left),
+            e,
+            slack,
+            "complex-step",
+            step,
+            (lo, hi),
+            note,
+        )
 
     # -- set-up: determinism, noise, method ------------------------------------------------------
     def _start(self) -> GradientReport | None:
@@ -953,11 +1075,43 @@ class Checker:
         e_cs = self.complex_error(pr, d, w, c)
         check = _FD(self, pr, "central").judge(a_fixed=d, extra=e_cs)
         if check.status in (PASS, KINK_PASS):
+            self._probe_conjugate(pr, w, fc, c, e_cs)
             return True, ""
         return False, (
             f"its complex-step derivative along a random direction ({d:.6g}) disagrees with central "
             f"differences ({check.numeric:.6g}): abs(), conj() or a comparison inside f is not complex-analytic"
         )
+
+    def _probe_conjugate(self, pr: Probe, w: FloatArray, fc: complex, c: float, e_cs: float) -> None:
+        """Whether ``f`` has kinks exactly at ``x``, seen by the complex step (one evaluation).
+
+        For a real-analytic ``f``, ``f(x - ih·u)`` is the conjugate of ``f(x + ih·u)``. At a kink
+        sitting exactly at ``x`` (ReLU of an exact zero, a tie in a max), ``max``/``where`` on
+        complex numbers break the tie by the sign of the imaginary part, so ``+ih`` takes the
+        right-hand branch and ``-ih`` the left-hand one, and the two differ. Then every entry
+        checked by the complex step is also evaluated at ``-ih``: the two values are its right-
+        and left-hand derivatives, and an entry where they differ is a kink (the analytic value
+        passes between them).
+        """
+        if self.ev.remaining() < 2 * self.space.n:
+            return
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                fm = self.ev.complex_at(pr.sel, -w)
+        except BudgetExhausted:
+            raise
+        except Exception:
+            return
+        if not (math.isfinite(fm.real) and math.isfinite(fm.imag)):
+            return
+        if abs(c * (fc.imag + fm.imag)) > KAPPA * e_cs:
+            self.complex_kinks = True
+            self.notes.append(
+                "f(x - ih·u) is not the conjugate of f(x + ih·u): f has kinks exactly at x (ReLU at exact "
+                "zeros, ties in a max), where the complex step takes the right-hand derivative; every "
+                "entry was therefore also evaluated at -ih, giving its left-hand derivative"
+            )
 
     # -- modes -------------------------------------------------------------------------------
     def _choose_mode(self) -> tuple[str, str]:
@@ -1076,6 +1230,7 @@ class Checker:
         mode, mode_reason = "-", ""
         try:
             self._noise()
+            self._precision()
             self._choose_method()
             mode, mode_reason = self._choose_mode()
             {"full": self._full, "sample": self._sample, "directional": self._directional}[mode]()
@@ -1271,26 +1426,48 @@ class Checker:
         return text
 
     def _hints(self, failures: list[GradientEntry]) -> list[str]:
-        """What the disagreements of each array look like: a constant factor, a sign, an L2 term."""
+        """What the disagreements of each array look like: a constant factor, a sign, an L2 term.
+
+        The factor hint looks at the entries whose true gradient is non-zero (the numerical value
+        is beyond its own predicted error): an entry whose true gradient is zero (a dead ReLU, a
+        masked position) is right under any factor, so it says nothing about one. A factor is
+        reported when the ratios ``analytic/numeric`` of the failing entries agree with each
+        other (within 1%), cover at least half of those entries, and differ from 1 by more than
+        ten times their spread (the ratios' dispersion, or each ratio's own predicted relative
+        error, whichever is larger) and by at least 0.1%: a ratio that close to 1 is no factor.
+        """
         hints = []
         by_key: dict[str, list[GradientEntry]] = {}
         for e in failures:
             if e.interval is None and math.isfinite(e.numeric) and e.numeric != 0:
                 by_key.setdefault(e.key, []).append(e)
         failing_coords: dict[str, list[tuple[float, float]]] = {}  # (analytic - numeric, x_i)
+        nonzero: dict[str, int] = {}  # coordinates checked whose true gradient is non-zero
         for rec in self.records:
-            if rec.result.status == FAIL:
-                failing_coords.setdefault(self.space.key(rec.probe.leaf), []).append(
-                    (rec.result.analytic - rec.result.numeric, float(self.space.x[int(rec.probe.idx[0])]))
+            res = rec.result
+            key = self.space.key(rec.probe.leaf)
+            if res.status == FAIL:
+                failing_coords.setdefault(key, []).append(
+                    (res.analytic - res.numeric, float(self.space.x[int(rec.probe.idx[0])]))
                 )
+            if res.status in (PASS, FAIL) and abs(res.numeric) > KAPPA * res.predicted:
+                nonzero[key] = nonzero.get(key, 0) + 1
         for key, es in by_key.items():
-            grad_key = key.replace(self.space.name, self.grad_name, 1)
-            checked = sum(1 for r in self.records if self.space.key(r.probe.leaf) == key)
+            grad_key = self.grad_label(key)
+            es = [e for e in es if abs(e.numeric) > KAPPA * e.predicted_error] or es
+            checked = nonzero.get(key, 0)
             if len(es) < 2 or (checked and len(es) < 0.5 * checked):
                 continue
             ratios = np.array([e.analytic / e.numeric for e in es])
             r = float(np.median(ratios))
+            own = max(
+                (e.predicted_error / abs(e.numeric) for e in es if math.isfinite(e.predicted_error)),
+                default=0.0,
+            )
+            spread = max(float(np.max(np.abs(ratios - r))), own * max(1.0, abs(r)))
             if r != 0 and np.all(np.abs(ratios / r - 1) < 1e-2):
+                if abs(r - 1) <= max(10.0 * spread, 1e-3):
+                    continue  # a ratio of 1 is no factor: the discrepancies are small and unsystematic
                 if abs(r + 1) < 1e-2:
                     hints.append(f"{grad_key} has the opposite sign of the numerical gradient: a sign error")
                 else:

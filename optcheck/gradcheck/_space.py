@@ -2,7 +2,8 @@
 
 :class:`Space` validates ``x`` (an array, a 0-d value or a nested dict of arrays), keeps its
 values as one read-only float64 vector, and builds the tree ``f`` is called with at any
-perturbed vector. Numpy leaves are handed to ``f`` as fresh float64 (or complex128) arrays;
+perturbed vector. Numpy leaves are handed to ``f`` as fresh float64 (or complex128) arrays, or
+in their own float32/float16 dtype (complex64) with ``keep_dtype``;
 torch tensors keep their own dtype and device (torch code is dtype-strict, so a float32 model
 cannot be fed float64 inputs), and the perturbation actually applied is then the one that
 survives rounding to that dtype (:meth:`Space.round_to_leaf`).
@@ -75,6 +76,10 @@ def _first_bad(values: NDArray[Any]) -> str:
     return f"{first} at index {where}{more}"
 
 
+def _squeezed(shape: tuple[int, ...]) -> tuple[int, ...]:
+    return tuple(d for d in shape if d != 1)
+
+
 class Space:
     """``x`` as one float64 vector, with the leaves' key paths, shapes and dtypes.
 
@@ -82,9 +87,13 @@ class Space:
     and ``ValueError`` for empty or non-finite ones, naming the key path.
     """
 
-    def __init__(self, x: Tree, name: str = "x") -> None:
+    def __init__(
+        self, x: Tree, name: str = "x", *, keep_dtype: bool | None = None, bare: bool = False
+    ) -> None:
         self.name = name
+        self.bare = bare and isinstance(x, Mapping)
         self.structure = x
+        self.notes: list[str] = []  # remarks for the report (size-1 axes accepted, dtypes kept)
         if isinstance(x, Mapping) and not x:
             raise ValueError(f"{name} is an empty dict; there are no parameters to check")
         leaves: list[Leaf] = []
@@ -121,6 +130,8 @@ class Space:
                         f"{where} could not be converted to an array ({exc}); expected an array of floats"
                     ) from None
                 eval_dtype = np.dtype(np.float64)
+                if arr.dtype.kind == "f" and arr.dtype.itemsize < 8 and keep_dtype is not False:
+                    eval_dtype = arr.dtype  # float32/float16 code is checked in its own precision
             kind = arr.dtype.kind
             if kind in "iub":
                 what = "boolean" if kind == "b" else "integer"
@@ -173,8 +184,11 @@ class Space:
 
     # -- names -----------------------------------------------------------------
     def key(self, leaf: int) -> str:
-        """The user's name for leaf number ``leaf``: ``x['W1']`` (or ``x`` for a single array)."""
-        return path_str(self.name, self.leaves[leaf].path)
+        """The user's name for leaf number ``leaf``: ``x['W1']`` (or ``x`` for a single array).
+
+        With ``bare`` (the inputs of a layer), the first key is the name itself: ``w``, ``x``.
+        """
+        return self.key_path(self.leaves[leaf].path)
 
     def leaf_of(self, flat_index: int) -> int:
         """The leaf that holds flat index ``flat_index``."""
@@ -240,6 +254,8 @@ class Space:
         parts: list[Any] = []
         for leaf, seg in zip(self.leaves, segs, strict=True):
             arr = seg.reshape(leaf.shape)
+            if not leaf.is_torch and leaf.dtype != np.float64:
+                arr = arr.astype(np.complex64 if complex_ else leaf.dtype)
             if leaf.is_torch:
                 import torch  # only reached when the user passed tensors, so torch is loaded already
 
@@ -291,6 +307,14 @@ class Space:
             except Exception as exc:
                 raise TypeError(f"{where} could not be converted to an array ({exc})") from None
             shape = tuple(int(d) for d in arr.shape)
+            if shape != leaf.shape and _squeezed(shape) == _squeezed(leaf.shape):
+                self.notes.append(
+                    f"{where} has shape {shape} and {self.key_path(path)} has shape {leaf.shape}: they differ "
+                    "only by axes of size 1, so the gradient was compared entry by entry in the shape of "
+                    f"{self.key_path(path)}"
+                )
+                arr = np.reshape(arr, leaf.shape)
+                shape = leaf.shape
             if shape != leaf.shape:
                 raise ValueError(
                     f"{where} has shape {shape} but {self.key_path(path)} has shape {leaf.shape}; "
@@ -309,5 +333,19 @@ class Space:
         return g, eps, rms
 
     def key_path(self, path: Path) -> str:
-        """``x['W1']`` for a key path."""
+        """``x['W1']`` for a key path (``W1`` with ``bare``)."""
+        if self.bare and path:
+            return path_str(str(path[0]), path[1:])
         return path_str(self.name, path)
+
+    @property
+    def low_precision(self) -> bool:
+        """Whether some leaf is handed to ``f`` in a dtype with less precision than float64."""
+        return self._needs_rounding
+
+    def input_eps(self) -> FloatArray:
+        """Per flat entry, the machine epsilon of the dtype ``f`` receives it in."""
+        out = np.empty(self.n)
+        for leaf in self.leaves:
+            out[leaf.offset : leaf.stop] = float(np.finfo(leaf.dtype).eps)
+        return out

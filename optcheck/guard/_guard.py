@@ -28,7 +28,7 @@ import sys
 import traceback
 import types
 import warnings
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 import numpy as np
@@ -36,6 +36,13 @@ from array_api_compat import array_namespace
 from array_api_compat import device as _device
 
 from .. import rules as _rules
+from .._core import validate as _v
+from .._core.arrays import copy as _copy
+from .._core.arrays import is_array as _is_arraylike
+from .._core.arrays import is_torch as _is_torch
+from .._core.arrays import shape as _shape
+from .._core.arrays import to_numpy
+from .._core.errors import UsageError
 from .._tree import Path, Tree, flatten, unflatten
 from ..invariants import (
     INVARIANTS,
@@ -54,8 +61,7 @@ from ..invariants import (
 )
 from ..invariants import _is_scalar_entry as _is_scalar_state
 from ..invariants import _xp as _namespace
-from ..rules import Rule
-from ..rules._base import MONOTONE_ROLES
+from ..rules import MONOTONE_ROLES, Rule, naming
 
 __all__ = ["MODES", "Guard", "Snapshot", "guarded", "trap"]
 
@@ -71,34 +77,9 @@ ENV_VAR = "OPTCHECK_GUARD"
 
 logger = logging.getLogger("optcheck")
 
-#: Names a user gives to the first moment / momentum and to the second moment, lower-cased.
-_FIRST_ALIASES = frozenset(
-    {"m", "v", "velocity", "vel", "mom", "momentum", "buf", "first_moment", "exp_avg", "mt"}
-)
-_SECOND_ALIASES = frozenset(
-    {"s", "sq", "cache", "square_avg", "sq_avg", "second_moment", "r", "g2", "exp_avg_sq", "sum", "acc", "vt"}
-)
-_STEP_NAMES = frozenset({"t", "step", "steps", "timestep", "iteration", "it", "k"})
-
-
 # ---------------------------------------------------------------------------
 # Array helpers
 # ---------------------------------------------------------------------------
-
-
-def _xp(x: Any) -> Any:
-    return np if type(x) is np.ndarray else array_namespace(x)
-
-
-def _copy(x: Any) -> Any:
-    if type(x) is np.ndarray:
-        return x.copy()
-    torch = sys.modules.get("torch")
-    if torch is not None and isinstance(x, torch.Tensor):
-        return x.detach().clone()
-    if hasattr(x, "shape") and hasattr(x, "dtype"):
-        return _xp(x).asarray(x, copy=True)
-    return np.array(x, copy=True)
 
 
 def _copy_tree(tree: Tree) -> Tree:
@@ -106,26 +87,28 @@ def _copy_tree(tree: Tree) -> Tree:
     return unflatten(tree, [_copy(x) for _, x in leaves])
 
 
-def _shape(x: Any) -> tuple[int, ...]:
-    if type(x) is np.ndarray:
-        return x.shape  # type: ignore[no-any-return]
-    return tuple(int(d) for d in getattr(x, "shape", ()))
-
-
-def _is_arraylike(x: Any) -> bool:
-    return hasattr(x, "shape") and hasattr(x, "dtype") and not isinstance(x, type)
-
-
 class _Bail(Exception):
     """The fast path leaves this step to the precise one (trees that do not line up, a non-array leaf)."""
+
+
+# errors from the shared checks name the arguments of Guard.check (not those of check_update)
+_GUARD_LABELS = {
+    "new_params": "params",
+    "new_state": "state",
+    "state": "before['state']",
+    "params": "before['params']",
+}
+_GUARD_LABELS_AFTER_ONLY = {**_GUARD_LABELS, "before['params']": "params", "params": "params"}
 
 
 def _array_leaf(x: Any) -> Any:
     """``x`` when it is an array of a known namespace (as the precise path would take it), else :class:`_Bail`."""
     if type(x) is np.ndarray:
+        if x.dtype.kind != "f":
+            raise _Bail  # integers, complex, objects, strings: the precise path converts or names them
         return x
-    if not _is_arraylike(x):
-        raise _Bail
+    if not _is_arraylike(x) or isinstance(x, np.ndarray):
+        raise _Bail  # np.matrix and masked arrays too: the precise path refuses them by name
     _namespace(x)  # TypeError for an array-like of no known namespace (the precise path converts it)
     return x
 
@@ -236,13 +219,13 @@ def _user_stacklevel() -> int:
 def _resolve_rule(rule: str | Rule | None, hyper: Mapping[str, Any]) -> Rule | None:
     if rule is None:
         if hyper:
-            raise ValueError(
+            raise UsageError(
                 f"hyperparameters {sorted(hyper)} were given without a rule; pass rule=<name> "
                 f"(one of {_rules.names()})"
             )
         return None
     if isinstance(rule, Rule):
-        return rule.replace(**hyper) if hyper else rule
+        return rule.replace(**naming.normalise_hyper(rule, hyper)) if hyper else rule
     if isinstance(rule, str):
         return _rules.get(rule, **hyper)
     raise TypeError(
@@ -250,118 +233,17 @@ def _resolve_rule(rule: str | Rule | None, hyper: Mapping[str, Any]) -> Rule | N
     )
 
 
-def _role_or_key(rule: Rule | None, name: str, value: Any) -> tuple[str | None, str | None]:
-    """Interpret ``roles[name] = value`` as (rule state key, role); ValueError listing the valid names."""
-    if not isinstance(value, str):
-        raise ValueError(
-            f"roles[{name!r}] = {value!r} is invalid; expected a state name or a role (a string)"
-        )
-    if rule is not None:
-        keys = [*rule.array_keys(), *rule.scalar_states]
-        roles = dict(type(rule).state_roles)
-        if value in keys:
-            return value, roles.get(value)
-        if value in _rules_roles():
-            matching = [k for k in keys if roles.get(k) == value]
-            if len(matching) == 1:
-                return matching[0], value
-            if not matching:
-                raise ValueError(
-                    f"roles[{name!r}] = {value!r}: {rule.name} has no state with that role; its states are "
-                    f"{ {k: roles.get(k, 'other') for k in keys} }"
-                )
-            raise ValueError(
-                f"roles[{name!r}] = {value!r}: several {rule.name} states have that role ({matching}); name one"
-            )
-        raise ValueError(
-            f"roles[{name!r}] = {value!r} is neither a {rule.name} state ({keys}) nor a role "
-            f"({sorted(_rules_roles())})"
-        )
-    if value in _rules_roles():
-        return None, value
-    raise ValueError(f"roles[{name!r}] = {value!r} is not a role; expected one of {sorted(_rules_roles())}")
-
-
-def _rules_roles() -> frozenset[str]:
-    from ..rules._base import ROLES
-
-    return frozenset(ROLES)
-
-
-def _map_state_names(
-    rule: Rule | None, user: list[str], roles: Mapping[str, str]
-) -> tuple[dict[str, str], dict[str, str]]:
-    """Map the user's state names to rule keys.
-
-    Returns ``(key_of, role_of)``: user name -> internal key (the rule's state key, or the
-    user's name without a rule) and internal key -> role.
-    """
-    key_of: dict[str, str] = {}
-    role_of: dict[str, str] = {}
-    rule_roles = dict(type(rule).state_roles) if rule is not None else {}
-    free: list[str] = []
-    for name in user:
-        if name in roles:
-            key, role = _role_or_key(rule, name, roles[name])
-            key_of[name] = key if key is not None else name
-            if role is not None:
-                role_of[key_of[name]] = role
-        elif rule is not None and name in (*rule.array_keys(), *rule.scalar_states):
-            key_of[name] = name
-            if name in rule_roles:
-                role_of[name] = rule_roles[name]
-        else:
-            free.append(name)
-    if rule is None:
-        for name in free:
-            key_of[name] = name  # no rule and no role: only the rule-free checks apply
-        return key_of, role_of
-    taken = set(key_of.values())
-    open_keys = [k for k in rule.array_keys() if k not in taken]
-    lowered = {n.lower() for n in free}
-    for name in list(free):
-        low = name.lower()
-        want: tuple[str, ...] = ()
-        if low in _SECOND_ALIASES or (low == "v" and not lowered & {"s"} and "m" in lowered):
-            want = ("second-moment", "accumulator", "norm")
-        if low in _FIRST_ALIASES and not (low == "v" and "m" in lowered):
-            want = ("first-moment", "momentum")
-        candidates = [k for k in open_keys if rule_roles.get(k) in want]
-        if len(candidates) == 1:
-            key_of[name] = candidates[0]
-            open_keys.remove(candidates[0])
-            free.remove(name)
-    if len(free) == 1 and len(open_keys) == 1:
-        key_of[free[0]] = open_keys[0]
-        free = []
-    if free:
-        options = {k: rule_roles.get(k, "other") for k in rule.array_keys()}
-        raise ValueError(
-            f"cannot tell which {rule.name} state {free[0]!r} is; pass roles={{{free[0]!r}: ...}} with one of "
-            f"{options}"
-        )
-    for key in key_of.values():
-        if key in rule_roles:
-            role_of.setdefault(key, rule_roles[key])
-    return key_of, role_of
-
-
 def _detect_prefix(params: Tree, tree: Tree) -> str:
     """``"d"`` when ``tree`` is keyed ``dW1, db1`` for parameters ``W1, b1`` (the course layout), else ``""``."""
     if not isinstance(params, Mapping) or not isinstance(tree, Mapping):
         return ""
-    pk, tk = set(params), set(tree)
-    if pk == tk or not tk:
-        return ""
-    if all(isinstance(k, str) and k.startswith("d") for k in tk) and {k[1:] for k in tk} == pk:
-        return "d"
-    return ""
+    return naming.key_prefix(params, tree) or ""
 
 
 def _rekey(tree: Tree, prefix: str) -> Tree:
     if not prefix or not isinstance(tree, Mapping):
         return tree
-    return {k[len(prefix) :]: v for k, v in tree.items()}
+    return naming.rekey(tree, prefix)
 
 
 # ---------------------------------------------------------------------------
@@ -430,11 +312,18 @@ class Guard:
             raise ValueError(
                 f"shadow=True needs a rule to recompute; pass rule=<name> (one of {_rules.names()})"
             )
+        skip = _v.check_str_seq("skip", skip)
         bad_skip = sorted(set(skip) - set(INVARIANTS))
         if bad_skip:
-            raise ValueError(
+            raise UsageError(
                 f"skip names unknown invariant(s) {bad_skip}; expected ids from {list(INVARIANTS)}"
             )
+        seed = _v.check_seed("seed", seed)
+        roles = _v.check_names("roles", roles)
+        names = _v.check_names("names", names)
+        overrides = _v.check_mapping(
+            "overrides", overrides, key_type=(str, tuple), what="a dict of per-parameter hyperparameters"
+        )
         self.every = every
         self.sample = sample
         self.shadow = shadow
@@ -442,7 +331,7 @@ class Guard:
         self.skip = frozenset(skip)
         self.roles: dict[str, str] = dict(roles or {})
         for user_name, role_value in self.roles.items():
-            _role_or_key(self.rule, user_name, role_value)  # validate now, with the list of valid names
+            naming.role_or_key(self.rule, user_name, role_value)  # validate now, with the list of valid names
         self.names: dict[str, str] = dict(names or {})
         bad_names = sorted(set(self.names) - {"params", "grads"})
         if bad_names:
@@ -456,7 +345,10 @@ class Guard:
         self.violations: list[Violation] = []  # those of the last checked step
         self._tracker: dict[str, Any] | None = None
         self._tracker_before: dict[str, Any] = {}
-        self._name_cache: dict[tuple[str, ...], tuple[dict[str, str], dict[str, str]]] = {}
+        self._name_cache: dict[tuple[str, ...], naming.StateMap] = {}
+        #: Notes about the user's names (a state the rule has no place for, left alone by the target).
+        self.notes: list[str] = []
+        self._unplaced_seen: set[str] = set()
         self._plans: dict[Any, _Plan | None] = {}  # tree structure -> where the arrays sit (see _fast)
 
     # -- configuration -------------------------------------------------------------
@@ -468,8 +360,12 @@ class Guard:
         for key, changes in overrides.items():
             path: Path = (key,) if isinstance(key, str) else tuple(key)
             if not isinstance(changes, Mapping):
-                raise ValueError(
+                raise _v.UsageTypeError(
                     f"overrides[{key!r}] must be a dict of hyperparameters, got {type(changes).__name__}"
+                )
+            if isinstance(key, tuple) and not all(isinstance(k, str) for k in key):
+                raise _v.UsageTypeError(
+                    f"overrides has the key {key!r}; expected a parameter name or a tuple of names (a key path)"
                 )
             assert self.rule is not None
             valid = [s.name for s in type(self.rule).hyper_specs()]
@@ -478,7 +374,10 @@ class Guard:
                 raise ValueError(
                     f"overrides[{key!r}] has unknown hyperparameter(s) {unknown}; {self.rule.name} takes {valid}"
                 )
-            out[path] = self.rule.replace(**changes)
+            try:
+                out[path] = self.rule.replace(**changes)
+            except (ValueError, TypeError) as e:
+                raise UsageError(f"overrides[{key!r}]: {e}") from None
         return out
 
     def __repr__(self) -> str:
@@ -493,10 +392,13 @@ class Guard:
     # -- state handling ------------------------------------------------------------
 
     def _split_state(
-        self, params: Tree, state: Mapping[str, Any] | None
+        self, params: Tree, state: Mapping[str, Any] | None, arg: str = "state"
     ) -> tuple[dict[str, Any], dict[str, str], dict[str, str], dict[str, str]]:
-        """User state -> (trees by internal key, roles, names by internal key, key prefixes)."""
-        parts, role_of = self._state_parts(params, state)
+        """User state -> (trees by internal key, roles, names by internal key, key prefixes).
+
+        ``arg`` is how errors name the argument (``"before['state']"``).
+        """
+        parts, role_of = self._state_parts(params, state, arg)
         trees: dict[str, Any] = {}
         names: dict[str, str] = {}
         prefixes: dict[str, str] = {}
@@ -509,7 +411,7 @@ class Guard:
         return trees, role_of, names, prefixes
 
     def _state_parts(
-        self, params: Tree, state: Mapping[str, Any] | None
+        self, params: Tree, state: Mapping[str, Any] | None, arg: str = "state"
     ) -> tuple[list[tuple[str, str, str, Tree]], dict[str, str]]:
         """(user name, internal key, key prefix, user's tree) per state entry, in order; roles by internal key.
 
@@ -522,8 +424,8 @@ class Guard:
             if _is_arraylike(state) and _is_arraylike(params):
                 state = {"state": state}
             else:
-                raise ValueError(
-                    f"state must be a dict naming each state tree (for example state={{'S': S}}), got "
+                raise _v.UsageTypeError(
+                    f"{arg} must be a dict naming each state tree (for example state={{'S': S}}), got "
                     f"{type(state).__name__}"
                 )
         if (
@@ -537,13 +439,58 @@ class Guard:
             )
         ):
             state = {"state": state}  # a single tree keyed like params
-        names_key = tuple(state)
-        cached = self._name_cache.get(names_key)
+        smap = self._state_map(tuple(state))
+        key_of = smap.keys
+        return [(u, key_of.get(u, u), _detect_prefix(params, tree), tree) for u, tree in state.items()], dict(
+            smap.roles
+        )
+
+    def map_states(self, names: Iterable[str]) -> naming.StateMap:
+        """How this guard reads the user's state names: :func:`optcheck.rules.naming.map_states` with ``roles``."""
+        return self._state_map(tuple(names))
+
+    def _state_map(self, names: tuple[str, ...]) -> naming.StateMap:
+        """How the user's state names map to the rule's keys (:func:`optcheck.rules.naming.map_states`), cached.
+
+        A name it cannot place keeps its own name and no role (only the rule-free checks apply
+        to it); :meth:`_check_unplaced` then requires that the target leaves it alone.
+        """
+        cached = self._name_cache.get(names)
         if cached is None:
-            cached = _map_state_names(self.rule, list(state), self.roles)
-            self._name_cache[names_key] = cached
-        key_of, role_of = cached
-        return [(u, key_of[u], _detect_prefix(params, tree), tree) for u, tree in state.items()], role_of
+            cached = naming.map_states(self.rule, names, self.roles)
+            self._name_cache[names] = cached
+        return cached
+
+    def _check_unplaced(
+        self, state: Mapping[str, Any] | None, before: Snapshot | Mapping[str, Any] | None
+    ) -> None:
+        """Raise for a state the rule has no place for when the step changed it; note it once otherwise.
+
+        The classic course RMSprop takes ``V`` and never touches it: that is ignored with a
+        note. A state that changes and that the guard cannot name is a :class:`UsageError`
+        naming it and the rule's states (pass ``roles=``).
+        """
+        if self.rule is None or not isinstance(state, Mapping) or before is None:
+            return
+        smap = self._name_cache.get(tuple(state))
+        if smap is None or not smap.unplaced:
+            return
+        old = before.state if isinstance(before, Snapshot) else before.get("state")
+        if not isinstance(old, Mapping):
+            return
+        for name in smap.unplaced:
+            if name in self._unplaced_seen or name not in state or name not in old:
+                continue
+            now, was = state[name], old[name]
+            if not _is_number(now):
+                now = _rekey(now, _detect_prefix(was, now))
+                if isinstance(before, Snapshot) and before.samples is not None:
+                    now = _sample_tree(now, before.samples)
+            if _changed(was, now):
+                raise smap.error(name)
+            self._unplaced_seen.add(name)
+            self.notes.append(smap.note(name))
+            logger.info("optcheck guard: %s", smap.note(name))
 
     # -- snapshot and check ---------------------------------------------------------
 
@@ -555,7 +502,39 @@ class Guard:
         Whole copies, or with ``sample=K`` only the sampled coordinates (the same ones
         :meth:`check` then reads after the step). Pass the result as ``check(before=...)``.
         """
+        self._validate_inputs(params, grads, state)
         return self._snapshot(params=params, grads=grads, state=state)
+
+    def _validate_inputs(self, params: Tree, grads: Tree | None, state: Mapping[str, Any] | None) -> None:
+        """Named errors for inputs no check could read: bad leaves, mixed libraries, grads unlike params, a bad step."""
+        leaves = {_v.path_str("params", p): x for p, x in _v.check_tree("params", params, numbers_ok=True)}
+        if grads is not None:
+            leaves.update(
+                (_v.path_str("grads", p), x) for p, x in _v.check_tree("grads", grads, numbers_ok=True)
+            )
+            _v.check_same_structure(
+                {"params": params, "grads": _rekey(grads, _detect_prefix(params, grads))}, namespace=False
+            )
+        if isinstance(state, Mapping):
+            for k, v in state.items():
+                if not isinstance(k, str):
+                    raise _v.UsageTypeError(
+                        f"state has the key {k!r}, a {type(k).__name__}; expected string keys"
+                    )
+                where = f"state[{k!r}]"
+                leaves.update(
+                    (_v.path_str(where, p), x)
+                    for p, x in _v.check_tree(where, v, numbers_ok=True, optional=True)
+                )
+            trees, _, snames, _ = self._split_state(params, state)
+            if "step" in trees and not isinstance(trees["step"], Mapping):
+                step = trees["step"]
+                ok = _scalar_step(step) is not None and not isinstance(step, (bool, np.bool_))
+                if not ok or (_scalar_step(step) or 0) < 0:
+                    raise UsageError(
+                        f"state[{snames.get('step', 'step')!r}]={step!r} is invalid; expected a whole number >= 0"
+                    )
+        _v.check_same_namespace(leaves)
 
     def _snapshot(
         self,
@@ -615,6 +594,11 @@ class Guard:
 
         Returns the violations (empty when all holds), after handing them to the mode.
         """
+        if params is None or grads is None:
+            which = "params" if params is None else "grads"
+            raise _v.UsageTypeError(f"{which}=None is invalid; expected an array or a dict of arrays")
+        if step is not None:
+            step = _v.check_int("step", step, low=0)
         self.steps += 1
         if self.shadow:
             self._advance_tracker()
@@ -638,6 +622,7 @@ class Guard:
         param_name: str | None = None,
         grads_name: str | None = None,
     ) -> list[Violation]:
+        self._check_unplaced(state, before)
         drawn: _Drawn | None = None
         if not self.shadow:
             clear, drawn = self._fast(params, grads, state, step, before)
@@ -690,7 +675,7 @@ class Guard:
                     drawn=drawn,
                 )
             else:
-                s0, _, _, _ = self._split_state(params, before.get("state"))
+                s0, _, _, _ = self._split_state(params, before.get("state"), "before['state']")
                 bg = before.get("grads")
                 snap = Snapshot(
                     params=before.get("params", params),
@@ -739,6 +724,8 @@ class Guard:
                 skip=skip,
                 overrides=self.overrides,
                 history=history,
+                labels=_GUARD_LABELS if history else _GUARD_LABELS_AFTER_ONLY,
+                state_keys=snames,
             )
             for leaf in leaves:
                 leaf.shape = shapes[leaf.path]
@@ -765,6 +752,8 @@ class Guard:
                 skip=skip,
                 overrides=self.overrides,
                 history=history,
+                labels=_GUARD_LABELS if history else _GUARD_LABELS_AFTER_ONLY,
+                state_keys=snames,
             )
         found = _run(ctx, leaves, counters)
         if self.shadow and snap is not None and "differs-from-reference" not in self.skip:
@@ -821,6 +810,8 @@ class Guard:
             plan = self._plans.get(key, _NO_PLAN)
             if plan is _NO_PLAN:
                 plan = _make_plan(self, params, grads, state, before)
+                if len({_v.library_of(x) for x in (*lp, *lg, *ls, *lb) if _is_arraylike(x)}) > 1:
+                    plan = None  # arrays of several libraries: the precise path names them
                 if len(self._plans) >= 64:
                     self._plans.clear()
                 self._plans[key] = plan
@@ -836,6 +827,10 @@ class Guard:
                 p0 = p1 if plan.p0_ix is None else [_array_leaf(lb[j]) for j in plan.p0_ix]
                 s0 = {k: [_array_leaf(lb[j]) for j in ix] for k, ix in plan.s0_ix.items()}
                 g0 = None if plan.g0_ix is None else [_array_leaf(lb[j]) for j in plan.g0_ix]
+            if plan.step_ix is not None and (_scalar_step(ls[plan.step_ix]) or 0) < 0:
+                return False, None  # a step entry that is not a whole number >= 0: named by the precise path
+            if plan.step_ix is not None and _scalar_step(ls[plan.step_ix]) is None:
+                return False, None
             if step is None:
                 step = None if plan.step_ix is None else _scalar_step(ls[plan.step_ix])
                 if step is None:
@@ -867,6 +862,11 @@ class Guard:
                 mut = {} if g0 is None else {"grads": (g0[i], gi)}
                 if not sampled:
                     base = x1 if x0 is None else x0
+                    if _shape(gi) != _shape(base):
+                        return (
+                            False,
+                            drawn,
+                        )  # a gradient shaped unlike its parameter: named by the precise path
                     leaves.append(_Leaf(path, _shape(base), base.dtype, x0, x1, gi, s0i, s1i, mut))
                     continue
                 # sampled: the structure on the full arrays, then the same coordinates of each array
@@ -1323,6 +1323,21 @@ def _sample_tree(tree: Tree, samples: Mapping[Path, np.ndarray | None]) -> Tree:
     return unflatten(tree, leaves)
 
 
+def _changed(before: Any, after: Any) -> bool:
+    """Whether a tree differs from its value before the step (structure, shape or any entry; NaN equals NaN)."""
+    b, a = flatten(before), flatten(after)
+    if [p for p, _ in b] != [p for p, _ in a]:
+        return True
+    for (_, x0), (_, x1) in zip(b, a, strict=True):
+        try:
+            n0, n1 = np.asarray(to_numpy(x0)), np.asarray(to_numpy(x1))
+        except (TypeError, ValueError):
+            return x0 is not x1
+        if n0.shape != n1.shape or not np.array_equal(n0, n1, equal_nan=n0.dtype.kind in "fc"):
+            return True
+    return False
+
+
 def _is_number(x: Any) -> bool:
     if type(x) is np.ndarray or type(x) is dict:
         return False
@@ -1331,11 +1346,6 @@ def _is_number(x: Any) -> bool:
     if isinstance(x, (int, float, np.generic)) and not isinstance(x, bool):
         return True
     return _is_arraylike(x) and len(_shape(x)) == 0 and x is not None and _is_torch(x)
-
-
-def _is_torch(x: Any) -> bool:
-    torch = sys.modules.get("torch")
-    return torch is not None and isinstance(x, torch.Tensor)
 
 
 def _scalar_step(x: Any) -> int | None:
@@ -1382,9 +1392,7 @@ def _classify(arguments: Mapping[str, Any]) -> _CallShape:
         elif _is_arraylike(params) and _is_arraylike(value) and _shape(value) == _shape(params):
             states.append(name)
         elif (
-            name.lower() in _STEP_NAMES
-            and isinstance(value, (int, np.integer))
-            and not isinstance(value, bool)
+            naming.is_step_name(name) and isinstance(value, (int, np.integer)) and not isinstance(value, bool)
         ):
             step = name
     return _CallShape(params_name, grads_name, states, step)
@@ -1527,10 +1535,14 @@ def trap(
     torch tensors are not affected (use ``torch.autograd.set_detect_anomaly`` or a
     :class:`Guard`).
     """
+    for arg, v in (
+        ("invalid", invalid),
+        ("divide", divide),
+        ("overflow", overflow),
+        ("underflow", underflow),
+    ):
+        _v.check_bool(arg, v)
     kinds = {"invalid": invalid, "divide": divide, "over": overflow, "under": underflow}
-    for k, v in kinds.items():
-        if not isinstance(v, bool):
-            raise ValueError(f"trap({k}={v!r}) is invalid; expected True or False")
     settings = {k: ("raise" if v else "ignore") for k, v in kinds.items()}
     try:
         with np.errstate(**settings):  # type: ignore[arg-type]

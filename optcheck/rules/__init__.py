@@ -21,6 +21,7 @@ from __future__ import annotations
 import difflib
 from typing import Any
 
+from . import naming as naming
 from ._base import DEFAULT_OPS as DEFAULT_OPS
 from ._base import MONOTONE_ROLES as MONOTONE_ROLES
 from ._base import NONNEGATIVE_ROLES as NONNEGATIVE_ROLES
@@ -86,18 +87,23 @@ def get(name: str, **hyper: Any) -> Rule:
     the parameter, the value and the valid range. torch's tuple arguments are accepted
     as shorthands: ``betas=(beta1, beta2)``, and for rprop ``etas=(etaminus, etaplus)``
     and ``step_sizes=(step_size_min, step_size_max)``, for adafactor ``eps=(eps1, eps2)``.
+    The usual aliases are accepted too (``learning_rate``, ``epsilon``, ``b1``, ``beta`` for
+    RMSprop's decay...: the table of :mod:`optcheck.rules.naming`); two names of the same
+    hyperparameter must agree.
 
     Examples:
         >>> import optcheck
         >>> optcheck.rules.get("adam", betas=(0.9, 0.99)).beta2
         0.99
+        >>> optcheck.rules.get("rmsprop", learning_rate=0.01, beta=0.9).alpha
+        0.9
         >>> optcheck.rules.get("adam", beta1=1.0)
         Traceback (most recent call last):
         ...
         ValueError: adam: beta1=1.0 is out of range; expected a value in [0, 1)
     """
     cls = rule_class(name)
-    return cls(**cls.normalise_hyper(hyper))
+    return cls(**cls.normalise_hyper(naming.normalise_hyper(cls, hyper)))
 
 
 __all__ = [
@@ -123,5 +129,6 @@ __all__ = [
     "Rule",
     "get",
     "names",
+    "naming",
     "rule_class",
 ]

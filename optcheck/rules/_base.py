@@ -25,7 +25,8 @@ from typing import Any, ClassVar
 import numpy as np
 from array_api_compat import array_namespace
 
-from .._tree import Path, Tree, describe, flatten, path_str, unflatten, zip_trees
+from .._core import validate as _v
+from .._tree import Path, Tree, describe, path_str, unflatten, zip_trees
 
 __all__ = [
     "DEFAULT_OPS",
@@ -436,7 +437,7 @@ class Rule:
 
     def init(self, params: Tree) -> dict[str, Any]:
         """A fresh state for ``params``: every array entry zero-like (or the rule's initial value)."""
-        leaves = flatten(params)
+        leaves = _v.check_tree("params", params)  # string keys, real arrays, one array library
         for path, p in leaves:
             _check_float_leaf("params", path, p)
         per_leaf = [self._init_leaf(array_namespace(p), p) for _, p in leaves]
@@ -544,10 +545,17 @@ class Rule:
         for key in self.array_keys():
             trees[f"state[{key!r}]"] = state[key]
         out = []
+        first: tuple[Any, Path] | None = None
         for path, leaves in zip_trees(trees):
             p, g = leaves[0], leaves[1]
             _check_float_leaf("params", path, p)
             _check_float_leaf("grads", path, g)
+            if first is None:
+                first = (type(p), path)
+            elif type(p) is not first[0]:
+                _v.check_same_namespace(
+                    {path_str("params", first[1]): _leaf_at(params, first[1]), path_str("params", path): p}
+                )
             if tuple(g.shape) != tuple(p.shape):
                 raise ValueError(
                     f"{path_str('grads', path)} has shape {tuple(g.shape)} but "
@@ -634,10 +642,18 @@ def _as_float_state(key: str, value: Any) -> float:
         raise TypeError(f"state[{key!r}] must be a number, got {describe(value)}: {value!r}") from None
 
 
+def _leaf_at(tree: Tree, path: Path) -> Any:
+    """The leaf of ``tree`` at ``path``."""
+    for k in path:
+        tree = tree[k]
+    return tree
+
+
 def _check_float_leaf(name: str, path: Path, x: Any) -> None:
-    if isinstance(x, np.ndarray) and x.dtype.kind == "f":
+    if type(x) is np.ndarray and x.dtype.kind == "f":
         return  # the usual case, checked cheaply
     where = path_str(name, path)
+    _v.check_array(where, x)  # np.matrix, masked arrays, object dtype, lists: one named error
     if not (hasattr(x, "shape") and hasattr(x, "dtype")) or isinstance(x, type):
         raise TypeError(f"{where} is {describe(x)}; expected an array (numpy array or torch tensor)")
     try:
