@@ -618,6 +618,8 @@ def _nonfinite_hint(ctx: _Context, leaf: _Leaf, what: str, j: int, became: bool 
     g = _at(_xp(leaf.g), leaf.g, j) if leaf.g is not None else None
     if g is not None and not math.isfinite(g):
         return "The gradient at this entry is non-finite; fix the loss or the backward pass first."
+    if ctx.step == 0 and _bias_corrected(ctx.rule_for(leaf.path)):
+        return _STEP_ZERO_HINT
     for key, arr in leaf.s1.items():
         role = ctx.roles.get(key)
         if (role in NONNEGATIVE_ROLES and _shape(arr) == leaf.shape) or (
@@ -639,6 +641,41 @@ def _nonfinite_hint(ctx: _Context, leaf: _Leaf, what: str, j: int, became: bool 
         "division by zero or an overflow (float32 overflows near 3.4e38); run the update under "
         "optcheck.trap() to stop at the line that produced it."
     )
+
+
+#: The t = 0 start of a bias-corrected rule, named as the diagnosis catalog names it.
+_STEP_ZERO_HINT = (
+    "bias-correction-wrong-step: this call is step 0, so the bias correction 1 − β^t is 1 − β^0 = 0 and "
+    "m/(1 − β1^t) divides by zero. Count steps from 1: t ← t + 1 before the update (or pass t + 1), so "
+    "that t = 1 on the first call."
+)
+
+_BIAS_CORRECTED: dict[Rule, bool] = {}
+
+
+def _bias_corrected(rule: Rule | None) -> bool:
+    """Whether ``rule`` divides by a bias correction ``1 − β^t`` (probed once through its ``Ops`` hook)."""
+    if rule is None:
+        return False
+    if rule not in _BIAS_CORRECTED:
+        calls: list[float] = []
+
+        class _Record(type(rule.ops)):  # type: ignore[misc]
+            def bias_correction(self, beta: float, t: float) -> float:
+                calls.append(t)
+                return float(super().bias_correction(beta, t))
+
+        try:
+            p = np.array([0.5])
+            with np.errstate(all="ignore"):
+                probe = rule.with_ops(_Record())
+                probe.step(p, np.array([1.0]), probe.init(p))
+        except (ValueError, TypeError, ZeroDivisionError, FloatingPointError, NotImplementedError):
+            calls.clear()
+        _BIAS_CORRECTED[rule] = bool(calls)
+        if len(_BIAS_CORRECTED) > 256:
+            _BIAS_CORRECTED.clear()
+    return _BIAS_CORRECTED.get(rule, False)
 
 
 def _check_nonfinite(
@@ -680,6 +717,8 @@ def _check_nonfinite(
             f"{where} {verb}{ctx.at_step()}: {total}; first at {_fmt_index(idx)}: {_fmt(value)}"
             f"{_related_text(related, before=True)}."
         )
+        if ctx.step == 0 and what == "params" and _bias_corrected(ctx.rule_for(leaf.path)):
+            msg += " Likely cause: bias-correction-wrong-step (a step counted from 0: 1 − β^0 = 0)."
     out.append(
         Violation(
             id="non-finite",

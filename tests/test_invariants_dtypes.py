@@ -132,3 +132,35 @@ def test_bfloat16_with_torch_is_silent_too() -> None:
             new_p, new_state = rule.step(p, g, state)
             assert check_update(rule, p, g, state, new_p, new_state, step=k + 1) == [], (name, k)
             p, state = new_p, new_state
+
+
+def test_a_step_counted_from_zero_is_named_by_the_guard() -> None:
+    """A course loop ``for t in range(n)`` with Adam: the first call divides by 1 − β^0 = 0."""
+    import optcheck
+
+    guard = optcheck.Guard(rules.get("adam"), mode=lambda violations: None)
+    params = {"W1": np.array([[0.5, -0.2]]), "b1": np.array([[0.1]])}
+    v = {k: np.zeros_like(p) for k, p in params.items()}
+    s = {k: np.zeros_like(p) for k, p in params.items()}
+    grads = {k: np.full_like(p, 0.3) for k, p in params.items()}
+    t = 0  # BUG: counts from 0
+    before = {"params": dict(params), "state": {"exp_avg": dict(v), "exp_avg_sq": dict(s)}}
+    with np.errstate(all="ignore"):
+        for k in params:
+            v[k] = 0.9 * v[k] + 0.1 * grads[k]
+            s[k] = 0.999 * s[k] + 0.001 * grads[k] ** 2
+            params[k] = params[k] - 1e-3 * (v[k] / (1 - 0.9**t)) / (np.sqrt(s[k] / (1 - 0.999**t)) + 1e-8)
+    found = guard.check(
+        params=params, grads=grads, state={"exp_avg": v, "exp_avg_sq": s}, step=t, before=before
+    )
+    nonfinite = [f for f in found if f.id == "non-finite" and "params" in f.where]
+    assert nonfinite
+    assert "bias-correction-wrong-step" in nonfinite[0].message
+    assert nonfinite[0].hint.startswith("bias-correction-wrong-step")
+    # the same NaN at a later step is not blamed on the counter
+    assert all(
+        "bias-correction-wrong-step" not in f.message
+        for f in guard.check(
+            params=params, grads=grads, state={"exp_avg": v, "exp_avg_sq": s}, step=3, before=before
+        )
+    )

@@ -116,7 +116,7 @@ MAX_ROUNDS = 3
 SHRINK_CALLS = 25
 
 #: Runs of the target spent replacing the odd values of a shrunk case by 0, 1 or -1.
-ROUND_VALUE_CALLS = 8
+ROUND_VALUE_CALLS = 16
 
 #: Candidates diagnosis may replay to explain a difference from the reference (a count, never
 #: seconds, so that ``--seed`` reproduces the report on any machine).
@@ -1236,11 +1236,13 @@ class Auditor:
         self._promote()
 
     def _round_values(self, res: CaseResult, ids: set[str]) -> CaseResult:
-        """Replace odd values of a shrunk case by 0, 1 or -1 where the findings ``ids`` still show.
+        """Replace odd values of a shrunk case by readable ones where the findings ``ids`` still show.
 
         Hypothesis shrinks toward small positive values, so a case that needs a negative weight
         can end up with ``W = 4e-302`` that turns negative one step later; ``W = -1`` shows it at
-        once. At most ``ROUND_VALUE_CALLS`` runs of the target.
+        once. Tried in order: 0, 1, -1, 2, -2, then the power of ten of the value's sign and
+        magnitude (``8.3e-162`` -> ``1e-161``), which keeps a finding that needs a tiny value.
+        At most ``ROUND_VALUE_CALLS`` runs of the target.
         """
         if not ids:
             return res
@@ -1252,9 +1254,9 @@ class Auditor:
                 flat = np.asarray(leaf).reshape(-1)
                 for i in range(flat.size):
                     value = float(flat[i])
-                    if value in (0.0, 1.0, -1.0) or not math.isfinite(value):
+                    if _readable(value) or not math.isfinite(value):
                         continue
-                    for cand in (0.0, 1.0, -1.0):
+                    for cand in _readable_candidates(value):
                         if budget <= 0:
                             return best
                         budget -= 1
@@ -1660,6 +1662,32 @@ def _convention_variant(convs: Sequence[Any], rule: Rule) -> Any:
         if out is None:
             return None
     return out
+
+
+def _readable(value: float) -> bool:
+    """A value a person reads at a glance: a small integer, or ± a power of ten."""
+    if value == int(value) and abs(value) <= 10:
+        return True
+    if value == 0:
+        return True
+    exp = math.log10(abs(value))
+    return abs(exp - round(exp)) < 1e-12 and abs(value) == float(f"{abs(value):.0e}")
+
+
+def _readable_candidates(value: float) -> list[float]:
+    """Readable replacements for ``value``, most likely to keep the finding first.
+
+    A very small or very large value is usually needed for its size: its power of ten first.
+    """
+    small = [0.0, 1.0, -1.0, 2.0, -2.0]
+    if value == 0 or not math.isfinite(value):
+        return small
+    power = math.copysign(10.0 ** round(math.log10(abs(value))), value)
+    if not math.isfinite(power) or power == 0 or power in small:
+        return small
+    if 1e-3 <= abs(value) <= 1e3:
+        return [*small, power]
+    return [power, 0.0, 1.0, -1.0]
 
 
 def _check_int(name: str, value: Any, low: int) -> int:
