@@ -98,6 +98,7 @@ ROLE_BOUND_INVARIANTS = (
     "sqrt-of-negative",
     "accumulator-decreased",
     "state-not-updated",
+    "update-without-gradient",
 )
 
 #: Invariants that need a rule (its state roles, its bound): not checked with ``--rule none``.
