@@ -1522,6 +1522,19 @@ def build_catalogue() -> None:
     either("invariants.check_update", "state", "missing key")  # fewer entries, fewer checks
     either("invariants.check_update", "new_state", "entry is None")
     either("invariants.check_update", "new_state", "missing key")
+    # the gradient checker reads lists of numbers and torch tensors as arrays (documented), and
+    # compares in float64 whatever the gradient's library: the answer is the same
+    for entry_name in ("check_gradient", "assert_gradient", "step_sweep"):
+        either(entry_name, "x", "leaf is a list")
+        for label in ("leaf is a list", "torch leaf among numpy", "int leaf"):
+            either(entry_name, "grad", label)
+    for arg in ("x", "upstream", "dx"):
+        either("check_vjp", arg, "nested list")
+        either("check_vjp", arg, "torch tensor among numpy")
+    # None is the documented default of these arguments
+    either("strategies.params", "style", "None")
+    either("strategies.elements", "dtype", "None")  # np.dtype(None) is float64
+    either("strategies.magnitude_bounds", "dtype", "None")
     # integer gradients are read as numbers by the guard (as by the checkers); the snapshot only copies,
     # and Guard.check judges what it copied (a state entry unlike params may be a factored state)
     either("Guard.check", "grads", "int leaf")
@@ -1561,6 +1574,189 @@ def _newer_entry_points() -> None:
         hook = globals().get(f"_cases_{public}")
         if hook is not None:
             hook(fn)
+
+
+def affine_forward(x: Any, w: Any, b: Any) -> Any:
+    """A user's layer in the (out, cache) convention (cs231n)."""
+    return x @ w + b, (x, w, b)
+
+
+def affine_backward(dout: Any, cache: Any) -> Any:
+    x, w, _ = cache
+    return dout @ w.T, x.T @ dout, dout.sum(axis=0)
+
+
+def torch_loss(x: Any) -> Any:
+    return (x**2).sum() + x.sin().sum()
+
+
+def _cases_check_layer(fn: Callable[..., Any]) -> None:
+    rng = np.random.default_rng(3)
+    x, w, b = rng.normal(size=(2, 3)), rng.normal(size=(3, 4)), rng.normal(size=4)
+
+    def call(**kw: Any) -> Any:
+        base: dict[str, Any] = dict(
+            forward=affine_forward, backward=affine_backward, inputs=(x.copy(), w.copy(), b.copy())
+        )
+        base.update(kw)
+        return fn(**base)
+
+    entry("check_layer", lambda: call())
+    add("check_layer", "forward", BAD_CALLABLE, lambda v: lambda: call(forward=v))
+    add("check_layer", "backward", BAD_CALLABLE, lambda v: lambda: call(backward=v))
+    bad_inputs: list[tuple[str, Any, str]] = [
+        ("None", None, "refuse"),
+        ("string", "x", "refuse"),
+        ("np.matrix input", (np.asmatrix(x), w.copy(), b.copy()), "refuse"),
+        ("masked input", (_masked(x), w.copy(), b.copy()), "refuse"),
+        ("object-dtype input", (_obj(x), w.copy(), b.copy()), "refuse"),
+        ("empty tuple", (), "refuse"),
+    ]
+    if torch is not None:
+        bad_inputs.append(("torch input among numpy", (torch.tensor(x), w.copy(), b.copy()), "refuse"))
+    add("check_layer", "inputs", bad_inputs, lambda v: lambda: call(inputs=v))
+    add(
+        "check_layer",
+        "upstream",
+        [
+            ("string", "x", "refuse"),
+            ("wrong shape", np.ones((4, 2)), "refuse"),
+            ("np.matrix", np.asmatrix(np.ones((2, 4))), "refuse"),
+        ],
+        lambda v: lambda: call(upstream=v),
+    )
+    add(
+        "check_layer",
+        "names",
+        [
+            ("int", 3, "refuse"),
+            ("string where a sequence is expected", "xwb", "refuse"),
+            ("list of ints", [1, 2, 3], "refuse"),
+            ("too few", ["x"], "refuse"),
+        ],
+        lambda v: lambda: call(names=v),
+    )
+    add(
+        "check_layer",
+        "wrt",
+        [("int", 3, "refuse"), ("unknown name", ["zz"], "refuse")],
+        lambda v: lambda: call(wrt=v),
+    )
+    add(
+        "check_layer",
+        "reset",
+        [("int", 3, "refuse"), ("string", "f", "refuse")],
+        lambda v: lambda: call(reset=v),
+    )
+    add("check_layer", "convention", BAD_CHOICE, lambda v: lambda: call(convention=v))
+    add("check_layer", "method", BAD_CHOICE, lambda v: lambda: call(method=v))
+    add("check_layer", "seed", BAD_SEED, lambda v: lambda: call(seed=v))
+    add("check_layer", "rtol", [*BAD_FLOAT, ("negative", -1.0, "refuse")], lambda v: lambda: call(rtol=v))
+    add(
+        "check_layer",
+        "max_evaluations",
+        [*BAD_INT, ("zero", 0, "refuse")],
+        lambda v: lambda: call(max_evaluations=v),
+    )
+
+
+def _cases_check_torch(fn: Callable[..., Any]) -> None:
+    if torch is None:
+        return
+
+    def x0() -> Any:
+        return torch.linspace(-1, 1, 5, dtype=torch.float64, requires_grad=True)
+
+    def call(*inputs: Any, **kw: Any) -> Any:
+        return fn(kw.pop("fn", torch_loss), *(inputs or (x0(),)), **kw)
+
+    entry("check_torch", lambda: call())
+    add("check_torch", "fn", BAD_CALLABLE, lambda v: lambda: call(fn=v))
+    add(
+        "check_torch",
+        "inputs",
+        [
+            ("string", "x", "refuse"),
+            ("None", None, "refuse"),
+            ("object-dtype numpy", _obj(np.ones(5)), "refuse"),
+            ("integer tensor", torch.arange(5), "refuse"),
+        ],
+        lambda v: lambda: call(v),
+    )
+    add(
+        "check_torch",
+        "upstream",
+        [("string", "x", "refuse"), ("wrong shape", torch.ones(3), "refuse")],
+        lambda v: lambda: call(fn=lambda x: x * 2, upstream=v),
+    )
+    add(
+        "check_torch",
+        "names",
+        [
+            ("int", 3, "refuse"),
+            ("string where a sequence is expected", "x", "refuse"),
+            ("list of ints", [1], "refuse"),
+        ],
+        lambda v: lambda: call(names=v),
+    )
+    add(
+        "check_torch",
+        "raise_exception",
+        [("string", "yes", "refuse"), ("int 2", 2, "refuse")],
+        lambda v: lambda: call(raise_exception=v),
+    )
+    add("check_torch", "seed", BAD_SEED, lambda v: lambda: call(seed=v))
+    add(
+        "check_torch",
+        "eps",
+        [*BAD_FLOAT, ("negative", -1e-6, "refuse"), ("zero", 0.0, "refuse")],
+        lambda v: lambda: call(eps=v),
+    )
+    add("check_torch", "atol", [*BAD_FLOAT, ("negative", -1.0, "refuse")], lambda v: lambda: call(atol=v))
+    add("check_torch", "method", BAD_CHOICE, lambda v: lambda: call(method=v))
+
+
+def _cases_watch(fn: Callable[..., Any]) -> None:
+    if torch is None:
+        return
+
+    def call(**kw: Any) -> Any:
+        p = torch.nn.Parameter(torch.ones(3, dtype=torch.float64))
+        opt = kw.pop("optimizer", None) or torch.optim.Adam([p], lr=0.01)
+        handle = fn(opt, **kw)
+        remove = getattr(handle, "remove", None)
+        if remove is not None:
+            remove()
+        return handle
+
+    entry("watch", lambda: call())
+    add(
+        "watch",
+        "optimizer",
+        [
+            ("int", 3, "refuse"),
+            ("string", "adam", "refuse"),
+            ("list of tensors", [torch.ones(2)], "refuse"),
+            ("a class", torch.optim.Adam, "refuse"),
+        ],
+        lambda v: lambda: call(optimizer=v),
+    )
+    add(
+        "watch",
+        "rule",
+        [("int", 3, "refuse"), ("unknown", "bogus", "refuse"), ("list", ["adam"], "refuse")],
+        lambda v: lambda: call(rule=v),
+    )
+    add("watch", "mode", BAD_CHOICE, lambda v: lambda: call(mode=v))
+    add("watch", "sample", [*BAD_INT, ("zero", 0, "refuse")], lambda v: lambda: call(sample=v))
+    add("watch", "every", [*BAD_INT, ("zero", 0, "refuse")], lambda v: lambda: call(every=v))
+    add("watch", "shadow", [x for x in BAD_BOOL if x[1] is not None], lambda v: lambda: call(shadow=v))
+    add(
+        "watch",
+        "names",
+        [("int", 3, "refuse"), ("string", "x", "refuse"), ("list of ints", [3], "refuse")],
+        lambda v: lambda: call(names=v),
+    )
 
 
 def _step_kwargs() -> dict[str, Any]:
@@ -1637,7 +1833,9 @@ def _raised_in_optcheck(exc: BaseException) -> tuple[bool, str]:
 
 _WORD = "(?<![A-Za-z0-9_]){}(?![A-Za-z0-9_])"
 VERDICTS = ("InvariantError", "GradientError")
-USER_FUNCS = frozenset({"sgd_update", "fx", "gx", "f_layer", "<lambda>"})
+USER_FUNCS = frozenset(
+    {"sgd_update", "fx", "gx", "f_layer", "<lambda>", "affine_forward", "affine_backward", "torch_loss"}
+)
 
 
 def _from_user_code(exc: BaseException) -> bool:

@@ -32,6 +32,7 @@ _LAZY: dict[str, str] = {
     "Guard": "optcheck.guard",
     "guarded": "optcheck.guard",
     "trap": "optcheck.guard",
+    "watch": "optcheck.guard",
     "check_gradient": "optcheck.gradcheck",
     "assert_gradient": "optcheck.gradcheck",
     "check_vjp": "optcheck.gradcheck",
@@ -57,6 +58,7 @@ if TYPE_CHECKING:
     from .guard import Guard as Guard
     from .guard import guarded as guarded
     from .guard import trap as trap
+    from .guard import watch as watch
     from .invariants import InvariantError as InvariantError
     from .invariants import InvariantWarning as InvariantWarning
     from .invariants import Violation as Violation
@@ -94,4 +96,5 @@ __all__ = [
     "guarded",
     "rules",
     "trap",
+    "watch",
 ]

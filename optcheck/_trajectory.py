@@ -18,10 +18,12 @@ import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from ._core import validate as _v
+from ._core.errors import UsageError
 from ._tree import Path, Tree, flatten, unflatten
 from .rules import Rule
 
-__all__ = ["Trajectory", "replay", "step_tree"]
+__all__ = ["Trajectory", "check_trajectories", "check_trajectory", "replay", "step_tree"]
 
 
 @dataclasses.dataclass
@@ -58,6 +60,73 @@ class Trajectory:
     def steps(self) -> int:
         """How many steps the target completed."""
         return len(self.params)
+
+
+def check_trajectory(tr: Any, where: str = "trajectory") -> Trajectory:
+    """``tr`` if it is a consistent :class:`Trajectory`; a named error (``UsageError``) otherwise.
+
+    Consistent: ``rule`` is a Rule; ``params0`` a tree of real floating-point numpy arrays (or of
+    one array library); ``grads`` and ``params`` lists of trees with the keys and shapes of
+    ``params0`` (``params`` no longer than ``grads``); ``state0`` ``None`` or a dict with the
+    rule's state keys; ``states`` ``None`` or a list of dicts no longer than ``params``.
+    """
+    if not isinstance(tr, Trajectory):
+        raise _v.UsageTypeError(
+            f"{where} is a {type(tr).__name__}; expected an optcheck Trajectory (what the audit records)"
+        )
+    if not isinstance(tr.rule, Rule):
+        hint = f" (optcheck.rules.get({tr.rule!r}))" if isinstance(tr.rule, str) else ""
+        raise _v.UsageTypeError(
+            f"{where}.rule is invalid; expected an optcheck Rule{hint}, got {_v.describe_value(tr.rule)}"
+        )
+    leaves = {
+        _v.path_str(f"{where}.params0", p): x
+        for p, x in _v.check_tree(f"{where}.params0", tr.params0, real_float=True)
+    }
+    for field in ("grads", "params"):
+        seq = getattr(tr, field)
+        if isinstance(seq, Mapping) or not isinstance(seq, (list, tuple)):
+            raise _v.UsageTypeError(
+                f"{where}.{field} is invalid; expected a list with one tree per step, got {_v.describe_value(seq)}"
+            )
+        for i, tree in enumerate(seq):
+            name = f"{where}.{field}[{i}]"
+            for p, x in _v.check_tree(name, tree, numbers_ok=field == "params"):
+                leaves[_v.path_str(name, p)] = x
+            _v.check_same_structure({f"{where}.params0": tr.params0, name: tree}, namespace=False)
+    if len(tr.params) > len(tr.grads):
+        raise UsageError(
+            f"{where} has {len(tr.params)} steps of params but {len(tr.grads)} of grads; expected one "
+            "gradient per step the target took"
+        )
+    _v.check_same_namespace(leaves)
+    if tr.state0 is not None:
+        state0 = _v.check_mapping(f"{where}.state0", tr.state0, optional=False)
+        expected = set(tr.rule.scalar_states) | set(tr.rule.array_keys())
+        if set(state0) != expected:
+            raise UsageError(
+                f"{where}.state0 has the keys {sorted(state0)}; expected a {tr.rule.name} state with the keys "
+                f"{sorted(expected)} (rule.init(params0) builds one), or None"
+            )
+    if tr.states is not None and (isinstance(tr.states, Mapping) or not isinstance(tr.states, (list, tuple))):
+        raise _v.UsageTypeError(
+            f"{where}.states is invalid; expected None or a list of state dicts, got {_v.describe_value(tr.states)}"
+        )
+    return tr
+
+
+def check_trajectories(trajectories: Any, name: str = "trajectories") -> list[Trajectory]:
+    """``trajectories`` as a list of consistent :class:`Trajectory` records (at least one)."""
+    if isinstance(trajectories, Trajectory):
+        raise _v.UsageTypeError(f"{name} is a single Trajectory; expected a list of them: pass [{name}]")
+    if isinstance(trajectories, (str, bytes, Mapping)) or not isinstance(trajectories, Sequence):
+        raise _v.UsageTypeError(
+            f"{name} is invalid; expected a list of Trajectory records, got {_v.describe_value(trajectories)}"
+        )
+    trajs = list(trajectories)
+    if not trajs:
+        raise UsageError(f"{name} is empty; expected at least one Trajectory from the audit")
+    return [check_trajectory(tr, f"{name}[{n}]") for n, tr in enumerate(trajs)]
 
 
 def step_tree(

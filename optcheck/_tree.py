@@ -52,22 +52,25 @@ def describe(x: object) -> str:
     return f"a {type(x).__name__}"
 
 
-def flatten(tree: Tree, path: Path = ()) -> list[tuple[Path, Any]]:
-    """The leaves of ``tree`` with their key paths, in insertion order of the dicts."""
+def flatten(tree: Tree, path: Path = (), *, name: str = "tree") -> list[tuple[Path, Any]]:
+    """The leaves of ``tree`` with their key paths, in insertion order of the dicts.
+
+    ``name`` is the argument's name in the error for a key that is not a string.
+    """
     out: list[tuple[Path, Any]] = []
-    _flatten_into(tree, path, out)
+    _flatten_into(tree, path, out, name)
     return out
 
 
-def _flatten_into(tree: Tree, path: Path, out: list[tuple[Path, Any]]) -> None:
+def _flatten_into(tree: Tree, path: Path, out: list[tuple[Path, Any]], name: str = "tree") -> None:
     if isinstance(tree, Mapping):
         for k, v in tree.items():
             if not isinstance(k, str):
                 raise TypeError(
-                    f"key {k!r} at {path_str('tree', path)} is a {type(k).__name__}; "
+                    f"key {k!r} at {path_str(name, path)} is a {type(k).__name__}; "
                     "optcheck trees are dicts with string keys"
                 )
-            _flatten_into(v, (*path, k), out)
+            _flatten_into(v, (*path, k), out, name)
     else:
         out.append((path, tree))
 

@@ -167,7 +167,7 @@ class Violation:
         return f"{self.message} {self.hint}".strip()
 
 
-def _sort(violations: Iterable[Violation]) -> list[Violation]:
+def sort_violations(violations: Iterable[Violation]) -> list[Violation]:
     order = {k: i for i, k in enumerate(INVARIANTS)}
 
     def key(v: Violation) -> tuple[int, int]:
@@ -218,7 +218,7 @@ def raise_if(violations: list[Violation]) -> list[Violation]:
             f"got {_v.describe_value(violations)}."
         )
     if violations:
-        raise InvariantError(_sort(violations))
+        raise InvariantError(sort_violations(violations))
     return violations
 
 
@@ -292,7 +292,7 @@ def _to_float(x: Any) -> float:
     return float(x)
 
 
-def _fmt(x: float | None) -> str:
+def fmt_number(x: float | None) -> str:
     if x is None:
         return "?"
     if math.isnan(x):
@@ -304,7 +304,7 @@ def _fmt(x: float | None) -> str:
     return f"{x:.3g}"
 
 
-def _fmt_index(index: tuple[int, ...]) -> str:
+def fmt_index(index: tuple[int, ...]) -> str:
     if len(index) == 1:
         return f"({index[0]},)"
     return "(" + ", ".join(str(i) for i in index) + ")"
@@ -356,7 +356,7 @@ def _all_finite_many(arrays: list[Array]) -> bool:
     a·b is finite only if every a_i and b_i is: a NaN or an infinity turns its product into
     NaN (times 0) or ±inf, and a sum with a non-finite term is non-finite. When a pair's dot
     is not finite (or overflows), each array is checked on its own. Call it under
-    ``np.errstate(all="ignore")`` (as :func:`_screen` does).
+    ``np.errstate(all="ignore")`` (as :func:`screen` does).
     """
     single: list[Array] = []
     paired: dict[tuple[Any, int], Array] = {}
@@ -433,7 +433,7 @@ def _at(xp: Any, x: Array | None, j: int) -> float | None:
 
 
 @dataclasses.dataclass
-class _Leaf:
+class Leaf:
     """One parameter's arrays for one step (full arrays, or 1-d gathers at ``sample``).
 
     ``p0``/``p1``: the parameter before/after; ``g``: the gradient; ``s0``/``s1``: state
@@ -500,7 +500,7 @@ class _Leaf:
 
 
 @dataclasses.dataclass
-class _Context:
+class Context:
     """Names, roles and the rule for rendering and deciding what applies."""
 
     rule: Rule | None
@@ -545,7 +545,7 @@ class _Context:
 
 
 def _related(
-    ctx: _Context, leaf: _Leaf, j: int, skip: Collection[str] = (), arr: Array | None = None
+    ctx: Context, leaf: Leaf, j: int, skip: Collection[str] = (), arr: Array | None = None
 ) -> dict[str, float]:
     out: dict[str, float] = {}
     if arr is not None and not leaf.aligned(arr):
@@ -570,7 +570,7 @@ def _related(
 def _related_text(related: Mapping[str, float], before: bool = False) -> str:
     if not related:
         return ""
-    inner = ", ".join(f"{k}={_fmt(v)}" for k, v in related.items())
+    inner = ", ".join(f"{k}={fmt_number(v)}" for k, v in related.items())
     return f" ({inner}{' before the step' if before else ''})"
 
 
@@ -602,12 +602,18 @@ def _counts_text(counts: Mapping[str, int], entries: str) -> str:
     return f"{', '.join(parts)} of {entries}"
 
 
-def _nonfinite_hint(ctx: _Context, leaf: _Leaf, what: str, j: int, became: bool | None) -> str:
+def _nonfinite_hint(ctx: Context, leaf: Leaf, what: str, j: int, became: bool | None) -> str:
+    torch_arrays = type(leaf.g).__module__.startswith("torch") or type(leaf.p1).__module__.startswith("torch")
     if what == "grads":
+        where = (
+            "run the forward and backward pass under `with optcheck.trap(model):` to stop at the module that "
+            "produced it"
+            if torch_arrays
+            else "run the forward and backward pass under optcheck.trap() to stop at the line that produced it"
+        )
         return (
             "The gradient is non-finite before the optimizer runs, so the fault is in the loss or the "
-            "backward pass (log of 0, exp overflow, a division by zero); run the forward and backward "
-            "pass under optcheck.trap() to stop at the line that produced it."
+            f"backward pass (log of 0, exp overflow, a division by zero); {where}."
         )
     if became is False:
         return (
@@ -628,7 +634,7 @@ def _nonfinite_hint(ctx: _Context, leaf: _Leaf, what: str, j: int, became: bool 
             v = _at(_xp(arr), arr, j)
             if v is not None and v < 0:
                 return (
-                    f"{ctx.where(key, leaf.path)} is negative at this entry ({_fmt(v)}), so its square root "
+                    f"{ctx.where(key, leaf.path)} is negative at this entry ({fmt_number(v)}), so its square root "
                     "is NaN; see the negative-second-moment violation for the cause."
                 )
             if v == 0 and g == 0:
@@ -636,10 +642,15 @@ def _nonfinite_hint(ctx: _Context, leaf: _Leaf, what: str, j: int, became: bool 
                     "0/0: the gradient and the second moment are both 0 at this entry; epsilon must be "
                     "added to the denominator, g/(√S + ε), not after the division."
                 )
+    last = (
+        "recompute the step with the reference rule (optcheck.watch(optimizer, shadow=True)) to see which "
+        "state entry differs first"
+        if torch_arrays
+        else "run the update under optcheck.trap() to stop at the line that produced it"
+    )
     return (
         "An operation produced NaN or inf in this step: a square root of a negative number, 0/0, a "
-        "division by zero or an overflow (float32 overflows near 3.4e38); run the update under "
-        "optcheck.trap() to stop at the line that produced it."
+        f"division by zero or an overflow (float32 overflows near 3.4e38); {last}."
     )
 
 
@@ -679,7 +690,7 @@ def _bias_corrected(rule: Rule | None) -> bool:
 
 
 def _check_nonfinite(
-    ctx: _Context, leaf: _Leaf, what: str, x: Array | None, before: Array | None, out: list[Violation]
+    ctx: Context, leaf: Leaf, what: str, x: Array | None, before: Array | None, out: list[Violation]
 ) -> None:
     if x is None:
         return
@@ -705,16 +716,18 @@ def _check_nonfinite(
     idx = leaf.index(j, x)
     total = _counts_text(counts, leaf.entries(x))
     if what == "grads":
-        msg = f"{where} is non-finite{ctx.at_step()}: {total}; first at {_fmt_index(idx)}: {_fmt(value)}."
+        msg = (
+            f"{where} is non-finite{ctx.at_step()}: {total}; first at {fmt_index(idx)}: {fmt_number(value)}."
+        )
     elif became is False:
         msg = (
             f"{where} was already non-finite on input{ctx.at_step()}: {total} after the step; "
-            f"first at {_fmt_index(idx)}: {_fmt(value)} before the step."
+            f"first at {fmt_index(idx)}: {fmt_number(value)} before the step."
         )
     else:
         verb = "became non-finite" if became else "is non-finite"
         msg = (
-            f"{where} {verb}{ctx.at_step()}: {total}; first at {_fmt_index(idx)}: {_fmt(value)}"
+            f"{where} {verb}{ctx.at_step()}: {total}; first at {fmt_index(idx)}: {fmt_number(value)}"
             f"{_related_text(related, before=True)}."
         )
         if ctx.step == 0 and what == "params" and _bias_corrected(ctx.rule_for(leaf.path)):
@@ -759,7 +772,7 @@ _NEGATIVE_HINTS = {
 }
 
 
-def _check_negative(ctx: _Context, leaf: _Leaf, key: str, out: list[Violation]) -> None:
+def _check_negative(ctx: Context, leaf: Leaf, key: str, out: list[Violation]) -> None:
     x = leaf.s1.get(key)
     if x is None:
         return
@@ -801,7 +814,7 @@ def _check_negative(ctx: _Context, leaf: _Leaf, key: str, out: list[Violation]) 
         else ("was already negative on input" if became is False else "is negative")
     )
     of = f"{n} of {leaf.entries(x)} < 0"
-    msg = f"{where} {what}{ctx.at_step()}: {of}; first at {_fmt_index(idx)}: {label}={_fmt(value)}{_related_text(related)}."
+    msg = f"{where} {what}{ctx.at_step()}: {of}; first at {fmt_index(idx)}: {label}={fmt_number(value)}{_related_text(related)}."
     hint = _NEGATIVE_HINTS.get(ctx.roles.get(key, ""), _NEGATIVE_HINT).format(S=label)
     if became is False:
         hint = (
@@ -829,7 +842,7 @@ def _check_negative(ctx: _Context, leaf: _Leaf, key: str, out: list[Violation]) 
     )
 
 
-def _check_centered(ctx: _Context, leaf: _Leaf, vkey: str, mkey: str, out: list[Violation]) -> None:
+def _check_centered(ctx: Context, leaf: Leaf, vkey: str, mkey: str, out: list[Violation]) -> None:
     v, m = leaf.s1.get(vkey), leaf.s1.get(mkey)
     if v is None or m is None or _shape(v) != _shape(m):
         return
@@ -863,7 +876,7 @@ def _check_centered(ctx: _Context, leaf: _Leaf, vkey: str, mkey: str, out: list[
                 path=leaf.path,
                 message=(
                     f"{vname} − {mname}² fell below zero by more than rounding{ctx.at_step()}: {n_bad} of "
-                    f"{leaf.entries()}; first at {_fmt_index(idx)}: {vl} − {ml}² = {_fmt(_at(xp, arg, j))}"
+                    f"{leaf.entries()}; first at {fmt_index(idx)}: {vl} − {ml}² = {fmt_number(_at(xp, arg, j))}"
                     f"{_related_text({k: x for k, x in related.items() if x is not None})}."
                 ),
                 hint=(
@@ -894,8 +907,8 @@ def _check_centered(ctx: _Context, leaf: _Leaf, vkey: str, mkey: str, out: list[
                 path=leaf.path,
                 message=(
                     f"The argument of the square root in centered RMSprop, {vname} − {mname}², is negative"
-                    f"{ctx.at_step()} by rounding: {n_neg} of {leaf.entries()}; first at {_fmt_index(idx)}: "
-                    f"{_fmt(value)} ({vl}={_fmt(_at(xp, v, j))}, {ml}={_fmt(_at(xp, m, j))})."
+                    f"{ctx.at_step()} by rounding: {n_neg} of {leaf.entries()}; first at {fmt_index(idx)}: "
+                    f"{fmt_number(value)} ({vl}={fmt_number(_at(xp, v, j))}, {ml}={fmt_number(_at(xp, m, j))})."
                 ),
                 hint=(
                     f"{vl} − {ml}² is a variance, ≥ 0 in exact arithmetic, but rounding pushes it below zero when "
@@ -928,7 +941,7 @@ _MONOTONE_HINT = {
 }
 
 
-def _check_monotone(ctx: _Context, leaf: _Leaf, key: str, out: list[Violation]) -> None:
+def _check_monotone(ctx: Context, leaf: Leaf, key: str, out: list[Violation]) -> None:
     a, b = leaf.s0.get(key), leaf.s1.get(key)
     if a is None or b is None or _shape(a) != _shape(b):
         return
@@ -950,8 +963,8 @@ def _check_monotone(ctx: _Context, leaf: _Leaf, key: str, out: list[Violation]) 
             where=where,
             path=leaf.path,
             message=(
-                f"{where} decreased{ctx.at_step()}: {n} of {leaf.entries(b)}; first at {_fmt_index(idx)}: "
-                f"{label} went from {_fmt(old)} to {_fmt(new)}{_related_text(related, before=True)}."
+                f"{where} decreased{ctx.at_step()}: {n} of {leaf.entries(b)}; first at {fmt_index(idx)}: "
+                f"{label} went from {fmt_number(old)} to {fmt_number(new)}{_related_text(related, before=True)}."
             ),
             hint=_MONOTONE_HINT.get(role, _MONOTONE_HINT["accumulator"]).format(S=label),
             step=ctx.step,
@@ -968,7 +981,7 @@ def _check_monotone(ctx: _Context, leaf: _Leaf, key: str, out: list[Violation]) 
     )
 
 
-def _check_mutated(ctx: _Context, leaf: _Leaf, what: str, out: list[Violation]) -> None:
+def _check_mutated(ctx: Context, leaf: Leaf, what: str, out: list[Violation]) -> None:
     pair = leaf.mut.get(what)
     if pair is None:
         return
@@ -1003,7 +1016,7 @@ def _check_mutated(ctx: _Context, leaf: _Leaf, what: str, out: list[Violation]) 
             path=leaf.path,
             message=(
                 f"{where} was changed in place during the update{ctx.at_step()}: {n} of {leaf.entries()}; "
-                f"first at {_fmt_index(idx)}: was {_fmt(old)}, now {_fmt(new)}."
+                f"first at {fmt_index(idx)}: was {fmt_number(old)}, now {fmt_number(new)}."
             ),
             hint=f"The update function wrote into an input that must not change; {fix}",
             step=ctx.step,
@@ -1066,7 +1079,7 @@ def _np_grad_screen(g: np.ndarray, partner: np.ndarray | None) -> tuple[bool, bo
     return finite, zero
 
 
-def _moving_states(ctx: _Context, leaf: _Leaf, s0: Mapping[str, Array]) -> list[Array]:
+def _moving_states(ctx: Context, leaf: Leaf, s0: Mapping[str, Array]) -> list[Array]:
     """The momentum-like states before the step (shaped like the parameter): they move it without a gradient."""
     return [s for key, s in s0.items() if ctx.roles.get(key) in MOVING_ROLES and _shape(s) == _shape(leaf.p0)]
 
@@ -1083,7 +1096,7 @@ def _moved_mask(xp: Any, p0: Array, p1: Array, g: Array, moving: list[Array]) ->
     return moved
 
 
-def _check_no_grad_move(ctx: _Context, leaf: _Leaf, out: list[Violation]) -> None:
+def _check_no_grad_move(ctx: Context, leaf: Leaf, out: list[Violation]) -> None:
     p0, p1, g = leaf.p0, leaf.p1, leaf.g
     if p0 is None or p1 is None or g is None or _shape(p0) != _shape(p1) or _shape(g) != _shape(p0):
         return
@@ -1109,7 +1122,7 @@ def _check_no_grad_move(ctx: _Context, leaf: _Leaf, out: list[Violation]) -> Non
     if rule is not None and delta is not None:
         lr, eps = rule.hyper.get("lr"), rule.hyper.get("eps")
         if isinstance(lr, float) and isinstance(eps, float) and lr > 0 and eps > 0:
-            extra = f" (lr·ε = {_fmt(lr * eps)})"
+            extra = f" (lr·ε = {fmt_number(lr * eps)})"
     out.append(
         Violation(
             id="update-without-gradient",
@@ -1117,7 +1130,7 @@ def _check_no_grad_move(ctx: _Context, leaf: _Leaf, out: list[Violation]) -> Non
             path=leaf.path,
             message=(
                 f"{where} moved{ctx.at_step()} although its gradient is zero there: {n} of {leaf.entries()}; "
-                f"first at {_fmt_index(idx)}: moved by {_fmt(delta)}{extra}{_related_text(related, before=True)}."
+                f"first at {fmt_index(idx)}: moved by {fmt_number(delta)}{extra}{_related_text(related, before=True)}."
             ),
             hint=(
                 "With a zero gradient, no momentum and no weight decay the step must be 0; a constant move of "
@@ -1221,7 +1234,7 @@ def _rounding_allowance(xp: Any, rule: Rule | None, g: Array | None, dtype: Any,
     return extra + a * factor
 
 
-def _check_too_large(ctx: _Context, leaf: _Leaf, bound: tuple[float, float], out: list[Violation]) -> None:
+def _check_too_large(ctx: Context, leaf: Leaf, bound: tuple[float, float], out: list[Violation]) -> None:
     p0, p1 = leaf.p0, leaf.p1
     if p0 is None or p1 is None or _shape(p0) != _shape(p1):
         return
@@ -1251,7 +1264,11 @@ def _check_too_large(ctx: _Context, leaf: _Leaf, bound: tuple[float, float], out
     rule = ctx.rule_for(leaf.path)
     rname = rule.name if rule is not None else "the rule"
     lr = rule.hyper.get("lr") if rule is not None else None
-    ratio = f" ({_fmt(abs(delta) / lr)}·lr)" if delta is not None and isinstance(lr, float) and lr > 0 else ""
+    ratio = (
+        f" ({fmt_number(abs(delta) / lr)}·lr)"
+        if delta is not None and isinstance(lr, float) and lr > 0
+        else ""
+    )
     out.append(
         Violation(
             id="update-too-large",
@@ -1259,7 +1276,7 @@ def _check_too_large(ctx: _Context, leaf: _Leaf, bound: tuple[float, float], out
             path=leaf.path,
             message=(
                 f"{where} moved further than {rname} allows{ctx.at_step()}: {n} of {leaf.entries()}; first at "
-                f"{_fmt_index(idx)}: moved by {_fmt(delta)}{ratio}, bound {_fmt(lim)}{_related_text(related, before=True)}."
+                f"{fmt_index(idx)}: moved by {fmt_number(delta)}{ratio}, bound {fmt_number(lim)}{_related_text(related, before=True)}."
             ),
             hint=(
                 "The step is bounded by about lr for this rule; a larger one usually means a missing or wrong "
@@ -1280,12 +1297,15 @@ def _check_too_large(ctx: _Context, leaf: _Leaf, bound: tuple[float, float], out
     )
 
 
-def _check_structure(
-    ctx: _Context, what: str, path: Path, before: Array, after: Array, out: list[Violation]
+def check_structure(
+    ctx: Context, what: str, path: Path, s0: tuple[int, ...], dtype0: Any, after: Array, out: list[Violation]
 ) -> bool:
-    """shape-changed / dtype-changed between an input and its output; True when the shapes differ."""
-    s0, s1 = _shape(before), _shape(after)
-    if s0 == s1 and after.dtype == before.dtype:
+    """shape-changed / dtype-changed between an input (its shape ``s0`` and dtype) and its output.
+
+    Returns True when the shapes differ.
+    """
+    s1 = _shape(after)
+    if s0 == s1 and after.dtype == dtype0:
         return False
     where = ctx.where(what, path)
     changed = False
@@ -1314,14 +1334,14 @@ def _check_structure(
                 size=_size(s1),
             )
         )
-    if after.dtype != before.dtype:
+    if after.dtype != dtype0:
         out.append(
             Violation(
                 id="dtype-changed",
                 where=where,
                 path=path or None,
                 message=(
-                    f"{where} changed dtype from {_dtype_name(before.dtype)} to {_dtype_name(after.dtype)}"
+                    f"{where} changed dtype from {_dtype_name(dtype0)} to {_dtype_name(after.dtype)}"
                     f"{ctx.at_step()}."
                 ),
                 hint=(
@@ -1338,7 +1358,7 @@ def _check_structure(
     return changed
 
 
-def _check_counter(ctx: _Context, key: str, old: Any, new: Any, out: list[Violation]) -> None:
+def _check_counter(ctx: Context, key: str, old: Any, new: Any, out: list[Violation]) -> None:
     try:
         a, b = float(old), float(new)
     except (TypeError, ValueError):
@@ -1350,7 +1370,7 @@ def _check_counter(ctx: _Context, key: str, old: Any, new: Any, out: list[Violat
         Violation(
             id="step-not-incremented",
             where=where,
-            message=f"{where} went from {_fmt(a)} to {_fmt(b)} in one update; it must grow by exactly one.",
+            message=f"{where} went from {fmt_number(a)} to {fmt_number(b)} in one update; it must grow by exactly one.",
             hint=(
                 "Increment the step counter once per update, before the bias corrections use it (it is 0 in a "
                 "fresh state and 1 during the first step); a frozen or doubly advanced counter makes 1 − β^t "
@@ -1393,7 +1413,7 @@ def _moves_without_gradient(rule: Rule) -> bool:
     return False
 
 
-def _roles_for(rule: Rule | None, roles: Mapping[str, str] | None) -> dict[str, str]:
+def roles_for(rule: Rule | None, roles: Mapping[str, str] | None) -> dict[str, str]:
     out: dict[str, str] = dict(type(rule).state_roles) if rule is not None else {}
     if roles:
         for k, r in roles.items():
@@ -1421,7 +1441,7 @@ def _centered_pair(rule: Rule | None, roles: Mapping[str, str]) -> tuple[str, st
 # Screens: decide "every invariant holds" in one pass per array, allocating nothing
 # ---------------------------------------------------------------------------
 #
-# A screen returns True only when the matching check in ``_run`` would report nothing; on
+# A screen returns True only when the matching check in ``run_checks`` would report nothing; on
 # False the precise checks run and build the records. Each screen is either the precise
 # check's own early exit or a one-pass test that implies it (a finite dot product, the
 # largest bit pattern of a non-negative float, the largest step), so the records and
@@ -1493,7 +1513,7 @@ def _too_large_any(xp: Any, p0: Array, p1: Array, a: float, b: float, dtype: Any
     return bool(xp.any(_too_large_mask(xp, p0, p1, a, b, dtype)[0]))
 
 
-def _no_grad_move_clear(ctx: _Context, leaf: _Leaf, has_zero: bool | None = None) -> bool:
+def _no_grad_move_clear(ctx: Context, leaf: Leaf, has_zero: bool | None = None) -> bool:
     """Whether :func:`_check_no_grad_move` reports nothing (numpy: the exact mask only on chunks with a zero).
 
     ``has_zero``: whether the gradient has a zero entry, when already known.
@@ -1518,7 +1538,7 @@ def _no_grad_move_clear(ctx: _Context, leaf: _Leaf, has_zero: bool | None = None
     return not bool(xp.any(_moved_mask(xp, p0, p1, g, moving)))
 
 
-def _centered_clear(leaf: _Leaf, vkey: str, mkey: str) -> bool:
+def _centered_clear(leaf: Leaf, vkey: str, mkey: str) -> bool:
     """The early exit of :func:`_check_centered`: v − m² is nowhere below zero."""
     v, m = leaf.s1.get(vkey), leaf.s1.get(mkey)
     if v is None or m is None or _shape(v) != _shape(m):
@@ -1531,8 +1551,8 @@ def _centered_clear(leaf: _Leaf, vkey: str, mkey: str) -> bool:
         return not bool(xp.any(arg < 0))
 
 
-def _screen_leaf(ctx: _Context, leaf: _Leaf) -> bool:
-    """Whether every check :func:`_run` makes on ``leaf`` would report nothing (False: it may report)."""
+def _screen_leaf(ctx: Context, leaf: Leaf) -> bool:
+    """Whether every check :func:`run_checks` makes on ``leaf`` would report nothing (False: it may report)."""
     skip = ctx.skip
     rule = ctx.rule_for(leaf.path)
     p0, p1, g = leaf.p0, leaf.p1, leaf.g
@@ -1604,13 +1624,13 @@ def _screen_leaf(ctx: _Context, leaf: _Leaf) -> bool:
     return True
 
 
-def _screen(ctx: _Context, leaves: list[_Leaf], counters: list[tuple[str, Any, Any]]) -> bool:
-    """Whether :func:`_run` would return no violation (False: run it to find and describe them)."""
+def screen(ctx: Context, leaves: list[Leaf], counters: list[tuple[str, Any, Any]]) -> bool:
+    """Whether :func:`run_checks` would return no violation (False: run it to find and describe them)."""
     with np.errstate(all="ignore"):  # a screen's overflow or NaN is not the user's warning
         return _screen_quiet(ctx, leaves, counters)
 
 
-def _screen_quiet(ctx: _Context, leaves: list[_Leaf], counters: list[tuple[str, Any, Any]]) -> bool:
+def _screen_quiet(ctx: Context, leaves: list[Leaf], counters: list[tuple[str, Any, Any]]) -> bool:
     if "step-not-incremented" not in ctx.skip:
         for key, old, new in counters:
             if ctx.roles.get(key) in COUNTER_ROLES:
@@ -1623,8 +1643,8 @@ def _screen_quiet(ctx: _Context, leaves: list[_Leaf], counters: list[tuple[str, 
     return all(_screen_leaf(ctx, leaf) for leaf in leaves)
 
 
-def _run(ctx: _Context, leaves: list[_Leaf], counters: list[tuple[str, Any, Any]]) -> list[Violation]:
-    if _screen(ctx, leaves, counters):
+def run_checks(ctx: Context, leaves: list[Leaf], counters: list[tuple[str, Any, Any]]) -> list[Violation]:
+    if screen(ctx, leaves, counters):
         return []
     out: list[Violation] = []
     skip = ctx.skip
@@ -1637,11 +1657,13 @@ def _run(ctx: _Context, leaves: list[_Leaf], counters: list[tuple[str, Any, Any]
         if (
             leaf.p0 is not None
             and leaf.p1 is not None
-            and _check_structure(ctx, "params", leaf.path, leaf.p0, leaf.p1, out)
+            and check_structure(ctx, "params", leaf.path, _shape(leaf.p0), leaf.p0.dtype, leaf.p1, out)
         ):
             leaf.skip_elementwise = True
         for key in leaf.s1:
-            if key in leaf.s0 and _check_structure(ctx, key, leaf.path, leaf.s0[key], leaf.s1[key], out):
+            if key in leaf.s0 and check_structure(
+                ctx, key, leaf.path, _shape(leaf.s0[key]), leaf.s0[key].dtype, leaf.s1[key], out
+            ):
                 leaf.skip_elementwise = True
         if "shape-changed" in skip or "dtype-changed" in skip:
             out[:] = [v for v in out if v.id not in skip]
@@ -1681,7 +1703,7 @@ def _run(ctx: _Context, leaves: list[_Leaf], counters: list[tuple[str, Any, Any]
             bound = rule.update_bound(t) if t is not None and t >= 1 else None
             if bound is not None:
                 _check_too_large(ctx, leaf, bound, out)
-    return _sort(out)
+    return sort_violations(out)
 
 
 # ---------------------------------------------------------------------------
@@ -1760,17 +1782,17 @@ def _check_name(name: Any) -> str:
 
 
 def _single(
-    fn: Callable[[_Context, _Leaf, list[Violation]], None], ctx: _Context, leaves: list[_Leaf]
+    fn: Callable[[Context, Leaf, list[Violation]], None], ctx: Context, leaves: list[Leaf]
 ) -> list[Violation]:
     out: list[Violation] = []
     for leaf in leaves:
         fn(ctx, leaf, out)
-    return _sort(out)
+    return sort_violations(out)
 
 
-def _simple_ctx(name: str, what: str, step: int | None, role: str | None = None) -> _Context:
+def _simple_ctx(name: str, what: str, step: int | None, role: str | None = None) -> Context:
     roles = {what: role} if role else {}
-    return _Context(rule=None, roles=roles, names={what: name}, key_prefix={}, step=step, skip=frozenset())
+    return Context(rule=None, roles=roles, names={what: name}, key_prefix={}, step=step, skip=frozenset())
 
 
 def non_finite(
@@ -1789,7 +1811,7 @@ def non_finite(
     out: list[Violation] = []
     for path, a in rows:
         arr = a["x"]
-        leaf = _Leaf(
+        leaf = Leaf(
             path,
             _shape(arr),
             arr.dtype,
@@ -1801,7 +1823,7 @@ def non_finite(
             {},
         )
         _check_nonfinite(ctx, leaf, "state", arr, a.get("before"), out)
-    return _sort(out)
+    return sort_violations(out)
 
 
 def negative_second_moment(
@@ -1828,7 +1850,7 @@ def negative_second_moment(
         {"v": "v", "before": "before", "grads": "grads", "params": "params", "mean": "mean"},
     )
     roles = {"v": "second-moment", "mean": "first-moment"}
-    ctx = _Context(
+    ctx = Context(
         rule=None, roles=roles, names={"v": name, "mean": "mean"}, key_prefix={}, step=step, skip=frozenset()
     )
     out: list[Violation] = []
@@ -1837,12 +1859,12 @@ def negative_second_moment(
         s0 = {"v": a["before"]} if "before" in a else {}
         if "mean" in a:
             s1["mean"] = a["mean"]
-        leaf = _Leaf(path, _shape(a["v"]), a["v"].dtype, a.get("params"), None, a.get("grads"), s0, s1, {})
+        leaf = Leaf(path, _shape(a["v"]), a["v"].dtype, a.get("params"), None, a.get("grads"), s0, s1, {})
         if "mean" in a:
             _check_centered(ctx, leaf, "v", "mean", out)
         else:
             _check_negative(ctx, leaf, "v", out)
-    return _sort(out)
+    return sort_violations(out)
 
 
 def sqrt_of_negative(x: Tree, *, name: str = "x", step: int | None = None) -> list[Violation]:
@@ -1867,7 +1889,7 @@ def sqrt_of_negative(x: Tree, *, name: str = "x", step: int | None = None) -> li
                 where=where,
                 message=(
                     f"{where} goes into a square root but is negative{'' if step is None else f' at step {step}'}: "
-                    f"{n} of {_size(_shape(arr))} entries; first at {_fmt_index(idx)}: {_fmt(value)}."
+                    f"{n} of {_size(_shape(arr))} entries; first at {fmt_index(idx)}: {fmt_number(value)}."
                 ),
                 hint=(
                     "Only a sum or average of squares may go into the root; clamp a difference that is ≥ 0 only "
@@ -1910,11 +1932,9 @@ def accumulator_decreased(
         {"after": "after", "before": "before", "grads": "grads", "params": "params"},
         required=("before",),
     )
-    ctx = _Context(
-        rule=None, roles={"s": kind}, names={"s": name}, key_prefix={}, step=step, skip=frozenset()
-    )
+    ctx = Context(rule=None, roles={"s": kind}, names={"s": name}, key_prefix={}, step=step, skip=frozenset())
     leaves = [
-        _Leaf(
+        Leaf(
             path,
             _shape(a["after"]),
             a["after"].dtype,
@@ -1932,7 +1952,7 @@ def accumulator_decreased(
 
 def step_not_incremented(before: Any, after: Any, *, name: str = "state['step']") -> list[Violation]:
     """``step-not-incremented``: the step counter did not grow by exactly one (numbers or 0-d arrays)."""
-    ctx = _Context(
+    ctx = Context(
         rule=None, roles={"step": "counter"}, names={"step": name}, key_prefix={}, step=None, skip=frozenset()
     )
     out: list[Violation] = []
@@ -1983,7 +2003,7 @@ def update_without_gradient(
         {"params": "params", "grads": "grads", "new": "new_params", "momentum": "momentum"},
         required=("grads", "new"),
     )
-    ctx = _Context(
+    ctx = Context(
         rule=None,
         roles={"momentum": "momentum"},
         names={"params": name},
@@ -1992,7 +2012,7 @@ def update_without_gradient(
         skip=frozenset(),
     )
     leaves = [
-        _Leaf(
+        Leaf(
             path,
             _shape(a["params"]),
             a["params"].dtype,
@@ -2028,9 +2048,9 @@ def update_too_large(
         {"params": "params", "new": "new_params"},
         required=("new",),
     )
-    ctx = _Context(rule=None, roles={}, names={"params": name}, key_prefix={}, step=step, skip=frozenset())
+    ctx = Context(rule=None, roles={}, names={"params": name}, key_prefix={}, step=step, skip=frozenset())
     leaves = [
-        _Leaf(path, _shape(a["params"]), a["params"].dtype, a["params"], a["new"], None, {}, {}, {})
+        Leaf(path, _shape(a["params"]), a["params"].dtype, a["params"], a["new"], None, {}, {}, {})
         for path, a in rows
     ]
     return _single(lambda c, leaf, o: _check_too_large(c, leaf, (float(bound), float(decay)), o), ctx, leaves)
@@ -2061,10 +2081,10 @@ def _structure(before: Tree, after: Tree, name: str, step: int | None) -> list[V
         required=("after",),
         complex_ok=("before", "after"),
     )
-    ctx = _Context(rule=None, roles={}, names={"x": name}, key_prefix={}, step=step, skip=frozenset())
+    ctx = Context(rule=None, roles={}, names={"x": name}, key_prefix={}, step=step, skip=frozenset())
     out: list[Violation] = []
     for path, a in rows:
-        _check_structure(ctx, "x", path, a["before"], a["after"], out)
+        check_structure(ctx, "x", path, _shape(a["before"]), a["before"].dtype, a["after"], out)
     return out
 
 
@@ -2084,14 +2104,14 @@ def input_mutated(
         required=("after",),
         complex_ok=("before", "after"),
     )
-    ctx = _Context(rule=None, roles={}, names={"x": name}, key_prefix={}, step=step, skip=frozenset())
+    ctx = Context(rule=None, roles={}, names={"x": name}, key_prefix={}, step=step, skip=frozenset())
     out: list[Violation] = []
     for path, a in rows:
         b, n = a["before"], a["after"]
         if _shape(b) != _shape(n):
             out.extend(v for v in _structure(b, n, name, step) if v.id == "shape-changed")
             continue
-        leaf = _Leaf(path, _shape(n), n.dtype, None, None, None, {}, {}, {"x": (b, n)})
+        leaf = Leaf(path, _shape(n), n.dtype, None, None, None, {}, {}, {"x": (b, n)})
         _check_mutated(ctx, leaf, "x", out)
     return out
 
@@ -2139,7 +2159,7 @@ def check_update(
     that id when the state was made up. Pure: never mutates or keeps the arrays. Returns
     the violations, causes first (see :data:`INVARIANTS`).
     """
-    ctx, leaves, counters = _prepare(
+    ctx, leaves, counters = prepare(
         rule,
         params,
         grads,
@@ -2155,10 +2175,10 @@ def check_update(
         skip=skip,
         overrides=overrides,
     )
-    return _run(ctx, leaves, counters)
+    return run_checks(ctx, leaves, counters)
 
 
-def _prepare(
+def prepare(
     rule: Rule | None,
     params: Tree,
     grads: Tree,
@@ -2177,7 +2197,7 @@ def _prepare(
     history: bool = True,
     labels: Mapping[str, str] | None = None,
     state_keys: Mapping[str, str] | None = None,
-) -> tuple[_Context, list[_Leaf], list[tuple[str, Any, Any]]]:
+) -> tuple[Context, list[Leaf], list[tuple[str, Any, Any]]]:
     """Validate the arguments of :func:`check_update` and build the step records.
 
     Errors name the arguments of :func:`check_update` (``new_params``, ``state['exp_avg']``);
@@ -2207,7 +2227,7 @@ def _prepare(
     overrides = _v.check_mapping(
         "overrides", overrides, key_type=(str, tuple), value_check=_check_override_rule
     )
-    role_map = _roles_for(rule, roles)
+    role_map = roles_for(rule, roles)
 
     def arg(a: str) -> str:
         return (labels or {}).get(a, a)
@@ -2230,7 +2250,7 @@ def _prepare(
         except (TypeError, ValueError):
             step = None
     names = dict(names or {})
-    ctx = _Context(
+    ctx = Context(
         rule=rule,
         roles=role_map,
         names=names,
@@ -2239,7 +2259,7 @@ def _prepare(
         skip=frozenset(skip),
         leaf_rules=dict(overrides or {}),
     )
-    scalar = {k for k in new_state if _is_scalar_entry(rule, k, role_map, new_state[k])}
+    scalar = {k for k in new_state if is_scalar_entry(rule, k, role_map, new_state[k])}
     array_keys = [k for k in new_state if k not in scalar and (k in state0 or not history)]
     counters = (
         [(k, state0[k], new_state[k]) for k in new_state if k in state0 and k in scalar] if history else []
@@ -2285,7 +2305,7 @@ def _prepare(
     for path, a in rows:
         p0 = a["params"]
         leaves.append(
-            _Leaf(
+            Leaf(
                 path=path,
                 shape=_shape(p0),
                 dtype=p0.dtype,
@@ -2328,7 +2348,7 @@ def _check_state_arg(
     return out
 
 
-def _is_scalar_entry(rule: Rule | None, key: str, roles: Mapping[str, str], x: Any) -> bool:
+def is_scalar_entry(rule: Rule | None, key: str, roles: Mapping[str, str], x: Any) -> bool:
     """Whether state entry ``key`` is a number (the step counter, a schedule) rather than a tree."""
     if isinstance(x, Mapping):
         return False

@@ -36,6 +36,7 @@ from hypothesis import strategies as st
 from hypothesis.errors import InvalidArgument
 from hypothesis.extra import numpy as hnp
 
+from ._core import validate as _v
 from ._tree import Tree, describe, flatten, map_tree, path_str, unflatten
 from .rules import Rule, get, names
 from .rules._base import Hyper
@@ -150,8 +151,15 @@ def _check_params_tree(params: object, argname: str = "params") -> list[tuple[tu
         raise InvalidArgument(f"{argname}: {e}") from None
     from array_api_compat import array_namespace
 
+    libraries: dict[str, Any] = {}
     for path, leaf in leaves:
         where = path_str(argname, path)
+        if isinstance(leaf, np.ndarray) and type(leaf) is not np.ndarray:
+            try:
+                _v.check_array(where, leaf)  # np.matrix and masked arrays
+            except TypeError as e:
+                raise InvalidArgument(str(e)) from None
+        libraries[where] = leaf
         if not (hasattr(leaf, "shape") and hasattr(leaf, "dtype")):
             raise InvalidArgument(f"{where} is {describe(leaf)}; expected a floating-point array")
         try:
@@ -162,6 +170,10 @@ def _check_params_tree(params: object, argname: str = "params") -> list[tuple[tu
             raise InvalidArgument(
                 f"{where} has dtype {leaf.dtype}; expected a floating-point array (float16, float32 or float64)"
             )
+    try:
+        _v.check_same_namespace(libraries)
+    except TypeError as e:
+        raise InvalidArgument(str(e)) from None
     return leaves
 
 
@@ -277,13 +289,20 @@ def elements(
       ``{"min_value": -1, "max_value": 1}``); the values drawn stay inside them, and with
       ``adversarial=True`` the special values inside them are mixed in.
     """
+    return _elements(dtype, adversarial=adversarial, finite_only=finite_only, bounds=bounds, argname="bounds")
+
+
+def _elements(
+    dtype: Any, *, adversarial: bool, finite_only: bool, bounds: Mapping[str, Any] | None, argname: str
+) -> st.SearchStrategy[float]:
+    """:func:`elements`; errors about ``bounds`` name it ``argname`` (``elements=`` when it came from there)."""
     dt = _check_dtype(dtype)
     _check_bool("adversarial", adversarial)
     _check_bool("finite_only", finite_only)
     if bounds is not None:
         if not isinstance(bounds, Mapping):
             raise InvalidArgument(
-                f"elements={bounds!r} must be a hypothesis strategy or a dict of from_dtype() keyword "
+                f"{argname}={bounds!r} must be a dict of from_dtype() keyword "
                 "arguments such as {'min_value': -1.0, 'max_value': 1.0}"
             )
         kwargs = dict(bounds)
@@ -293,7 +312,7 @@ def elements(
             base = hnp.from_dtype(dt, **kwargs)
             base.validate()
         except (InvalidArgument, TypeError, ValueError, OverflowError) as e:
-            raise InvalidArgument(f"elements={dict(bounds)!r} is invalid for dtype {dt}: {e}") from None
+            raise InvalidArgument(f"{argname}={dict(bounds)!r} is invalid for dtype {dt}: {e}") from None
         if not adversarial:
             return base
         lo = kwargs.get("min_value")
@@ -347,7 +366,9 @@ def _element_strategy(
             f"elements={elements_arg!r} must be None, a hypothesis strategy, or a dict of from_dtype() "
             "keyword arguments such as {'min_value': -1.0, 'max_value': 1.0}"
         )
-    return elements(dt, adversarial=adversarial, finite_only=finite_only, bounds=elements_arg)
+    return _elements(
+        dt, adversarial=adversarial, finite_only=finite_only, bounds=elements_arg, argname="elements"
+    )
 
 
 @functools.lru_cache(maxsize=4096)

@@ -20,6 +20,7 @@ import sys
 from collections.abc import Mapping
 from typing import Any
 
+from ._core import validate as _v
 from .audit import AuditReport, AuditUsageError
 
 __all__ = ["AuditReport", "AuditUsageError", "assert_matches_rule", "audit"]
@@ -55,6 +56,12 @@ def audit(
     """
     from .audit.engine import run_audit
 
+    # the audit's own settings are checked by run_audit; these are the ones only this function takes
+    args = _v.check_mapping("args", args, what="a dict of the target's extra arguments ({'batch_size': 32})")
+    hyper = _v.check_mapping("hyper", hyper, what="a dict of hyperparameters ({'lr': 0.01})")
+    timeout = _v.check_float("timeout", timeout, low=0.0, low_open=True, optional=True)
+    if isolate is not None:
+        isolate = _v.check_bool("isolate", isolate)
     marked = _marker_settings()
     if marked is not None:
         if rule is None and isinstance(marked.rule, str):

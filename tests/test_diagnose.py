@@ -524,7 +524,7 @@ def test_plot_divergence_rejects_bad_arguments(tmp_path: Path) -> None:
         plot_divergence({}, rule, tmp_path / "x.png")  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="reference_rule is a str"):
         plot_divergence(traj, "adam", tmp_path / "x.png")  # type: ignore[arg-type]
-    with pytest.raises(FileNotFoundError, match="does not exist"):
+    with pytest.raises(ValueError, match="does not exist"):  # a bad path= is a usage error
         plot_divergence(traj, rule, tmp_path / "missing" / "x.png")
 
 

@@ -294,12 +294,47 @@ def run_page(page: Path) -> list[str]:
         # leave no trace for the next test: numpy's error handling, sys.path, modules the page
         # imported from the repository outside the package (examples/, files it wrote)
         np.seterr(**np_err)
+        folders = page_import_folders(sys.path, sys_path)
         sys.path[:] = sys_path
-        for name in set(sys.modules) - modules_before:
-            file = getattr(sys.modules[name], "__file__", None) or ""
-            if file.startswith(str(ROOT)) and not file.startswith(str(ROOT / "optcheck")):
-                del sys.modules[name]
+        for name in modules_to_unload(set(sys.modules) - modules_before, sys.modules, folders):
+            del sys.modules[name]
     return failures
+
+
+def page_import_folders(path_now: list[str], path_before: list[str]) -> set[Path]:
+    """The folders a page imports its own modules from: what it added to ``sys.path``, and the repository root.
+
+    A page puts ``examples/`` on ``sys.path`` and imports from it, or imports a module it wrote
+    at the root (the working directory). Nothing else is the page's: not the package, and not a
+    virtual environment that happens to sit beside or inside the repository.
+    """
+    before = set(path_before)
+    folders = {ROOT}
+    for entry in path_now:
+        if entry not in before:
+            folder = Path(entry) if Path(entry).is_absolute() else ROOT / entry
+            folders.add(folder.resolve())
+    return folders
+
+
+def modules_to_unload(names: set[str], modules: Any, folders: set[Path]) -> list[str]:
+    """The modules among ``names`` whose file sits directly in one of ``folders`` (a page's own modules).
+
+    Compared as paths, not as strings: ``/tmp/ocvenv/...`` is not inside ``/tmp/oc``; and only a
+    module directly in a folder (or a package directly in it) counts, so ``site-packages`` of a
+    venv kept inside the repository is never unloaded.
+    """
+    out = []
+    for name in sorted(names):
+        file = getattr(modules.get(name), "__file__", None)
+        if not file:
+            continue
+        where = Path(file).resolve().parent
+        if where.name and (where / "__init__.py").exists() and Path(file).name == "__init__.py":
+            where = where.parent  # a package: the folder that holds it
+        if where in folders:
+            out.append(name)
+    return out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -395,6 +430,24 @@ def test_run_bash_captures_output_and_stderr() -> None:
 # ---------------------------------------------------------------------------------------------
 # The pages
 # ---------------------------------------------------------------------------------------------
+
+
+def test_only_the_pages_own_modules_are_unloaded(tmp_path: Path) -> None:
+    """A venv beside the repository (/tmp/oc and /tmp/ocvenv) or inside it keeps its modules loaded."""
+    beside = ROOT.parent / (ROOT.name + "venv") / "lib" / "torch" / "__init__.py"
+    inside = ROOT / ".venv" / "lib" / "site-packages" / "torch" / "__init__.py"
+    example = ROOT / "examples" / "rmsprop_fixed.py"
+    at_root = ROOT / "written_by_a_page.py"
+    package = ROOT / "optcheck" / "guard" / "__init__.py"
+    modules = {
+        n: types.SimpleNamespace(__file__=str(f))
+        for n, f in [("torch", beside), ("torch2", inside), ("rmsprop_fixed", example), ("page", at_root)]
+    }
+    modules["optcheck.guard"] = types.SimpleNamespace(__file__=str(package))
+    modules["builtin"] = types.SimpleNamespace()
+    folders = page_import_folders([*sys.path, "examples"], list(sys.path))
+    assert folders == {ROOT, (ROOT / "examples").resolve()}
+    assert modules_to_unload(set(modules), modules, folders) == ["page", "rmsprop_fixed"]
 
 
 def test_there_are_pages_with_runnable_code() -> None:

@@ -8,10 +8,8 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-import array_api_strict as xps
 import numpy as np
 import pytest
-import torch
 
 import optcheck
 from optcheck import Guard, InvariantError, guarded, trap
@@ -35,6 +33,15 @@ COURSE_DECAY = {
     "weight_decay": 0.7 / 32,
     "overrides": {"b1": {"weight_decay": 0.0}, "b2": {"weight_decay": 0.0}},
 }
+
+
+def _asarray(backend: str) -> Any:
+    """The ``asarray`` of ``backend``; the test is skipped when that library is not installed."""
+    if backend == "numpy":
+        return np.asarray
+    if backend == "torch":
+        return pytest.importorskip("torch").as_tensor
+    return pytest.importorskip(backend).asarray
 
 
 @pytest.fixture(autouse=True)
@@ -234,7 +241,7 @@ def test_unknown_state_name_left_alone_is_ignored_with_a_note() -> None:
 @pytest.mark.parametrize("backend", ["numpy", "array_api_strict", "torch"])
 @pytest.mark.parametrize("sample", [None, 3])
 def test_guard_check_pure_loop(backend: str, sample: int | None) -> None:
-    asarray = {"numpy": np.asarray, "array_api_strict": xps.asarray, "torch": torch.as_tensor}[backend]
+    asarray = _asarray(backend)
     rule = optcheck.rules.get("adam", lr=0.01, amsgrad=True)
     rng = np.random.default_rng(2)
     p = {"W": asarray(rng.normal(size=(4, 5))), "b": asarray(rng.normal(size=(5,)))}
@@ -462,7 +469,7 @@ def _no_precise(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_clean_steps_are_screened_without_building_records(
     monkeypatch: pytest.MonkeyPatch, backend: str, sample: int | None
 ) -> None:
-    asarray = {"numpy": np.asarray, "array_api_strict": xps.asarray, "torch": torch.as_tensor}[backend]
+    asarray = _asarray(backend)
     _no_precise(monkeypatch)
     rule = optcheck.rules.get("adam", lr=0.01, amsgrad=True)
     rng = np.random.default_rng(4)
@@ -589,3 +596,79 @@ def test_screened_steps_keep_no_reference_to_user_arrays(sample: int | None) -> 
     del p2, s2, g
     gc.collect()
     assert [r() for r in refs] == [None] * 4
+
+
+# ---------------------------------------------------------------------------
+# guarded reads the hyperparameters the call passes
+# ---------------------------------------------------------------------------
+
+
+def _course_adam_l2(
+    parameters: Any,
+    grads: Any,
+    v: Any,
+    s: Any,
+    t: int,
+    learning_rate: float = 0.01,
+    beta1: float = 0.9,
+    beta2: float = 0.999,
+    epsilon: float = 1e-8,
+    lambd: float = 0.7,
+    m: int = 32,
+) -> Any:
+    """The course's Adam with the L2 term of the cost, (λ/m)·W on the weights only: correct."""
+    for k in parameters:
+        g = grads["d" + k] + ((lambd / m) * parameters[k] if k.startswith("W") else 0.0)
+        v["d" + k] = beta1 * v["d" + k] + (1 - beta1) * g
+        s["d" + k] = beta2 * s["d" + k] + (1 - beta2) * g**2
+        v_hat = v["d" + k] / (1 - beta1**t)
+        s_hat = s["d" + k] / (1 - beta2**t)
+        parameters[k] = parameters[k] - learning_rate * v_hat / (np.sqrt(s_hat) + epsilon)
+    return parameters, v, s
+
+
+def test_guarded_course_l2_adam_has_no_false_alarm_in_the_shadow_check() -> None:
+    """The audit binds λ and m from the signature; the guard reads them from the call the same way."""
+    rng = np.random.default_rng(3)
+    params = {"W1": rng.normal(size=(4, 3)), "b1": rng.normal(size=(4, 1)), "W2": rng.normal(size=(1, 4))}
+    update = guarded(_course_adam_l2, rule="adam", shadow=True)
+    v = {"d" + k: np.zeros_like(x) for k, x in params.items()}
+    s = {"d" + k: np.zeros_like(x) for k, x in params.items()}
+    for t in range(1, 6):
+        grads = {"d" + k: rng.normal(size=x.shape) for k, x in params.items()}
+        params, v, s = update(params, grads, v, s, t, learning_rate=0.02)
+    guard = update.guard  # type: ignore[attr-defined]
+    assert guard.checked == 5 and guard.violations == []
+    assert guard.rule.lr == 0.02 and guard.rule.weight_decay == pytest.approx(0.7 / 32)
+    assert guard.overrides[("b1",)].weight_decay == 0.0 and ("W2",) not in guard.overrides
+
+
+def test_guarded_course_l2_adam_with_the_decay_on_the_biases_too_is_flagged() -> None:
+    def decays_biases(
+        parameters: Any, grads: Any, v: Any, s: Any, t: int, lambd: float = 0.7, m: int = 32
+    ) -> Any:
+        for k in parameters:
+            g = grads["d" + k] + (lambd / m) * parameters[k]  # the biases are decayed too
+            v["d" + k] = 0.9 * v["d" + k] + 0.1 * g
+            s["d" + k] = 0.999 * s["d" + k] + 0.001 * g**2
+            parameters[k] = parameters[k] - 0.01 * (v["d" + k] / (1 - 0.9**t)) / (
+                np.sqrt(s["d" + k] / (1 - 0.999**t)) + 1e-8
+            )
+        return parameters, v, s
+
+    rng = np.random.default_rng(4)
+    params = {"W1": rng.normal(size=(4, 3)), "b1": rng.normal(size=(4, 1)) + 5.0}
+    update = guarded(decays_biases, rule="adam", lr=0.01, shadow=True)
+    v = {"d" + k: np.zeros_like(x) for k, x in params.items()}
+    s = {"d" + k: np.zeros_like(x) for k, x in params.items()}
+    grads = {"d" + k: 1e-3 * rng.normal(size=x.shape) for k, x in params.items()}
+    with pytest.raises(InvariantError, match=r"parameters\['b1'\] differs from adam"):
+        update(params, grads, v, s, 1)
+
+
+def test_two_spellings_in_the_call_must_agree() -> None:
+    def upd(parameters: Any, grads: Any, lr: float = 0.01, learning_rate: float = 0.02) -> None:
+        return None
+
+    with pytest.raises(ValueError, match=r"lr=0\.01 and the call's learning_rate=0\.02 both set lr"):
+        guarded(upd, rule="sgd")({"W": np.ones(2)}, {"dW": np.ones(2)})

@@ -33,7 +33,7 @@ from hypothesis import strategies as st
 
 import optcheck
 from optcheck import strategies as ost
-from optcheck._tree import flatten
+from optcheck._tree import flatten, map_tree
 from optcheck.invariants import check_update
 
 RULES = optcheck.rules.names()
@@ -79,7 +79,22 @@ def _all_finite(*trees: Any) -> bool:
     return all(np.all(np.isfinite(a)) for a in _arrays(*trees))
 
 
-def _run_steps(data: Any, rule: Any, params: Any, state: dict[str, Any], dtype: Any) -> None:
+FORMS = ["pure", "in-place"]
+
+
+def _step(rule: Any, form: str, params: Any, grads: Any, state: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+    """``rule.step``, or ``rule.step_`` on copies (the checks compare with the inputs afterwards)."""
+    if form == "pure":
+        return rule.step(params, grads, state)  # type: ignore[no-any-return]
+    own_params = map_tree(lambda x: np.array(x, copy=True), params)  # numpy scalars as 0-d arrays
+    own_state = {
+        k: v if k in type(rule).scalar_states else map_tree(lambda x: None if x is None else np.array(x), v)
+        for k, v in state.items()
+    }
+    return rule.step_(own_params, grads, own_state)  # type: ignore[no-any-return]
+
+
+def _run_steps(data: Any, rule: Any, params: Any, state: dict[str, Any], dtype: Any, form: str) -> None:
     for k in range(STEPS):
         grads = data.draw(ost.grads_like(params, adversarial=True), label=f"grads at step {k + 1}")
         inside = _inside_envelope(rule, dtype, params, grads, state)
@@ -88,7 +103,7 @@ def _run_steps(data: Any, rule: Any, params: Any, state: dict[str, Any], dtype: 
             # inside the envelope the reference itself must not overflow or divide 0 by 0
             warnings.simplefilter("error" if inside else "ignore")
             with np.errstate(all="warn" if inside else "ignore"):
-                new_params, new_state = rule.step(params, grads, state)
+                new_params, new_state = _step(rule, form, params, grads, state)
         skip = () if inside else ("non-finite",)
         violations = check_update(rule, params, grads, state, new_params, new_state, before=before, skip=skip)
         assert not violations, "\n".join(str(v) for v in violations)
@@ -98,32 +113,35 @@ def _run_steps(data: Any, rule: Any, params: Any, state: dict[str, Any], dtype: 
         params, state = new_params, new_state
 
 
+@pytest.mark.parametrize("form", FORMS)
 @pytest.mark.parametrize("name", RULES)
 @settings(max_examples=40)
 @given(data=st.data())
-def test_rule_keeps_its_invariants_float64(name: str, data: Any) -> None:
+def test_rule_keeps_its_invariants_float64(name: str, form: str, data: Any) -> None:
     rule, params, state = _draw_case(data, name, np.float64)
-    _run_steps(data, rule, params, state, np.float64)
+    _run_steps(data, rule, params, state, np.float64, form)
 
 
+@pytest.mark.parametrize("form", FORMS)
 @pytest.mark.parametrize("name", RULES)
 @settings(max_examples=25)
 @given(data=st.data())
-def test_rule_keeps_its_invariants_float32(name: str, data: Any) -> None:
+def test_rule_keeps_its_invariants_float32(name: str, form: str, data: Any) -> None:
     rule, params, state = _draw_case(data, name, np.float32)
-    _run_steps(data, rule, params, state, np.float32)
+    _run_steps(data, rule, params, state, np.float32, form)
 
 
+@pytest.mark.parametrize("form", FORMS)
 @pytest.mark.parametrize("name", RULES)
 @settings(max_examples=25)
 @given(data=st.data())
-def test_drawn_states_are_accepted_and_stay_valid(name: str, data: Any) -> None:
+def test_drawn_states_are_accepted_and_stay_valid(name: str, form: str, data: Any) -> None:
     """A state drawn by ``states()`` is accepted by ``rule.step`` and passes the invariants after it."""
     rule = data.draw(ost.rules(name), label="rule")
     params = data.draw(ost.params(), label="params")
     state = data.draw(ost.states(rule, params), label="state")
     assert set(state) == set(rule.init(params))
     grads = data.draw(ost.grads_like(params), label="grads")
-    new_params, new_state = rule.step(params, grads, state)
+    new_params, new_state = _step(rule, form, params, grads, state)
     assert new_state["step"] == state["step"] + 1
     assert not check_update(rule, params, grads, state, new_params, new_state)

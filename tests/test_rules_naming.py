@@ -201,7 +201,7 @@ def test_the_course_rmsprop_with_an_unused_v_starts_under_the_guard() -> None:
             parameters[k] = parameters[k] - learning_rate * g / (np.sqrt(S["d" + k]) + 1e-8)
         return parameters, V, S
 
-    update = optcheck.guarded(update_parameters, rule="rmsprop", learning_rate=0.01, beta=0.9)
+    update = optcheck.guarded(update_parameters, rule="rmsprop", beta=0.9, shadow=True)
     params = _params()
     V = {"d" + k: np.zeros_like(v) for k, v in params.items()}
     S = {"d" + k: np.zeros_like(v) for k, v in params.items()}
@@ -209,8 +209,10 @@ def test_the_course_rmsprop_with_an_unused_v_starts_under_the_guard() -> None:
         grads = {"d" + k: np.ones_like(v) for k, v in params.items()}
         params, V, S = update(params, grads, V, S, 32, t, 0.01, 0.5)
     assert update.guard.checked == 2
+    assert update.guard.rule.lr == 0.01  # read from the call
     assert update.guard.notes == [
-        "'V' is none of rmsprop's states and the target never changed it; it was ignored"
+        "course L2: weight_decay = reg_param/batch_size = 0.015625 on the weights W1, W2, ... (not the biases)",
+        "'V' is none of rmsprop's states and the target never changed it; it was ignored",
     ]
 
 

@@ -40,6 +40,7 @@ These tests skip cleanly when torch is not installed; CI installs it, so they ru
 from __future__ import annotations
 
 import contextlib
+import copy
 import inspect
 from collections.abc import Iterator
 from typing import Any
@@ -158,6 +159,10 @@ def shapes_for(name: str) -> dict[str, tuple[int, ...]]:
     return SHAPES
 
 
+FORMS = ["pure", "in-place"]
+"""Both forms of the reference step: ``rule.step`` and ``rule.step_`` (on the test's own copies)."""
+
+
 def run_against_torch(
     rule: Rule,
     params: dict[str, np.ndarray],
@@ -165,8 +170,13 @@ def run_against_torch(
     dtype: Any,
     state: dict[str, Any] | None = None,
     torch_state: dict[str, dict[str, Any]] | None = None,
+    form: str = "pure",
 ) -> None:
     """Step the rule and torch.optim side by side, comparing everything after every step."""
+    if form == "in-place":  # step_ writes into what it is given: give it copies (numpy scalars as 0-d arrays)
+        params = {k: np.array(v, copy=True) for k, v in params.items()}
+        state = copy.deepcopy(state)
+    step = rule.step if form == "pure" else rule.step_
     with default_dtype(dtype):
         tp = {k: torch.tensor(v.copy()) for k, v in params.items()}
         opt = torch_class(rule.name)(list(tp.values()), **torch_kwargs(rule), foreach=False)
@@ -177,7 +187,7 @@ def run_against_torch(
         start = int(state["step"])
         cmp = Comparer(RTOL[dtype])
         for i, grads in enumerate(grads_seq, 1):
-            params, state = rule.step(params, grads, state)
+            params, state = step(params, grads, state)
             for k, g in grads.items():
                 tp[k].grad = torch.tensor(g.copy())
             opt.step()
@@ -205,16 +215,17 @@ def run_against_torch(
                 assert not extra, f"torch keeps state {extra} that the reference does not"
 
 
+@pytest.mark.parametrize("form", FORMS)
 @pytest.mark.parametrize("dtype", DTYPES, ids=["float64", "float32"])
 @pytest.mark.parametrize(("name", "opts"), TORCH_CASES, ids=[case_id(c) for c in TORCH_CASES])
 @settings(max_examples=3)
 @given(seed=st.integers(0, 2**32 - 1), recipes=step_kinds(STEPS))
 def test_rule_matches_torch_optim_step_by_step(
-    name: str, opts: dict[str, Any], dtype: Any, seed: int, recipes: list[tuple[str, int, float]]
+    name: str, opts: dict[str, Any], dtype: Any, form: str, seed: int, recipes: list[tuple[str, int, float]]
 ) -> None:
     rule = rules.get(name, **opts)
     params, grads_seq = trajectory(seed, recipes, dtype=dtype, shapes=shapes_for(name))
-    run_against_torch(rule, params, grads_seq, dtype)
+    run_against_torch(rule, params, grads_seq, dtype, form=form)
 
 
 def test_torch_cases_cover_every_option_torch_has() -> None:
@@ -252,8 +263,9 @@ def test_defaults_are_torchs(name: str) -> None:
         assert sig[key].default == value, f"{name}.{key}: {value!r}, torch {sig[key].default!r}"
 
 
+@pytest.mark.parametrize("form", FORMS)
 @pytest.mark.parametrize("dtype", DTYPES, ids=["float64", "float32"])
-def test_a_hand_built_state_means_what_it_means_to_torch(dtype: Any) -> None:
+def test_a_hand_built_state_means_what_it_means_to_torch(dtype: Any, form: str) -> None:
     """Adam started at step 5 with given exp_avg/exp_avg_sq (and amsgrad's max) equals torch loaded alike."""
     rng = np.random.default_rng(7)
     params = {"W": rng.standard_normal((3, 2)).astype(dtype), "b": rng.standard_normal(3).astype(dtype)}
@@ -280,6 +292,6 @@ def test_a_hand_built_state_means_what_it_means_to_torch(dtype: Any) -> None:
     rule = rules.get("adam", lr=0.01, amsgrad=True)
     with pytest.raises(AssertionError, match="step 1"):  # the steps are numbered from 1 in the comparer
         run_against_torch(
-            rule, params, grads_seq, dtype, state={**state, "step": 0}, torch_state=torch_state()
+            rule, params, grads_seq, dtype, state={**state, "step": 0}, torch_state=torch_state(), form=form
         )
-    run_against_torch(rule, params, grads_seq, dtype, state=state, torch_state=torch_state())
+    run_against_torch(rule, params, grads_seq, dtype, state=state, torch_state=torch_state(), form=form)

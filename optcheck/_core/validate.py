@@ -61,8 +61,10 @@ __all__ = [
     "check_str_seq",
     "check_tree",
     "describe_value",
+    "is_plain_tree",
     "library_of",
     "path_str",
+    "same_layout",
 ]
 
 Path = tuple[str, ...]
@@ -466,13 +468,17 @@ def check_tree(
     _walk(name, tree, (), out, real_float=real_float, numbers_ok=numbers_ok)
     if not out and not allow_empty:
         raise UsageError(f"{name} is invalid; expected at least one array, got an empty dict.") from None
-    check_same_namespace({path_str(name, p): leaf for p, leaf in out})
+    if len({type(leaf) for _, leaf in out}) > 1:  # the usual case, one leaf type, needs no more
+        check_same_namespace({path_str(name, p): leaf for p, leaf in out})
     return out
 
 
 def _walk(
     name: str, node: Any, path: Path, out: list[tuple[Path, Any]], *, real_float: bool, numbers_ok: bool
 ) -> None:
+    if type(node) is np.ndarray and node.dtype.kind in _PLAIN_KINDS[real_float]:
+        out.append((path, node))  # the usual case, checked cheaply
+        return
     if isinstance(node, Mapping):
         for k, v in node.items():
             if not isinstance(k, str):
@@ -493,6 +499,34 @@ def _walk(
             "optcheck reads parameter groups as one dict (merge them, or use overrides= for per-group settings)."
         ) from None
     out.append((path, check_array(name, node, path, real_float=real_float, numbers_ok=numbers_ok)))
+
+
+_PLAIN_KINDS = {False: "fiucb", True: "f"}  # ndarray kinds check_array passes without more ado
+
+
+def is_plain_tree(tree: Any) -> bool:
+    """Whether ``tree`` is a dict (string keys) of plain float ndarrays and numbers: nothing to refuse.
+
+    A cheap test for callers on a hot path (the guard, once per step), which run the full
+    :func:`check_tree` (and so a named error) only when this says no.
+    """
+    t = type(tree)
+    if t is np.ndarray:
+        return tree.dtype.kind == "f"  # type: ignore[no-any-return]
+    if t is dict:
+        return all(type(k) is str and is_plain_tree(v) for k, v in tree.items())
+    return t is float or t is int
+
+
+def same_layout(a: Any, b: Any) -> bool:
+    """Whether trees ``a`` and ``b`` have the same keys (in any order) and leaf shapes: a cheap test."""
+    if type(a) is dict:
+        if type(b) is not dict or a.keys() != b.keys():
+            return False
+        return all(same_layout(v, b[k]) for k, v in a.items())
+    if type(b) is dict:
+        return False
+    return getattr(a, "shape", None) == getattr(b, "shape", None)
 
 
 def check_same_namespace(leaves: Mapping[str, Any]) -> None:
@@ -516,6 +550,8 @@ def check_same_namespace(leaves: Mapping[str, Any]) -> None:
 
 
 def _shape_of(x: Any) -> tuple[int, ...] | None:
+    if type(x) is np.ndarray:
+        return x.shape  # type: ignore[no-any-return]
     shape = getattr(x, "shape", None)
     if shape is None:
         return None

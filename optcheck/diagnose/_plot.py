@@ -12,7 +12,9 @@ from typing import Any
 import numpy as np
 
 from .._compare import REPLAY_ERRORS, compare_trajectory, to_numpy
-from .._trajectory import Trajectory, step_tree
+from .._core import validate as _v
+from .._core.errors import UsageError
+from .._trajectory import Trajectory, check_trajectory, step_tree
 from .._tree import Path, Tree, flatten, path_str
 from ..rules import Rule
 
@@ -130,17 +132,18 @@ def plot_divergence(
         raise ImportError(
             "plot_divergence needs matplotlib; install it with: pip install 'optcheck[plot]'"
         ) from None
-    if not isinstance(trajectory, Trajectory):
-        raise TypeError(f"trajectory is a {type(trajectory).__name__}; expected an optcheck Trajectory")
+    check_trajectory(trajectory)
     if reference_rule is not None and not isinstance(reference_rule, Rule):
         raise TypeError(
             f"reference_rule is a {type(reference_rule).__name__}; expected an optcheck rule "
             "(optcheck.rules.get(...)) or None"
         )
+    if not isinstance(path, (str, os.PathLike)):
+        raise _v.UsageTypeError(f"path={path!r} is invalid; expected a file name (a str or a path)")
     out = FilePath(path)
     if not out.parent.exists():
-        raise FileNotFoundError(f"path={str(path)!r}: the folder {str(out.parent)!r} does not exist")
-    names = dict(trajectory.names if names is None else names)
+        raise UsageError(f"path={str(path)!r} is invalid: the folder {str(out.parent)!r} does not exist")
+    names = dict(trajectory.names) if names is None else _v.check_names("names", names)
     rule = trajectory.rule if reference_rule is None else reference_rule
     overrides = trajectory.overrides if reference_rule is None or reference_rule is trajectory.rule else {}
 

@@ -15,7 +15,8 @@ from typing import Any
 import numpy as np
 
 from .._compare import REPLAY_ERRORS, Comparison, Divergence, compare_trajectory, compare_trees, to_numpy
-from .._trajectory import Trajectory, step_tree
+from .._core import validate as _v
+from .._trajectory import Trajectory, check_trajectories, step_tree
 from .._tree import Path, flatten
 from ..rules import Rule, names, rule_class
 from ._catalog import CATALOG, CONVENTIONS, Bug, convention_variants, is_decay_rate
@@ -566,14 +567,8 @@ def explain(trajectories: Sequence[Trajectory], *, budget: int = DEFAULT_BUDGET)
     was complete. Returns an :class:`Explanation` (no diagnoses when nothing reproduces the
     target: the audit then reports ``differs-from-reference``).
     """
-    if isinstance(budget, bool) or not isinstance(budget, int) or budget <= 0:
-        raise ValueError(f"budget={budget!r} is invalid; expected a positive whole number of candidates")
-    trajs = list(trajectories)
-    if not trajs:
-        raise ValueError("explain: trajectories is empty; expected at least one Trajectory from the audit")
-    for n, tr in enumerate(trajs):
-        if not isinstance(tr, Trajectory):
-            raise TypeError(f"trajectories[{n}] is a {type(tr).__name__}; expected an optcheck Trajectory")
+    budget = _v.check_int("budget", budget, low=1)
+    trajs = check_trajectories(trajectories)
     s = _Search(trajs, budget)
     if not s.failing:
         return Explanation(divergence=None, elapsed_s=time.perf_counter() - s.t0)
@@ -902,14 +897,8 @@ def identify(trajectories: Sequence[Trajectory], *, budget: int = IDENTIFY_BUDGE
     candidates, then the single catalog mutants of the closest rule. ``budget`` bounds the
     number of candidates replayed (a count, never seconds: the result is the same on any machine).
     """
-    if isinstance(budget, bool) or not isinstance(budget, int) or budget <= 0:
-        raise ValueError(f"budget={budget!r} is invalid; expected a positive whole number of candidates")
-    trajs = list(trajectories)
-    if not trajs:
-        raise ValueError("identify: trajectories is empty; expected at least one Trajectory from the audit")
-    for n, tr in enumerate(trajs):
-        if not isinstance(tr, Trajectory):
-            raise TypeError(f"trajectories[{n}] is a {type(tr).__name__}; expected an optcheck Trajectory")
+    budget = _v.check_int("budget", budget, low=1)
+    trajs = check_trajectories(trajectories)
     used = 0
     plain = [dataclasses.replace(tr, states=None, overrides={}, state0=None) for tr in trajs]
     start = _user_hyper(trajs[0].rule)

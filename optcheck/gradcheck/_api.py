@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from .._core import validate as _v
 from .._core.names import describe_convention, match_grad_keys_with_convention
 from .._tree import Tree, describe, zip_trees
 from ._engine import MIN_EVALUATIONS, Checker
@@ -71,11 +72,8 @@ def _validate(
         rtol_ = float(rtol)
         if not (math.isfinite(rtol_) and rtol_ >= 0):
             raise ValueError(f"rtol={rtol!r} must be a finite number >= 0")
-    if not isinstance(seed, np.random.Generator) and (
-        isinstance(seed, bool) or not isinstance(seed, numbers.Integral)
-    ):
-        raise TypeError(f"seed must be an int or a numpy Generator; got {seed!r} ({type(seed).__name__})")
-    seed_: int | np.random.Generator = seed if isinstance(seed, np.random.Generator) else int(seed)
+    # a whole number >= 0 (what np.random.default_rng takes) or a Generator; never numpy's own error
+    seed_: int | np.random.Generator = _v.check_seed("seed", seed, generator=True)
     budget = _count("max_evaluations", max_evaluations, MIN_EVALUATIONS)
     return method_, mode_, samples_, directions_, rtol_, seed_, budget
 
@@ -304,6 +302,9 @@ def _as_upstream(upstream: Tree) -> Tree:
     """``upstream`` with numpy float64 leaves (validated: real, finite)."""
 
     def convert(path_name: str, leaf: Any) -> Any:
+        subclass = isinstance(leaf, np.ndarray) and type(leaf) is not np.ndarray
+        if leaf is None or isinstance(leaf, (str, bytes)) or subclass:
+            _v.check_array(path_name, leaf)  # None, strings, np.matrix, masked arrays: a named error
         arr = to_numpy(leaf)
         if arr.dtype.kind not in "fiu":
             raise TypeError(f"{path_name} has dtype {arr.dtype}; expected a real floating-point array")
@@ -315,7 +316,8 @@ def _as_upstream(upstream: Tree) -> Tree:
     if isinstance(upstream, Mapping):
         from .._tree import flatten, path_str, unflatten
 
-        return unflatten(upstream, [convert(path_str("upstream", p), v) for p, v in flatten(upstream)])
+        leaves = flatten(upstream, name="upstream")
+        return unflatten(upstream, [convert(path_str("upstream", p), v) for p, v in leaves])
     return convert("upstream", upstream)
 
 
@@ -345,6 +347,10 @@ def check_vjp(
     (``x = {"A": A, "W": W, "b": b}``) and return them all from ``dx``. Options as for
     :func:`check_gradient`.
     """
+    if not callable(f):
+        raise TypeError(
+            f"f must be a callable f(x) -> array (the layer's forward); got {f!r} ({type(f).__name__})"
+        )
     up = _as_upstream(upstream)
     observed: set[str] = set()
 

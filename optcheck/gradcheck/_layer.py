@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from .._core import validate as _v
 from .._core.errors import UsageError
 from .._core.names import describe_convention, match_grad_keys_with_convention
 from .._tree import describe, flatten, zip_trees
@@ -244,6 +245,37 @@ def _grad_label(key: str) -> str:
     return f"the gradient of {key}"
 
 
+def _check_layer_args(inputs: Any, upstream: Any, names: Any, wrt: Any) -> None:
+    """Named errors for the arguments check_layer reads before calling the layer."""
+    if names is not None:
+        _v.check_str_seq("names", names)
+    if wrt is not None and not isinstance(wrt, str):
+        _v.check_str_seq("wrt", wrt)
+    if inputs is None or isinstance(inputs, (str, bytes)):
+        raise _v.UsageTypeError(
+            f"inputs={inputs!r} is invalid; expected the layer's inputs: a tuple (x, w, b), an array or a dict"
+        )
+    items = (
+        inputs.items()
+        if isinstance(inputs, Mapping)
+        else enumerate(inputs if isinstance(inputs, tuple) else (inputs,))
+    )
+    leaves: dict[str, Any] = {}
+    for k, value in items:
+        where = f"inputs[{k!r}]" if isinstance(inputs, (Mapping, tuple)) else "inputs"
+        if isinstance(value, np.ndarray) and (type(value) is not np.ndarray or value.dtype.kind in "OUSVMm"):
+            _v.check_array(where, value)  # np.matrix, masked arrays, object or string dtype
+        if hasattr(value, "shape") and hasattr(value, "dtype"):
+            leaves[where] = value
+    _v.check_same_namespace(leaves)
+    if isinstance(upstream, np.ndarray) and type(upstream) is not np.ndarray:
+        _v.check_array("upstream", upstream)
+    if isinstance(upstream, (str, bytes)):
+        raise _v.UsageTypeError(
+            f"upstream={upstream!r} is invalid; expected an array shaped like the output (or None)"
+        )
+
+
 def check_layer(
     forward: Callable[..., Any],
     backward: Callable[..., Any],
@@ -341,6 +373,7 @@ def check_layer(
     if convention not in CONVENTIONS:
         raise UsageError(f"convention={convention!r} is not one of {', '.join(map(repr, CONVENTIONS))}")
     _validate(forward, method, mode, samples, directions, rtol, seed, max_evaluations)
+    _check_layer_args(inputs, upstream, names, wrt)
     layer = _Layer(forward, backward, inputs, names, wrt, convention, reset)
     x = {n: layer.values[layer.index[n]] for n in layer.wrt}
     space = Space(x, "inputs", keep_dtype=_keep(keep_dtype), bare=True)

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from .._core import validate as _v
 from .._tree import Path, Tree, describe, flatten, path_str, unflatten, zip_trees
 
 __all__ = ["Leaf", "Space", "is_torch_tensor", "to_numpy"]
@@ -99,8 +100,10 @@ class Space:
         leaves: list[Leaf] = []
         chunks: list[FloatArray] = []
         offset = 0
-        for path, value in flatten(x):
+        for path, value in flatten(x, name=name):
             where = path_str(name, path)
+            if isinstance(value, np.ndarray) and type(value) is not np.ndarray:
+                _v.check_array(where, value)  # np.matrix (whose * is a matrix product), masked arrays
             if isinstance(value, Mapping):  # pragma: no cover - flatten never yields mappings
                 raise TypeError(f"{where} is a dict; expected an array")
             torch_dtype = device = None
@@ -298,6 +301,8 @@ class Space:
         rms = np.empty(self.n)
         for leaf, (path, (_, gv)) in zip(self.leaves, pairs, strict=True):
             where = path_str(name, path)
+            if isinstance(gv, np.ndarray) and type(gv) is not np.ndarray:
+                _v.check_array(where, gv)  # np.matrix, masked arrays (their hidden entries would be compared)
             if isinstance(gv, (str, bytes)) or gv is None:
                 raise TypeError(
                     f"{where} is {describe(gv)}; expected an array with the shape of {self.key_path(path)}"

@@ -10,6 +10,8 @@ from typing import Any
 
 import numpy as np
 
+from .._core import validate as _v
+from .._core.errors import UsageError
 from .._tree import Tree, path_str
 from ._engine import EPS, Evaluator, estimate_noise
 from ._space import FloatArray, Space, is_torch_tensor
@@ -138,6 +140,28 @@ def step_sweep(
     """
     if not callable(f):
         raise TypeError("f must be a callable f(x) -> float")
+    seed = _v.check_seed("seed", seed)
+    if (
+        key is not None
+        and not isinstance(key, str)
+        and not (isinstance(key, tuple) and all(isinstance(k, str) for k in key))
+    ):
+        raise _v.UsageTypeError(f"key={key!r} is invalid; expected a key of x (a string) or a tuple key path")
+    one_int = isinstance(index, (int, np.integer)) and not isinstance(index, bool)
+    ints = isinstance(index, tuple) and all(isinstance(i, (int, np.integer)) for i in index)
+    if index is not None and not (one_int or ints):
+        raise _v.UsageTypeError(f"index={index!r} is invalid; expected an int or a tuple of ints")
+    if steps is not None:
+        try:
+            given = np.asarray(steps, dtype=np.float64).reshape(-1)
+        except (TypeError, ValueError):
+            raise _v.UsageTypeError(
+                f"steps={steps!r} is invalid; expected a sequence of relative steps > 0"
+            ) from None
+        if given.size == 0 or not np.all(np.isfinite(given)) or np.any(given <= 0):
+            raise UsageError(
+                f"steps={steps!r} is invalid; expected a non-empty sequence of finite relative steps > 0"
+            )
     space = Space(x, "x")
     if callable(grad) and not is_torch_tensor(grad) and not isinstance(grad, Mapping):
         grad = grad(space.user_x())

@@ -11,6 +11,7 @@ from typing import Any, overload
 
 import numpy as np
 
+from .._core import validate as _v
 from .._core.errors import UsageError
 from .._tree import describe
 from ._api import _run, _validate
@@ -171,6 +172,11 @@ def check_torch(
     if raise_exception is not None and not isinstance(raise_exception, bool):
         raise TypeError(f"raise_exception must be True, False or None; got {raise_exception!r}")
     _validate(fn, method, mode, samples, directions, rtol, seed, max_evaluations)
+    # accepted for torch.autograd.gradcheck's signature and not used, but never nonsense
+    _v.check_float("eps", eps, low=0.0, low_open=True, optional=True)
+    _v.check_float("atol", atol, low=0.0, optional=True)
+    if names is not None:
+        names = list(_v.check_str_seq("names", names))
     args = list(inputs)
     if len(args) == 1 and isinstance(args[0], (tuple, list)):
         args = list(args[0])  # gradcheck(fn, (x, w)) style
@@ -196,7 +202,7 @@ def check_torch(
         params = {n: p for n, p in module.named_parameters() if p.requires_grad}
     if not chosen and not params:
         raise UsageError(
-            "there is no floating-point tensor to check: pass tensors (torch.tensor(..., requires_grad=True)), "
+            "inputs: there is no floating-point tensor to check: pass tensors (torch.tensor(..., requires_grad=True)), "
             f"got {', '.join(describe(a) for a in args) or 'no inputs'}"
         )
     clash = set(params) & {arg_names[i] for i in chosen}

@@ -2,7 +2,7 @@
 
 :class:`Guard` checks one step at a time; :func:`guarded` wraps an update function so that
 each call is checked; :func:`trap` turns floating-point warnings into errors that name the
-array that produced them.
+array that produced them; :func:`watch` guards a ``torch.optim.Optimizer`` through its step hooks.
 """
 
 from __future__ import annotations
@@ -12,5 +12,8 @@ from ._guard import Guard as Guard
 from ._guard import Snapshot as Snapshot
 from ._guard import guarded as guarded
 from ._guard import trap as trap
+from ._watch import Watch as Watch
+from ._watch import torch_rule as torch_rule
+from ._watch import watch as watch
 
-__all__ = ["MODES", "Guard", "Snapshot", "guarded", "trap"]
+__all__ = ["MODES", "Guard", "Snapshot", "Watch", "guarded", "torch_rule", "trap", "watch"]

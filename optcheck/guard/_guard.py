@@ -40,27 +40,28 @@ from .._core import validate as _v
 from .._core.arrays import copy as _copy
 from .._core.arrays import is_array as _is_arraylike
 from .._core.arrays import is_torch as _is_torch
+from .._core.arrays import namespace as _namespace
 from .._core.arrays import shape as _shape
 from .._core.arrays import to_numpy
 from .._core.errors import UsageError
 from .._tree import Path, Tree, flatten, unflatten
 from ..invariants import (
     INVARIANTS,
+    Context,
     InvariantError,
     InvariantWarning,
+    Leaf,
     Violation,
-    _Context,
-    _fmt,
-    _fmt_index,
-    _Leaf,
-    _prepare,
-    _roles_for,
-    _run,
-    _screen,
-    _sort,
+    check_structure,
+    fmt_index,
+    fmt_number,
+    prepare,
+    roles_for,
+    run_checks,
+    screen,
+    sort_violations,
 )
-from ..invariants import _is_scalar_entry as _is_scalar_state
-from ..invariants import _xp as _namespace
+from ..invariants import is_scalar_entry as _is_scalar_state
 from ..rules import MONOTONE_ROLES, Rule, naming
 
 __all__ = ["MODES", "Guard", "Snapshot", "guarded", "trap"]
@@ -337,6 +338,9 @@ class Guard:
         if bad_names:
             raise ValueError(f"names has unexpected key(s) {bad_names}; expected 'params' and/or 'grads'")
         self.overrides = self._build_overrides(overrides or {})
+        self._base_rule = self.rule  # the rule as configured; a guarded call may pass other hyperparameters
+        self._call_key: Any = None
+        self._signatures: dict[Any, inspect.Signature | None] = {}
         self.seed = seed
         self._sampler = _Sampler(sample, seed) if sample is not None else None
         self._shadow_rng = np.random.default_rng(seed + 1)
@@ -354,9 +358,9 @@ class Guard:
     # -- configuration -------------------------------------------------------------
 
     def _build_overrides(self, overrides: Mapping[Any, Mapping[str, Any]]) -> dict[Path, Rule]:
-        out: dict[Path, Rule] = {}
+        self._override_changes: dict[Path, dict[str, Any]] = {}
         if overrides and self.rule is None:
-            raise ValueError("overrides need a rule; pass rule=<name>")
+            raise UsageError("overrides need a rule; pass rule=<name>")
         for key, changes in overrides.items():
             path: Path = (key,) if isinstance(key, str) else tuple(key)
             if not isinstance(changes, Mapping):
@@ -368,17 +372,25 @@ class Guard:
                     f"overrides has the key {key!r}; expected a parameter name or a tuple of names (a key path)"
                 )
             assert self.rule is not None
+            normal = naming.normalise_hyper(self.rule, changes, what=f"overrides[{key!r}]: ")
             valid = [s.name for s in type(self.rule).hyper_specs()]
-            unknown = [k for k in changes if k not in valid]
+            unknown = [k for k in normal if k not in valid]
             if unknown:
-                raise ValueError(
+                raise UsageError(
                     f"overrides[{key!r}] has unknown hyperparameter(s) {unknown}; {self.rule.name} takes {valid}"
                 )
             try:
-                out[path] = self.rule.replace(**changes)
+                self.rule.replace(**normal)
             except (ValueError, TypeError) as e:
                 raise UsageError(f"overrides[{key!r}]: {e}") from None
-        return out
+            self._override_changes[path] = normal
+        return self._overrides_on(self.rule)
+
+    def _overrides_on(self, rule: Rule | None) -> dict[Path, Rule]:
+        """The per-parameter rules: ``rule`` with each path's changes (torch's parameter groups)."""
+        if rule is None:
+            return {}
+        return {path: rule.replace(**changes) for path, changes in self._override_changes.items()}
 
     def __repr__(self) -> str:
         rule = self.rule.name if self.rule is not None else None
@@ -506,15 +518,20 @@ class Guard:
         return self._snapshot(params=params, grads=grads, state=state)
 
     def _validate_inputs(self, params: Tree, grads: Tree | None, state: Mapping[str, Any] | None) -> None:
-        """Named errors for inputs no check could read: bad leaves, mixed libraries, grads unlike params, a bad step."""
-        leaves = {_v.path_str("params", p): x for p, x in _v.check_tree("params", params, numbers_ok=True)}
+        """Named errors for leaves no check could read (np.matrix, object dtype, ...) and mixed libraries.
+
+        The structure of ``grads`` and the step entry are checked by :meth:`_snapshot`, which
+        maps the user's names anyway.
+        """
+        if (
+            _v.is_plain_tree(params)
+            and (grads is None or _v.is_plain_tree(grads))
+            and (state is None or _v.is_plain_tree(state))
+        ):
+            return  # dicts of float ndarrays and numbers: nothing to refuse (the usual case, kept cheap)
+        found = [("params", _v.check_tree("params", params, numbers_ok=True))]
         if grads is not None:
-            leaves.update(
-                (_v.path_str("grads", p), x) for p, x in _v.check_tree("grads", grads, numbers_ok=True)
-            )
-            _v.check_same_structure(
-                {"params": params, "grads": _rekey(grads, _detect_prefix(params, grads))}, namespace=False
-            )
+            found.append(("grads", _v.check_tree("grads", grads, numbers_ok=True)))
         if isinstance(state, Mapping):
             for k, v in state.items():
                 if not isinstance(k, str):
@@ -522,19 +539,9 @@ class Guard:
                         f"state has the key {k!r}, a {type(k).__name__}; expected string keys"
                     )
                 where = f"state[{k!r}]"
-                leaves.update(
-                    (_v.path_str(where, p), x)
-                    for p, x in _v.check_tree(where, v, numbers_ok=True, optional=True)
-                )
-            trees, _, snames, _ = self._split_state(params, state)
-            if "step" in trees and not isinstance(trees["step"], Mapping):
-                step = trees["step"]
-                ok = _scalar_step(step) is not None and not isinstance(step, (bool, np.bool_))
-                if not ok or (_scalar_step(step) or 0) < 0:
-                    raise UsageError(
-                        f"state[{snames.get('step', 'step')!r}]={step!r} is invalid; expected a whole number >= 0"
-                    )
-        _v.check_same_namespace(leaves)
+                found.append((where, _v.check_tree(where, v, numbers_ok=True, optional=True)))
+        if len({type(x) for _, leaves in found for _, x in leaves}) > 1:
+            _v.check_same_namespace({_v.path_str(n, p): x for n, leaves in found for p, x in leaves})
 
     def _snapshot(
         self,
@@ -544,10 +551,18 @@ class Guard:
         state: Mapping[str, Any] | None = None,
         drawn: _Drawn | None = None,
     ) -> Snapshot:
-        trees, _, _, _ = self._split_state(params, state)
+        trees, _, snames, _ = self._split_state(params, state)
         gp = _detect_prefix(params, grads) if grads is not None else ""
         grads_k = _rekey(grads, gp) if grads is not None else None
+        if grads_k is not None and not _v.same_layout(params, grads_k):
+            _v.check_same_structure({"params": params, "grads": grads_k}, namespace=False)
         step = _scalar_step(trees.get("step"))
+        if "step" in trees and not isinstance(trees["step"], Mapping):
+            value = trees["step"]
+            if step is None or step < 0 or isinstance(value, (bool, np.bool_)):
+                raise UsageError(
+                    f"state[{snames.get('step', 'step')!r}]={value!r} is invalid; expected a whole number >= 0"
+                )
         arrays = {k: v for k, v in trees.items() if not _is_number(v)}
         if self._sampler is None:
             return Snapshot(
@@ -610,6 +625,82 @@ class Guard:
         if found:
             self._handle(found)
         return found
+
+    def call(self, update_fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """Call the user's update function once, checked: what :func:`guarded` does on each call.
+
+        The function takes the parameters and the gradients first, then its state trees
+        (named as :func:`optcheck.rules.naming.map_states` reads them, or by ``roles=``) and
+        possibly the step ``t``; it may update its arguments in place or return ``(parameters,
+        *states)``. Hyperparameters the call passes (``learning_rate=0.01``, ``beta=0.9``,
+        ``epsilon``..., any name of :mod:`optcheck.rules.naming`, defaults of the function
+        included) replace the guard's own for this call, since they are what the function
+        computes with; a course L2 pair (``lambd``, ``m``) sets ``weight_decay = λ/m`` on the
+        weights only. Returns what the function returned.
+        """
+        if not self.due:
+            self.steps += 1
+            if self.shadow:
+                self._advance_tracker()
+            return update_fn(*args, **kwargs)
+        sig = self._signature(update_fn)
+        arguments = _bind(sig, args, kwargs)
+        call = _classify(arguments)
+        if self.rule is not None:
+            self._use_call_hyper(_bind(sig, args, kwargs, defaults=True), call, arguments[call.params])
+        params, grads = arguments[call.params], arguments[call.grads]
+        state_in = {n: arguments[n] for n in call.states}
+        snap = self.snapshot(params=params, grads=grads, state=state_in)
+        user_step = arguments.get(call.step) if call.step else None
+        result = update_fn(*args, **kwargs)
+        new_params, new_states = _split_result(result, call, arguments)
+        self.steps += 1
+        if self.shadow:
+            self._advance_tracker()
+        self.checked += 1
+        step = int(user_step) if user_step is not None else self.steps
+        if snap.step is None:
+            snap.step = step - 1
+        found = self._check(
+            new_params, grads, new_states, step, snap, param_name=call.params, grads_name=call.grads
+        )
+        self.violations = found
+        if found:
+            self._handle(found)
+        return result
+
+    def _signature(self, fn: Callable[..., Any]) -> inspect.Signature | None:
+        cached = self._signatures.get(fn)
+        if cached is None and fn not in self._signatures:
+            try:
+                cached = inspect.signature(fn)
+            except (TypeError, ValueError):
+                cached = None
+            self._signatures[fn] = cached
+        return cached
+
+    def _use_call_hyper(self, arguments: Mapping[str, Any], call: _CallShape, params: Tree) -> None:
+        """Check this call against the hyperparameters it passes (see :meth:`call`)."""
+        assert self._base_rule is not None
+        hyper, note = _call_hyper(self._base_rule, arguments, call)
+        key = (tuple(sorted(hyper.items())), tuple(params) if isinstance(params, Mapping) else None)
+        if key == self._call_key:
+            return
+        self._call_key = key
+        rule = self._base_rule.replace(**hyper) if hyper else self._base_rule
+        overrides = self._overrides_on(rule)
+        if note is not None and isinstance(params, Mapping):
+            no_decay = rule.replace(weight_decay=0.0)
+            for k in params:
+                if isinstance(k, str) and not k.startswith("W") and (k,) not in overrides:
+                    overrides[(k,)] = no_decay
+            if note not in self.notes:
+                self.notes.append(note)
+        if rule != self.rule or overrides != self.overrides:
+            self.rule = rule
+            self.overrides = overrides
+            self._plans.clear()
+            self._tracker = None
 
     def _check(
         self,
@@ -709,7 +800,7 @@ class Guard:
             before_map: dict[str, Any] = {"params": old_p, "state": snap.state if snap is not None else {}}
             if snap is not None and snap.grads is not None:
                 before_map["grads"] = snap.grads
-            ctx, leaves, counters = _prepare(
+            ctx, leaves, counters = prepare(
                 self.rule,
                 old_p,
                 g_s,
@@ -737,7 +828,7 @@ class Guard:
             before_map = {"params": old_p, "state": snap.state if snap is not None else {}}
             if snap is not None and snap.grads is not None:
                 before_map["grads"] = snap.grads
-            ctx, leaves, counters = _prepare(
+            ctx, leaves, counters = prepare(
                 self.rule,
                 old_p,
                 grads_k,
@@ -755,10 +846,10 @@ class Guard:
                 labels=_GUARD_LABELS if history else _GUARD_LABELS_AFTER_ONLY,
                 state_keys=snames,
             )
-        found = _run(ctx, leaves, counters)
+        found = run_checks(ctx, leaves, counters)
         if self.shadow and snap is not None and "differs-from-reference" not in self.skip:
             found.extend(self._shadow_check(ctx, leaves, step))
-        found = _sort([*pre, *found])
+        found = sort_violations([*pre, *found])
         if self._sampler is not None:
             for v in found:
                 ok = v.path is not None and v.index is not None and v.shape and len(v.index) == len(v.shape)
@@ -777,7 +868,7 @@ class Guard:
         """Screen one step without building a record: ``(True, _)`` when every invariant provably holds.
 
         It reads the arrays that :meth:`_precise` would check (the same trees, "before" values,
-        step and sample) and hands them to :func:`optcheck.invariants._screen`, whose one-pass
+        step and sample) and hands them to :func:`optcheck.invariants.screen`, whose one-pass
         tests imply that the precise checks find nothing. Where each array sits in the user's
         trees is worked out once per tree structure (a :class:`_Plan`; a training loop passes
         the same structure every step), so a step costs one walk over each tree. Anything out
@@ -867,7 +958,7 @@ class Guard:
                             False,
                             drawn,
                         )  # a gradient shaped unlike its parameter: named by the precise path
-                    leaves.append(_Leaf(path, _shape(base), base.dtype, x0, x1, gi, s0i, s1i, mut))
+                    leaves.append(Leaf(path, _shape(base), base.dtype, x0, x1, gi, s0i, s1i, mut))
                     continue
                 # sampled: the structure on the full arrays, then the same coordinates of each array
                 full = shapes.get(path)
@@ -902,11 +993,11 @@ class Guard:
                     elif mut:
                         mut = {"grads": (mut["grads"][0], gi)}
                 leaves.append(
-                    _Leaf(
+                    Leaf(
                         path, full, dtypes[path], x0, x1, gi, s0i, s1i, mut, sample=idx, lazy_s0=lazy or None
                     )
                 )
-            ctx = _Context(
+            ctx = Context(
                 rule=self.rule,
                 roles=roles,
                 names={},
@@ -915,7 +1006,7 @@ class Guard:
                 skip=self.skip if history else self.skip | _HISTORY_IDS,
                 leaf_rules=self.overrides,
             )
-            return _screen(ctx, leaves, counters), drawn
+            return screen(ctx, leaves, counters), drawn
         except (_Bail, ValueError, TypeError, IndexError, KeyError):
             return False, drawn
 
@@ -946,17 +1037,14 @@ class Guard:
         step: int | None,
         out: list[Violation],
     ) -> tuple[Tree, dict[str, Any], set[Path]]:
-        from ..invariants import _check_structure
-
-        ctx = _Context(rule=self.rule, roles={}, names=names, key_prefix=prefixes, step=step, skip=self.skip)
+        ctx = Context(rule=self.rule, roles={}, names=names, key_prefix=prefixes, step=step, skip=self.skip)
         keep: set[Path] = set()
         shapes_ok: dict[Path, bool] = {}
         for path, p in flatten(params):
             full = shapes.get(path)
             if full is None:
                 continue
-            fake = types.SimpleNamespace(shape=full, dtype=dtypes[path])
-            changed = _check_structure(ctx, "params", path, fake, p, out)
+            changed = check_structure(ctx, "params", path, full, dtypes[path], p, out)
             shapes_ok[path] = not changed
             if not changed:
                 keep.add(path)
@@ -967,8 +1055,7 @@ class Guard:
             for path, x in flatten(tree):
                 full = shapes.get(path)
                 if full is not None and _shape(x) != full and shapes_ok.get(path, False):
-                    fake = types.SimpleNamespace(shape=full, dtype=getattr(x, "dtype", None))
-                    _check_structure(ctx, key, path, fake, x, out)
+                    check_structure(ctx, key, path, full, getattr(x, "dtype", None), x, out)
                     keep.discard(path)
 
         def gather_tree(tree: Tree) -> Tree:
@@ -1013,7 +1100,7 @@ class Guard:
         with np.errstate(all="ignore"):
             _, self._tracker = self.rule.step(p, np.zeros(1), self._tracker)
 
-    def _shadow_check(self, ctx: _Context, leaves: list[_Leaf], step: int | None) -> list[Violation]:
+    def _shadow_check(self, ctx: Context, leaves: list[Leaf], step: int | None) -> list[Violation]:
         from .._compare import leaf_error, rtol, to_numpy
 
         out: list[Violation] = []
@@ -1106,9 +1193,9 @@ class Guard:
                         path=leaf.path,
                         message=(
                             f"{where} differs from {rule.name}({hyper}){ctx.at_step() if step is not None else ''} on "
-                            f"{cnt} of {mask.size} sampled entries; first at {_fmt_index(index)}: {_fmt(got)}, "
-                            f"reference {_fmt(want)} ("
-                            + ", ".join(f"{k}={_fmt(v)}" for k, v in related.items())
+                            f"{cnt} of {mask.size} sampled entries; first at {fmt_index(index)}: {fmt_number(got)}, "
+                            f"reference {fmt_number(want)} ("
+                            + ", ".join(f"{k}={fmt_number(v)}" for k, v in related.items())
                             + " before the step)."
                         ),
                         hint=(
@@ -1224,7 +1311,7 @@ def _plan(
     if len(set(paths)) != len(paths):
         raise _Bail
     parts, role_of = guard._state_parts(params, state)
-    roles = _roles_for(rule, role_of)
+    roles = roles_for(rule, role_of)
     new: dict[str, tuple[Tree, str, int]] = {}  # internal key -> (user's tree, prefix, offset in the walk)
     base = 0
     for _, key, prefix, tree in parts:
@@ -1417,6 +1504,43 @@ def _split_result(result: Any, call: _CallShape, inputs: Mapping[str, Any]) -> t
     return result, states
 
 
+def _call_hyper(
+    rule: Rule, arguments: Mapping[str, Any], call: _CallShape
+) -> tuple[dict[str, Any], str | None]:
+    """The hyperparameters the call passes (by any name of :mod:`optcheck.rules.naming`), and course L2.
+
+    Returns ``({rule name: value}, note)``; a course L2 pair (``lambd``/``reg_param`` and the
+    batch size ``m``) becomes ``weight_decay = λ/m``, which :meth:`Guard.call` applies to the
+    weights only (``W1, W2, ...``), as the course's cost does; ``note`` says so.
+    """
+    taken = {call.params, call.grads, *call.states, call.step}
+    numbers = {
+        n: v
+        for n, v in arguments.items()
+        if n not in taken and isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool)
+    }
+    meaning = naming.resolve_hypers(list(numbers), rule)
+    own = set(naming.hyper_names(rule))
+    reg: tuple[str, float] | None = None
+    batch: tuple[str, float] | None = None
+    given: dict[str, Any] = {}
+    for name, value in numbers.items():
+        if naming.is_course_l2(name, rule):
+            reg = (name, float(value))
+        elif name in naming.BATCH_NAMES and name not in own:
+            batch = (name, float(value))
+        elif meaning.get(name) is not None:
+            given[name] = float(value) if isinstance(value, (float, np.floating)) else int(value)
+    hyper = naming.normalise_hyper(rule, given, what="the call's ")
+    note = None
+    if reg is not None and reg[1] != 0 and "weight_decay" in own:
+        wd = reg[1] / batch[1] if batch is not None and batch[1] > 0 else reg[1]
+        hyper["weight_decay"] = wd
+        formula = f"{reg[0]}/{batch[0]}" if batch is not None else reg[0]
+        note = f"course L2: weight_decay = {formula} = {wd:.6g} on the weights W1, W2, ... (not the biases)"
+    return hyper, note
+
+
 def guarded(
     update_fn: Callable[..., Any],
     rule: str | Rule | None = None,
@@ -1456,46 +1580,18 @@ def guarded(
         seed=seed,
         **hyper,
     )
-    try:
-        sig: inspect.Signature | None = inspect.signature(update_fn)
-    except (TypeError, ValueError):
-        sig = None
 
     @functools.wraps(update_fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        if not guard.due:
-            guard.steps += 1
-            if guard.shadow:
-                guard._advance_tracker()
-            return update_fn(*args, **kwargs)
-        arguments = _bind(sig, args, kwargs)
-        call = _classify(arguments)
-        params, grads = arguments[call.params], arguments[call.grads]
-        state_in = {n: arguments[n] for n in call.states}
-        snap = guard.snapshot(params=params, grads=grads, state=state_in)
-        user_step = arguments.get(call.step) if call.step else None
-        result = update_fn(*args, **kwargs)
-        new_params, new_states = _split_result(result, call, arguments)
-        guard.steps += 1
-        if guard.shadow:
-            guard._advance_tracker()
-        guard.checked += 1
-        step = int(user_step) if user_step is not None else guard.steps
-        if snap.step is None:
-            snap.step = step - 1
-        found = guard._check(
-            new_params, grads, new_states, step, snap, param_name=call.params, grads_name=call.grads
-        )
-        guard.violations = found
-        if found:
-            guard._handle(found)
-        return result
+        return guard.call(update_fn, *args, **kwargs)
 
     wrapper.guard = guard  # type: ignore[attr-defined]
     return wrapper
 
 
-def _bind(sig: inspect.Signature | None, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> dict[str, Any]:
+def _bind(
+    sig: inspect.Signature | None, args: tuple[Any, ...], kwargs: Mapping[str, Any], *, defaults: bool = False
+) -> dict[str, Any]:
     if sig is None:
         out = {f"args[{i}]": a for i, a in enumerate(args)}
         out.update(kwargs)
@@ -1506,6 +1602,8 @@ def _bind(sig: inspect.Signature | None, args: tuple[Any, ...], kwargs: Mapping[
         raise TypeError(
             f"the guarded update function was called with arguments it does not accept: {e}"
         ) from None
+    if defaults:
+        bound.apply_defaults()
     out = {}
     for name, value in bound.arguments.items():
         kind = sig.parameters[name].kind
@@ -1525,15 +1623,28 @@ def _bind(sig: inspect.Signature | None, args: tuple[Any, ...], kwargs: Mapping[
 
 @contextlib.contextmanager
 def trap(
-    *, invalid: bool = True, divide: bool = True, overflow: bool = True, underflow: bool = False
+    model: Any = None,
+    *,
+    invalid: bool = True,
+    divide: bool = True,
+    overflow: bool = True,
+    underflow: bool = False,
 ) -> Iterator[None]:
-    """Stop at the first numpy floating-point error inside the block, naming your source line.
+    """Stop at the first NaN or inf made inside the block, naming your source line (numpy) or module (torch).
 
-    Inside ``with optcheck.trap():`` numpy's "invalid value" (NaN from √ of a negative or
-    0/0), "divide by zero" and "overflow" warnings become an :class:`~optcheck.InvariantError`
-    whose message quotes the file, line and code that produced it. Usable as a decorator.
-    torch tensors are not affected (use ``torch.autograd.set_detect_anomaly`` or a
-    :class:`Guard`).
+    numpy: inside ``with optcheck.trap():`` numpy's "invalid value" (NaN from √ of a negative
+    or 0/0), "divide by zero" and "overflow" warnings become an :class:`~optcheck.InvariantError`
+    whose message quotes the file, line and code that produced it.
+
+    torch: ``with optcheck.trap(model):`` hooks every module of ``model`` for the block and
+    raises from the forward call or from ``loss.backward()`` at the first module whose output,
+    or whose gradient in the backward pass, went non-finite, naming the module by its
+    qualified name (``'encoder.fc1' (Linear)``) with the offending tensor's shape, number of
+    NaN/inf entries and the range of its finite entries; a parameter's non-finite gradient is
+    named too. Where no module can be blamed (the loss, code between modules) it says so and
+    points to ``torch.autograd.set_detect_anomaly(True)``. ``trap()`` without a model, when
+    torch is imported, hooks every module called in the block, named by class. The hooks are
+    removed on leaving the block. Usable as a decorator.
     """
     for arg, v in (
         ("invalid", invalid),
@@ -1543,9 +1654,20 @@ def trap(
     ):
         _v.check_bool(arg, v)
     kinds = {"invalid": invalid, "divide": divide, "over": overflow, "under": underflow}
+    torch = sys.modules.get("torch")
+    if model is not None and (torch is None or not isinstance(model, torch.nn.Module)):
+        raise TypeError(
+            "trap(model) takes a torch.nn.Module (its modules are hooked to name the first that makes a NaN), "
+            f"got {type(model).__name__}; for numpy code use trap() without arguments"
+        )
     settings = {k: ("raise" if v else "ignore") for k, v in kinds.items()}
+    hooks: contextlib.AbstractContextManager[None] = contextlib.nullcontext()
+    if torch is not None:
+        from ._torchtrap import torch_hooks
+
+        hooks = torch_hooks(model)
     try:
-        with np.errstate(**settings):  # type: ignore[arg-type]
+        with hooks, np.errstate(**settings):  # type: ignore[arg-type]
             yield
     except InvariantError:
         raise

@@ -2,7 +2,10 @@
 
 A rule is an immutable value (a frozen dataclass) holding its hyperparameters and
 conventions. ``rule.init(params)`` builds a state; ``rule.step(params, grads, state)``
-returns ``(new_params, new_state)`` and never mutates its inputs.
+returns ``(new_params, new_state)`` and never mutates its inputs; ``rule.step_(params,
+grads, state)`` computes the same numbers into ``params`` and ``state`` (in place).
+Both forms run the same ``_step_leaf`` (on blocks of large numpy arrays, so that the
+temporaries stay in the CPU cache), so they agree bit for bit.
 
 Every rule is written once, against the array API (``array_api_compat``), so the
 same code serves numpy arrays, ``array_api_strict`` arrays and torch tensors.
@@ -19,16 +22,18 @@ import dataclasses
 import difflib
 import math
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, MutableMapping
 from typing import Any, ClassVar
 
 import numpy as np
 from array_api_compat import array_namespace
 
 from .._core import validate as _v
-from .._tree import Path, Tree, describe, path_str, unflatten, zip_trees
+from .._core.errors import UsageError
+from .._tree import Path, Tree, describe, flatten, path_str, unflatten, zip_trees
 
 __all__ = [
+    "CHUNK_BYTES",
     "DEFAULT_OPS",
     "MONOTONE_ROLES",
     "NONNEGATIVE_ROLES",
@@ -219,6 +224,12 @@ class Ops:
     input unchanged when the coefficient is 0. Rules never mutate what an ``Ops``
     method returns. Diagnosis subclasses this to build the known bugs as mutants of
     the reference rules (``rule.with_ops(MyOps())``).
+
+    The arrays a method receives may be blocks (views) of the user's arrays: large numpy
+    arrays are stepped block by block, so a method must compute elementwise (the only
+    reductions are Adafactor's, which it does itself). A method that breaks the
+    contract (returns its argument, another dtype) still gives a correct pure step, and
+    the in-place form falls back to stepping the whole array at once.
     """
 
     name: ClassVar[str] = "reference"
@@ -354,10 +365,18 @@ class Rule:
       (``{"betas": ("beta1", "beta2")}``);
 
     and implement ``_init_leaf`` and ``_step_leaf`` (and ``_scalars`` when the
-    step needs per-step numbers shared by every array).
+    step needs per-step numbers shared by every array). ``elementwise`` says that
+    ``_step_leaf`` computes each coordinate from the same coordinate of its inputs only
+    (no norm, mean or other reduction over the array); such rules are stepped block by
+    block on large numpy arrays (set it to ``False`` otherwise, as Adafactor does).
+
+    Two forms of the step share ``_step_leaf``: :meth:`step` (pure, new arrays) and
+    :meth:`step_` (in place). ``_step_leaf`` never mutates its inputs; it may be called on
+    a block of the arrays, so that the same equations serve both forms.
     """
 
     name: ClassVar[str] = ""
+    elementwise: ClassVar[bool] = True
     array_states: ClassVar[tuple[str, ...]] = ()
     scalar_states: ClassVar[tuple[str, ...]] = ("step",)
     state_roles: ClassVar[Mapping[str, str]] = {}
@@ -408,7 +427,7 @@ class Rule:
                 continue
             value = out.pop(alias)
             try:
-                parts = tuple(value)
+                parts = () if isinstance(value, (str, bytes)) else tuple(value)  # "ab" is not a pair
             except TypeError:
                 parts = ()
             if len(parts) != len(fields):
@@ -447,8 +466,44 @@ class Rule:
         return state
 
     def step(self, params: Tree, grads: Tree, state: Mapping[str, Any]) -> tuple[Tree, dict[str, Any]]:
-        """One update: returns ``(new_params, new_state)``; the inputs are never mutated."""
+        """One update: returns ``(new_params, new_state)``; the inputs are never mutated.
+
+        Every array of the result is new (the new parameters and each new state array);
+        nothing in ``params``, ``grads`` or ``state`` is written. :meth:`step_` computes the
+        same numbers in place.
+        """
+        return self._run(params, grads, state, in_place=False)
+
+    def step_(self, params: Tree, grads: Tree, state: dict[str, Any]) -> tuple[Tree, dict[str, Any]]:
+        """One update *in place*: writes the new values into ``params``' and ``state``'s arrays.
+
+        The arrays of ``params`` and the array entries of ``state`` are overwritten with the
+        values :meth:`step` would return (bit for bit: the same equations, through the same
+        :class:`Ops` hooks); ``state``'s numbers (``step``, ...) are replaced in the dict.
+        ``grads`` is only read. Returns ``(params, state)``, the very objects passed, so that
+        ``params, state = rule.step_(params, grads, state)`` reads like the pure form.
+
+        Use it where the old values are not needed afterwards: it allocates no
+        parameter-sized array on numpy (the pure form allocates the outputs). ``state`` must
+        be a mutable mapping (a ``dict``), every array writeable, and no two of the arrays
+        written may share memory (``UsageError`` naming them otherwise).
+        """
+        if type(self).step is not Rule.step:
+            # a rule with its own pure step (a wrapper rule): compute purely, then write back
+            _check_mutable_state(self.name, state)
+            _check_writable(self.name, params, state, self.array_keys())
+            new_p, new_s = self.step(params, grads, state)
+            return _write_back(params, new_p, state, new_s, self.array_keys())
+        return self._run(params, grads, state, in_place=True)
+
+    def _run(
+        self, params: Tree, grads: Tree, state: Mapping[str, Any], *, in_place: bool
+    ) -> tuple[Tree, dict[str, Any]]:
         rows, scalars = self._check(params, grads, state)
+        keys = self.array_keys()
+        if in_place:
+            _check_mutable_state(self.name, state)
+            _check_writable(self.name, params, state, keys)
         t = self.ops.next_step(scalars["step"])
         scal = self._scalars(scalars, t)
         new_p: list[Any] = []
@@ -456,14 +511,71 @@ class Rule:
         # NaN and inf are not errors here (the invariant checkers report them): no numpy warnings
         with np.errstate(all="ignore"):
             for xp, p, g, s in rows:
-                p2, s2 = self._step_leaf(xp, p, g, s, scal)
-                new_p.append(_as_array(p2))
-                per_leaf.append({k: _as_array(v) for k, v in s2.items()})
-        new_state: dict[str, Any] = {k: v for k, v in scal.items() if k in self.scalar_states}
-        new_state["step"] = t
-        for key in self.array_keys():
+                p2, s2 = self._leaf(xp, p, g, s, scal, in_place)
+                new_p.append(p2)
+                per_leaf.append(s2)
+        new_scalars = {k: v for k, v in scal.items() if k in self.scalar_states}
+        new_scalars["step"] = t
+        if in_place:
+            assert isinstance(state, MutableMapping)
+            state.update(new_scalars)
+            return params, state  # type: ignore[return-value]
+        new_state: dict[str, Any] = dict(new_scalars)
+        for key in keys:
             new_state[key] = unflatten(params, [s[key] for s in per_leaf])
         return unflatten(params, new_p), new_state
+
+    def _leaf(
+        self, xp: Any, p: Array, g: Array, s: dict[str, Array], c: Mapping[str, Any], in_place: bool
+    ) -> tuple[Array, dict[str, Array]]:
+        """One parameter's step: fresh outputs (``in_place=False``) or written into ``p`` and ``s``.
+
+        Large contiguous numpy arrays of an elementwise rule are stepped in blocks of
+        :data:`CHUNK_BYTES` per array, so that the temporaries the :class:`Ops` hooks make
+        stay in the CPU cache and are never parameter-sized; each block's results are
+        written straight into the outputs (or, in place, into ``p`` and ``s``). Every
+        element goes through the same operations either way, so blocking changes no bit.
+        """
+        n = _block_length(self, p, g, s)
+        if n:
+            done = self._leaf_blocked(p, g, s, c, in_place, n)
+            if done is not None:
+                return done
+        p2, s2 = self._step_leaf(xp, p, g, s, c)
+        p2 = _as_array(p2)
+        s2 = {k: _as_array(v) for k, v in s2.items()}
+        if in_place:
+            _assign_all(self.name, [(p, p2), *((s[k], s2[k]) for k in s)])
+            return p, s
+        # the pure form returns new arrays: one that is an input (a hook that returned its
+        # argument) is copied, so that the caller never holds an alias of its own input
+        inputs = (p, g, *s.values())
+        return _fresh(xp, p2, inputs), {k: _fresh(xp, v, inputs) for k, v in s2.items()}
+
+    def _leaf_blocked(
+        self, p: Array, g: Array, s: dict[str, Array], c: Mapping[str, Any], in_place: bool, n: int
+    ) -> tuple[Array, dict[str, Array]] | None:
+        """:meth:`_leaf` block by block; ``None`` (nothing written) when the hooks' results do not fit."""
+        if in_place:
+            out_p, out_s = p, s
+        else:
+            out_p = np.empty_like(p)
+            out_s = {k: np.empty_like(v) for k, v in s.items()}
+        fp, fg = p.reshape(-1), g.reshape(-1)
+        fs = {k: v.reshape(-1) for k, v in s.items()}
+        dp = out_p.reshape(-1)
+        ds = {k: v.reshape(-1) for k, v in out_s.items()}
+        size = fp.shape[0]
+        for i in range(0, size, n):
+            j = min(i + n, size)
+            p2, s2 = self._step_leaf(np, fp[i:j], fg[i:j], {k: v[i:j] for k, v in fs.items()}, c)
+            pairs = [(dp[i:j], p2), *((ds[k][i:j], s2.get(k)) for k in ds)]
+            if i == 0 and (set(s2) != set(ds) or not all(_fits(d, x) for d, x in pairs)):
+                # a hook returned something else than one array per output (another dtype,
+                # shape or type): the whole array is stepped at once instead
+                return None
+            _assign_all(self.name, pairs)
+        return out_p, out_s
 
     # -- hooks for subclasses --------------------------------------------------------------
 
@@ -602,6 +714,173 @@ class Rule:
                     )
             out.append((xp, p, g, s))
         return out, scalars
+
+
+CHUNK_BYTES = 1 << 17
+"""The block size (bytes per array) in which large numpy arrays are stepped (see :meth:`Rule.step`)."""
+
+
+def _block_length(rule: Rule, p: Any, g: Any, s: Mapping[str, Any]) -> int:
+    """Entries per block when ``p`` is stepped block by block, else 0 (the whole array at once)."""
+    if not rule.elementwise or type(p) is not np.ndarray or type(g) is not np.ndarray:
+        return 0
+    if p.nbytes < 2 * CHUNK_BYTES or not (p.flags.c_contiguous and g.flags.c_contiguous):
+        return 0
+    for v in s.values():
+        if type(v) is not np.ndarray or not v.flags.c_contiguous or v.shape != p.shape:
+            return 0
+    return max(1, CHUNK_BYTES // p.itemsize)
+
+
+def _fits(dst: np.ndarray, x: Any) -> bool:
+    return type(x) is np.ndarray and x.shape == dst.shape and x.dtype == dst.dtype
+
+
+def _may_alias(x: Any, others: Any) -> bool:
+    """Whether ``x`` may share memory with one of ``others`` (cheaply: most results own their memory).
+
+    A numpy array that owns its memory (``base is None``, as every fresh result of an
+    operation does) shares it with no other array, unless it *is* one of them; a view is
+    checked by address. torch tensors are compared by storage; other arrays by identity.
+    """
+    if any(x is o for o in others):
+        return True
+    if isinstance(x, np.ndarray):
+        if x.base is None:
+            return False
+        return any(isinstance(o, np.ndarray) and np.may_share_memory(x, o) for o in others)
+    torch: Any = sys.modules.get("torch")
+    if torch is not None and isinstance(x, torch.Tensor):
+        try:
+            ptr = x.untyped_storage().data_ptr()
+            return any(
+                isinstance(o, torch.Tensor) and o.untyped_storage().data_ptr() == ptr and x.numel() > 0
+                for o in others
+            )
+        except (RuntimeError, NotImplementedError):  # pragma: no cover - tensors without storage
+            return False
+    return False
+
+
+def _copy(x: Any) -> Any:
+    if isinstance(x, np.ndarray):
+        return x.copy()
+    torch: Any = sys.modules.get("torch")
+    if torch is not None and isinstance(x, torch.Tensor):
+        return x.clone()
+    return array_namespace(x).asarray(x, copy=True)
+
+
+def _fresh(xp: Any, x: Any, inputs: tuple[Any, ...]) -> Any:
+    """``x``, or a copy of it when it shares memory with one of ``inputs``."""
+    if x is None:
+        return None
+    return _copy(x) if _may_alias(x, [i for i in inputs if i is not None]) else x
+
+
+def _assign_all(name: str, pairs: list[tuple[Any, Any]]) -> None:
+    """Write each ``src`` into its ``dst``, every ``src`` read before any ``dst`` is written."""
+    dsts = [d for d, _ in pairs]
+    todo = []
+    for dst, src in pairs:
+        if src is dst or (dst is None and src is None):
+            continue
+        if dst is None or src is None or tuple(src.shape) != tuple(dst.shape):
+            got = "None" if src is None else f"shape {tuple(src.shape)}"
+            want = "None" if dst is None else f"shape {tuple(dst.shape)}"
+            raise ValueError(
+                f"{name}: the step produced an array of {got} where the in-place form must store "
+                f"{want}; use rule.step, which returns new arrays"
+            )
+        if _may_alias(src, dsts):
+            src = _copy(src)  # a result that aliases a destination: read it before writing
+        todo.append((dst, src))
+    for dst, src in todo:
+        if isinstance(dst, np.ndarray):
+            np.copyto(dst, src)
+            continue
+        torch: Any = sys.modules.get("torch")
+        if torch is not None and isinstance(dst, torch.Tensor):
+            with torch.no_grad():
+                dst.copy_(src)
+            continue
+        dst[...] = src
+
+
+def _check_mutable_state(name: str, state: Any) -> None:
+    if not isinstance(state, MutableMapping):
+        raise TypeError(
+            f"{name}: rule.step_ writes the new state into state, so state must be a dict; got "
+            f"{type(state).__name__} (use rule.step, which returns a new state)"
+        )
+
+
+def _byte_bounds(x: np.ndarray) -> tuple[int, int]:
+    utils = getattr(np.lib, "array_utils", None)  # numpy >= 2
+    fn = utils.byte_bounds if utils is not None else np.byte_bounds  # type: ignore[attr-defined]
+    lo, hi = fn(x)
+    return int(lo), int(hi)
+
+
+def _check_writable(name: str, params: Tree, state: Mapping[str, Any], keys: tuple[str, ...]) -> None:
+    """Every array ``step_`` writes is writeable and shares memory with no other one it writes."""
+    trees: list[tuple[str, Tree]] = [("params", params), *((f"state[{k!r}]", state.get(k)) for k in keys)]
+    arrays: list[tuple[str, Any]] = []
+    for label, tree in trees:
+        for path, x in flatten(tree):
+            if x is None:
+                continue
+            where = path_str(label, path)
+            if isinstance(x, np.generic):
+                raise UsageError(
+                    f"{where} is a numpy scalar ({type(x).__name__}), which cannot be changed in place; "
+                    "rule.step_ needs arrays (np.asarray(x) makes a 0-d one), or use rule.step"
+                )
+            if isinstance(x, np.ndarray) and not x.flags.writeable:
+                raise UsageError(
+                    f"{where} is a read-only numpy array; rule.step_ writes the new values into it "
+                    "(pass a writeable array, e.g. a copy, or use rule.step)"
+                )
+            arrays.append((where, x))
+    bounds = []
+    for where, x in arrays:
+        if isinstance(x, np.ndarray):
+            lo, hi = _byte_bounds(x)
+            bounds.append((lo, hi, where, x))
+    bounds.sort(key=lambda b: b[0])
+    active: list[tuple[int, int, str, np.ndarray]] = []
+    for b in bounds:
+        active = [a for a in active if a[1] > b[0]]
+        for a in active:
+            if a[3].size and b[3].size and np.shares_memory(a[3], b[3]):
+                raise UsageError(
+                    f"{a[2]} and {b[2]} share memory; rule.step_ writes both, so one would overwrite "
+                    "the other (give each its own array, or use rule.step)"
+                )
+        active.append(b)
+    seen: dict[int, str] = {}
+    for where, x in arrays:
+        if not isinstance(x, np.ndarray):
+            if id(x) in seen:
+                raise UsageError(
+                    f"{seen[id(x)]} and {where} are the same array; rule.step_ writes both, so one "
+                    "would overwrite the other (give each its own array, or use rule.step)"
+                )
+            seen[id(x)] = where
+
+
+def _write_back(
+    params: Tree, new_p: Tree, state: dict[str, Any], new_s: Mapping[str, Any], keys: tuple[str, ...]
+) -> tuple[Tree, dict[str, Any]]:
+    """Copy a pure step's results into ``params`` and ``state`` (the in-place form of a wrapper rule)."""
+    pairs = [(d, x) for (_, d), (_, x) in zip(flatten(params), flatten(new_p), strict=True)]
+    for k in keys:
+        pairs += [(d, x) for (_, d), (_, x) in zip(flatten(state[k]), flatten(new_s[k]), strict=True)]
+    _assign_all("step_", pairs)
+    for k, v in new_s.items():
+        if k not in keys:
+            state[k] = v
+    return params, state
 
 
 def _namespace_of_both(name: str, x: Any, ref_name: str, ref: Any, path: Path) -> Any:

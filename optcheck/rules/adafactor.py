@@ -7,7 +7,9 @@ import math
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from ._base import Rule, convention, hyper
+import numpy as np
+
+from ._base import CHUNK_BYTES, Rule, _assign_all, convention, hyper
 
 Array = Any
 
@@ -51,6 +53,7 @@ class Adafactor(Rule):
     """
 
     name: ClassVar[str] = "adafactor"
+    elementwise: ClassVar[bool] = False  # RMS(p), RMS(U) and the factored means span the array
     array_states: ClassVar[tuple[str, ...]] = ("row_var", "col_var", "variance")
     state_roles: ClassVar[Mapping[str, str]] = {
         "step": "counter",
@@ -102,39 +105,150 @@ class Adafactor(Rule):
     def _step_leaf(
         self, xp: Any, p: Array, g: Array, s: Mapping[str, Array], c: Mapping[str, Any]
     ) -> tuple[Array, dict[str, Array]]:
-        o = self.ops
-        if self.maximize:
-            g = o.neg(g)
         n = math.prod(int(k) for k in p.shape)
         if n == 0:  # nothing to update (and no mean over an empty axis)
             return p * 1.0, {k: None if v is None else v * 1.0 for k, v in s.items()}
+        return self._passes(xp, p, g, s, c, None, None)
+
+    def _leaf(
+        self, xp: Any, p: Array, g: Array, s: dict[str, Array], c: Mapping[str, Any], in_place: bool
+    ) -> tuple[Array, dict[str, Array]]:
+        """Large contiguous numpy vectors and matrices go block by block (rows of a matrix), in passes."""
+        rows = _block_rows(p, g, s)
+        if not rows:
+            return super()._leaf(xp, p, g, s, c, in_place)
+        if in_place:
+            out_p, out_s = p, s
+        else:
+            out_p = np.empty_like(p)
+            out_s = {k: None if v is None else np.empty_like(v) for k, v in s.items()}
+        self._passes(np, p, g, s, c, rows, (out_p, out_s))
+        return out_p, out_s
+
+    def _passes(
+        self,
+        xp: Any,
+        p: Array,
+        g: Array,
+        s: Mapping[str, Array],
+        c: Mapping[str, Any],
+        rows: int | None,
+        out: tuple[Array, dict[str, Array]] | None,
+    ) -> tuple[Array, dict[str, Array]]:
+        """The step in three passes over the array, each either whole (``rows=None``) or by blocks.
+
+        Pass 1 updates the second moment (the row and column averages of g², or the
+        variance); pass 2 forms U and its RMS; pass 3 moves the parameters. By blocks of
+        ``rows`` leading entries (rows of a matrix), U is formed again in pass 3 instead of
+        kept, and each result is written into ``out`` as soon as it is complete, so no
+        parameter-sized temporary is held; the reductions (the column means, RMS(U)) are
+        then sums of per-block sums. Every write goes to a block that no later pass reads
+        in its old value.
+        """
+        o = self.ops
+        n = math.prod(int(k) for k in p.shape)
         eps1 = float(xp.finfo(p.dtype).eps) if self.eps1 is None else self.eps1
         beta = c["beta2_t"]
+        alpha = max(self.eps2, _rms(xp, p, n)) * c["rho"]  # before anything is written
+        size = int(p.shape[0]) if rows is not None else 1
+        blocks: list[Any] = [...] if rows is None else [slice(i, i + rows) for i in range(0, size, rows)]
+        factored = p.ndim >= 2
+        add = self.eps1_placement == "add"  # the paper's g² + eps1, no floors
         new: dict[str, Array] = {"row_var": None, "col_var": None, "variance": None}
-        alpha = max(self.eps2, _rms(xp, p, n)) * c["rho"]
-        p = o.decay(p, self.lr, self.weight_decay)
-        sq = o.second_moment_input(g, p, 0.0)
-        add = self.eps1_placement == "add"
-        if add:
-            sq = sq + eps1
-        if p.ndim >= 2:
-            row = o.ema(s["row_var"], xp.mean(sq, axis=-1, keepdims=True), beta)
-            col = o.ema(s["col_var"], xp.mean(sq, axis=-2, keepdims=True), beta)
-            new["row_var"], new["col_var"] = row, col
+
+        def grad(b: Any) -> Array:
+            return o.neg(g[b]) if self.maximize else g[b]
+
+        def put(key: str, b: Any, value: Array) -> Array:
+            if out is None:
+                new[key] = value
+                return value
+            dst = out[0] if key == "params" else out[1][key]
+            _assign_all(self.name, [(dst[b], value)])
+            return dst[b]
+
+        # pass 1: the second moment
+        if factored:
+            col_sum: Array = None
+            for b in blocks:
+                sq = o.second_moment_input(grad(b), p[b], 0.0)
+                if add:
+                    sq = sq + eps1
+                put("row_var", b, o.ema(s["row_var"][b], xp.mean(sq, axis=-1, keepdims=True), beta))
+                part = xp.sum(sq, axis=-2, keepdims=True)
+                col_sum = part if col_sum is None else col_sum + part
+            col_mean = col_sum / int(p.shape[-2])
+            col = put("col_var", ..., o.ema(s["col_var"], col_mean, beta))
+            row = new["row_var"] if out is None else out[1]["row_var"]
             row_mean = xp.mean(row, axis=-2, keepdims=True)
             if not add:
                 row_mean = xp.clip(row_mean, min=eps1)
-            v_hat = o.div_eps(row * col, row_mean, 0.0)
+
+            def v_hat(b: Any) -> Array:
+                return o.div_eps(row[b] * col, row_mean, 0.0)
+
         else:
-            v_hat = o.ema(s["variance"], sq, beta)
-            new["variance"] = v_hat
-        u = o.div_eps(g, o.sqrt(xp, v_hat if add else xp.clip(v_hat, min=eps1 * eps1)), 0.0)
-        denom = max(1.0, _rms(xp, u, n) / self.d)
-        return o.descend(p, u, alpha / denom), new
+            for b in blocks:
+                sq = o.second_moment_input(grad(b), p[b], 0.0)
+                if add:
+                    sq = sq + eps1
+                put("variance", b, o.ema(s["variance"][b], sq, beta))
+            var = new["variance"] if out is None else out[1]["variance"]
+
+            def v_hat(b: Any) -> Array:
+                return var[b]
+
+        def update(b: Any) -> Array:
+            vb = v_hat(b)
+            return o.div_eps(grad(b), o.sqrt(xp, vb if add else xp.clip(vb, min=eps1 * eps1)), 0.0)
+
+        # pass 2: U and its RMS
+        if rows is None:
+            u = update(blocks[0])
+            rms_u = _rms(xp, u, n)
+        else:
+            total = 0.0
+            for b in blocks:
+                total += _sumsq(xp, update(b))
+            rms_u = math.sqrt(total) / math.sqrt(n)
+        step_size = alpha / max(1.0, rms_u / self.d)
+        # pass 3: the parameters
+        for b in blocks:
+            ub = u if rows is None else update(b)
+            put("params", b, o.descend(o.decay(p[b], self.lr, self.weight_decay), ub, step_size))
+        if out is None:
+            return new.pop("params"), new
+        return out
+
+
+def _block_rows(p: Any, g: Any, s: Mapping[str, Any]) -> int:
+    """Leading entries (rows of a matrix) per block for a large contiguous numpy vector or matrix, else 0."""
+    if type(p) is not np.ndarray or type(g) is not np.ndarray or p.ndim not in (1, 2):
+        return 0
+    if p.nbytes < 2 * CHUNK_BYTES or not (p.flags.c_contiguous and g.flags.c_contiguous):
+        return 0
+    for v in s.values():
+        if v is not None and (type(v) is not np.ndarray or not v.flags.c_contiguous):
+            return 0
+    row_bytes = p.itemsize * (int(p.shape[-1]) if p.ndim == 2 else 1)
+    return max(1, CHUNK_BYTES // row_bytes)
+
+
+def _sumsq(xp: Any, x: Array) -> float:
+    """Σx² as a Python float: a dot product, so no temporary the size of ``x``.
+
+    ``np.dot`` and the array API's ``vecdot`` give the same bits on numpy and
+    ``array_api_strict`` (both reach the same BLAS dot).
+    """
+    if isinstance(x, np.ndarray):
+        v = x.reshape(-1)
+        return float(np.dot(v, v))
+    v = xp.reshape(x, (-1,))
+    return float(xp.vecdot(v, v))
 
 
 def _rms(xp: Any, x: Array, n: int) -> float:
     """‖x‖₂/√n as a Python float (0 for an empty array)."""
     if n == 0:
         return 0.0
-    return float(xp.linalg.vector_norm(x)) / math.sqrt(n)
+    return math.sqrt(_sumsq(xp, x)) / math.sqrt(n)
