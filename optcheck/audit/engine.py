@@ -1676,19 +1676,15 @@ def _readable(value: float) -> bool:
 
 
 def _readable_candidates(value: float) -> list[float]:
-    """Readable replacements for ``value``, most likely to keep the finding first.
-
-    A very small or very large value is usually needed for its size: its power of ten first.
-    """
+    """Readable replacements for ``value``, most readable first: 0, ±1, ±2, then its power of ten
+    (which keeps a finding that needs a tiny or a huge value)."""
     small = [0.0, 1.0, -1.0, 2.0, -2.0]
     if value == 0 or not math.isfinite(value):
         return small
     power = math.copysign(10.0 ** round(math.log10(abs(value))), value)
     if not math.isfinite(power) or power == 0 or power in small:
         return small
-    if 1e-3 <= abs(value) <= 1e3:
-        return [*small, power]
-    return [power, 0.0, 1.0, -1.0]
+    return [*small, power]
 
 
 def _check_int(name: str, value: Any, low: int) -> int:
