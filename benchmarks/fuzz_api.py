@@ -498,6 +498,27 @@ def build_catalogue() -> None:
             lambda v: lambda: step_inplace(**{**_step_kwargs(), "state": v}),
         )
 
+        def read_only() -> Any:
+            kw = _step_kwargs()
+            kw["params"]["W"].setflags(write=False)
+            return step_inplace(**kw)
+
+        def aliased() -> Any:
+            kw = _step_kwargs()
+            kw["state"]["exp_avg"]["W"] = kw["params"]["W"]  # one array written twice
+            return step_inplace(**kw)
+
+        def frozen_state() -> Any:
+            import types
+
+            kw = _step_kwargs()
+            kw["state"] = types.MappingProxyType(kw["state"])
+            return step_inplace(**kw)
+
+        CASES.append(Case("Rule.step_", "params", "read-only array", read_only, ("params['W']", "params")))
+        CASES.append(Case("Rule.step_", "state", "array shared with params", aliased, ("state", "params")))
+        CASES.append(Case("Rule.step_", "state", "a read-only mapping", frozen_state, ("state",)))
+
     # -- invariants ----------------------------------------------------------------------------
     inv = optcheck.invariants
 
@@ -1209,7 +1230,7 @@ def build_catalogue() -> None:
             base.update(kw)
             return fn(**base)
 
-        entry(fname, lambda call_d=call_d: call_d(budget_s=0.5))
+        entry(fname, lambda call_d=call_d: call_d(budget=50))
         bad_traj = [
             ("None", None, "refuse"),
             ("empty list", [], "refuse"),
@@ -1242,13 +1263,13 @@ def build_catalogue() -> None:
             fname,
             "trajectories",
             bad_traj,
-            lambda v, call_d=call_d: lambda: call_d(trajectories=v, budget_s=0.5),
+            lambda v, call_d=call_d: lambda: call_d(trajectories=v, budget=50),
         )
         add(
             fname,
-            "budget_s",
-            [*BAD_FLOAT, ("negative", -1.0, "refuse")],
-            lambda v, call_d=call_d: lambda: call_d(budget_s=v),
+            "budget",
+            [*BAD_INT, ("zero", 0, "refuse")],
+            lambda v, call_d=call_d: lambda: call_d(budget=v),
         )
 
     if importlib.util.find_spec("matplotlib") is not None:

@@ -9,8 +9,8 @@ encountered in sqrt`` after a few steps. The two bugs:
 
 Audit it with::
 
-    python -m optcheck audit examples/rmsprop_nan.py:update_parameters_with_rmsprop --rule rmsprop \
-        --hyper alpha=0.9 --hyper lr=0.01 --hyper eps=1e-8 --arg reg_param=0.7 --arg batch_size=32
+    python -m optcheck audit examples/rmsprop_nan.py
+    (its one update function, its own defaults, the rule identified; --rule rmsprop to name it)
 """
 
 from __future__ import annotations

@@ -43,8 +43,8 @@ from typing import Any
 import numpy as np
 
 from ._core.arrays import to_numpy as to_numpy
+from ._core.tree import Path, Tree, flatten, map_tree, path_str
 from ._trajectory import Trajectory, step_tree
-from ._tree import Path, Tree, flatten, map_tree, path_str
 from .rules import Rule
 
 __all__ = [
@@ -53,6 +53,7 @@ __all__ = [
     "close",
     "compare_trajectory",
     "leaf_error",
+    "mismatches",
     "rtol",
     "show_pair",
     "to_numpy",
@@ -199,6 +200,43 @@ def leaf_error(
             return float(ratio.flat[worst]), tuple(int(i) for i in np.unravel_index(worst, a.shape))
     err = top / tol if tol > 0 else math.inf
     return err, tuple(int(i) for i in np.unravel_index(worst, a.shape))
+
+
+def mismatches(target: Any, reference: Any, dtype: Any = None, *, start: Any = None) -> np.ndarray:
+    """The entries where ``target`` and ``reference`` disagree, by the one tolerance of :func:`leaf_error`.
+
+    A boolean array of the arrays' shape (flattened when the shapes differ, all ``True``): an
+    entry is marked when its difference exceeds the tolerance :func:`leaf_error` applies to the
+    whole leaf, or when it is non-finite in one and not the same non-finite value in the other.
+    Nothing is marked when :func:`leaf_error` says the leaves agree. The guard's shadow check
+    counts these entries; the audit compares whole leaves with :func:`leaf_error`: one tolerance.
+    """
+    err, _ = leaf_error(target, reference, dtype, start=start)
+    a = to_numpy(target).astype(np.float64, copy=False)
+    b = to_numpy(reference).astype(np.float64, copy=False)
+    if a.shape != b.shape:
+        return np.ones(max(a.size, b.size), dtype=bool)
+    if err <= 1.0:
+        return np.zeros(a.shape, dtype=bool)
+    with np.errstate(invalid="ignore", over="ignore"):
+        fa, fb = np.isfinite(a), np.isfinite(b)
+        both = fa & fb
+        diff = np.where(both, np.abs(a - b), 0.0)
+        same_nonfinite = ~fa & ~fb & ((np.isnan(a) & np.isnan(b)) | (a == b))
+    top = float(np.max(diff)) if diff.size else 0.0
+    tol = top / err if math.isfinite(err) and err > 0 else math.inf
+    # the leaf's tolerance: the largest difference is err tolerances (finite err); with an
+    # infinite err (a non-finite mismatch) the finite entries are judged by leaf_error on them alone
+    if not math.isfinite(err) and both.any():
+        fe, _ = leaf_error(
+            np.where(both, a, 0.0),
+            np.where(both, b, 0.0),
+            dtype if dtype is not None else _lowest_precision(_dtype_of(target), _dtype_of(reference)),
+            start=None if start is None else np.where(both, to_numpy(start).astype(np.float64), 0.0),
+        )
+        tol = top / fe if fe > 1.0 else math.inf
+    bad = np.where(both, diff > tol, ~(both | same_nonfinite))
+    return np.asarray(bad, dtype=bool)
 
 
 def close(a: Any, b: Any, dtype: Any = None, *, start: Any = None) -> bool:

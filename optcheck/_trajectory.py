@@ -20,7 +20,7 @@ from typing import Any
 
 from ._core import validate as _v
 from ._core.errors import UsageError
-from ._tree import Path, Tree, flatten, unflatten
+from ._core.tree import Path, Tree, flatten, unflatten
 from .rules import Rule
 
 __all__ = ["Trajectory", "check_trajectories", "check_trajectory", "replay", "step_tree"]

@@ -68,6 +68,19 @@ def _pairs(values: Sequence[str] | None, option: str) -> dict[str, Any]:
     return out
 
 
+def _roles(values: Sequence[str] | None) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for item in values or ():
+        name, sep, role = item.partition("=")
+        name, role = name.strip(), role.strip()
+        if not sep or not name.isidentifier() or not role:
+            raise _UsageError(f"--bind {item!r} is invalid; expected NAME=ROLE, e.g. --bind a=params")
+        if name in out:
+            raise _UsageError(f"--bind {name} is given twice")
+        out[name] = role
+    return out
+
+
 def _parser() -> _Parser:
     from . import __version__
 
@@ -83,11 +96,16 @@ def _parser() -> _Parser:
             "Exit status: 0 no error found, 1 errors found, 2 the audit could not run."
         ),
     )
-    a.add_argument("target", metavar="TARGET", help="path/to/file.py:NAME or package.module:NAME")
+    a.add_argument(
+        "target",
+        metavar="TARGET",
+        help="path/to/file.py:NAME, package.module:NAME (NAME may be Class.method), or path/to/file.py "
+        "when the file has one update function or optimizer class",
+    )
     a.add_argument(
         "--rule",
-        required=True,
-        help="the rule the target implements (optcheck.rules.names()), auto to identify it, or none to "
+        default="auto",
+        help="the rule the target implements (optcheck.rules.names()); default auto: identify it; none: "
         "check only what holds for every update rule",
     )
     a.add_argument(
@@ -102,6 +120,13 @@ def _parser() -> _Parser:
         action="append",
         metavar="NAME=VALUE",
         help="a value for one of the target's own extra arguments (batch_size=32); repeatable",
+    )
+    a.add_argument(
+        "--bind",
+        action="append",
+        metavar="NAME=ROLE",
+        help="what one of the target's arguments is, when its name does not say: params, grads, state, "
+        "step, grad_fn, callback, iters, ignore, or a hyperparameter of the rule (lr, beta2, ...); repeatable",
     )
     a.add_argument(
         "--style",
@@ -295,6 +320,7 @@ def _audit(ns: argparse.Namespace) -> int:
 
     hyper = _pairs(ns.hyper, "--hyper")
     extra = _pairs(ns.arg, "--arg")
+    bind = _roles(ns.bind)
     limits = _limits(ns)
     if ns.max_time is not None and not (0 < ns.max_time < float("inf")):
         raise _UsageError(f"--max-time {ns.max_time!r} is invalid; expected a positive number of seconds")
@@ -306,6 +332,7 @@ def _audit(ns: argparse.Namespace) -> int:
             ns.rule,
             hyper=hyper,
             args=extra,
+            bind=bind,
             style=ns.style,
             seed=ns.seed,
             examples=ns.examples,

@@ -45,12 +45,17 @@ from array_api_compat import array_namespace
 from ._core import validate as _v
 from ._core.arrays import namespace
 from ._core.errors import Error, UsageError
-from ._tree import Path, Tree, describe, path_str
+from ._core.message import fmt_index as fmt_index
+from ._core.message import fmt_number as fmt_number
+from ._core.message import related_text as _related_text
+from ._core.tree import Path, Tree, describe, path_str
 from .rules import Rule
 from .rules._base import MONOTONE_ROLES, NONNEGATIVE_ROLES, ROLES
 
 __all__ = [
     "INVARIANTS",
+    "REGISTRY",
+    "Invariant",
     "InvariantError",
     "InvariantWarning",
     "Violation",
@@ -61,6 +66,7 @@ __all__ = [
     "negative_second_moment",
     "non_finite",
     "raise_if",
+    "registry_markdown",
     "shape_changed",
     "sqrt_of_negative",
     "step_not_incremented",
@@ -290,24 +296,6 @@ def _flat(xp: Any, x: Array) -> Array:
 
 def _to_float(x: Any) -> float:
     return float(x)
-
-
-def fmt_number(x: float | None) -> str:
-    if x is None:
-        return "?"
-    if math.isnan(x):
-        return "nan"
-    if math.isinf(x):
-        return "inf" if x > 0 else "-inf"
-    if x == 0:
-        return "0"
-    return f"{x:.3g}"
-
-
-def fmt_index(index: tuple[int, ...]) -> str:
-    if len(index) == 1:
-        return f"({index[0]},)"
-    return "(" + ", ".join(str(i) for i in index) + ")"
 
 
 # float dtype -> (unsigned integer view, largest bit pattern of a finite value >= +0.0)
@@ -565,13 +553,6 @@ def _related(
         if v is not None:
             out[ctx.label(key, leaf.path)] = v
     return out
-
-
-def _related_text(related: Mapping[str, float], before: bool = False) -> str:
-    if not related:
-        return ""
-    inner = ", ".join(f"{k}={fmt_number(v)}" for k, v in related.items())
-    return f" ({inner}{' before the step' if before else ''})"
 
 
 # ---------------------------------------------------------------------------
@@ -1438,6 +1419,53 @@ def _centered_pair(rule: Rule | None, roles: Mapping[str, str]) -> tuple[str, st
 
 
 # ---------------------------------------------------------------------------
+# Applicability: when each invariant applies, stated once (the screens and the checks both ask)
+# ---------------------------------------------------------------------------
+
+
+def _on(ctx: Context, invariant_id: str) -> bool:
+    """Whether ``invariant_id`` is checked at all (not in ``skip``)."""
+    return invariant_id not in ctx.skip
+
+
+def applies_counter(ctx: Context, key: str) -> bool:
+    """``step-not-incremented`` applies to a state entry whose role is a counter."""
+    return _on(ctx, "step-not-incremented") and ctx.roles.get(key) in COUNTER_ROLES
+
+
+def applies_nonnegative(ctx: Context, key: str) -> bool:
+    """``negative-second-moment`` applies to a state entry whose role is never negative."""
+    return _on(ctx, "negative-second-moment") and ctx.roles.get(key) in NONNEGATIVE_ROLES
+
+
+def applies_monotone(ctx: Context, key: str) -> bool:
+    """``accumulator-decreased`` applies to an accumulator or a running maximum."""
+    return _on(ctx, "accumulator-decreased") and ctx.roles.get(key) in MONOTONE_ROLES
+
+
+def applies_centered(ctx: Context, leaf: Leaf) -> tuple[str, str] | None:
+    """``sqrt-of-negative`` (centered RMSprop's v − ḡ²): the (second moment, mean) keys, or None."""
+    if {"negative-second-moment", "sqrt-of-negative"} <= ctx.skip:
+        return None
+    return _centered_pair(ctx.rule_for(leaf.path), ctx.roles)
+
+
+def applies_no_grad_move(ctx: Context, leaf: Leaf) -> bool:
+    """``update-without-gradient`` applies to rules that keep a coordinate still without gradient."""
+    rule = ctx.rule_for(leaf.path)
+    return rule is not None and _on(ctx, "update-without-gradient") and not _moves(rule)
+
+
+def applies_too_large(ctx: Context, leaf: Leaf) -> tuple[float, float] | None:
+    """``update-too-large``: the rule's bound on a step at this step number, or None."""
+    rule = ctx.rule_for(leaf.path)
+    if rule is None or not _on(ctx, "update-too-large"):
+        return None
+    t = ctx.step
+    return rule.update_bound(t) if t is not None and t >= 1 else None
+
+
+# ---------------------------------------------------------------------------
 # Screens: decide "every invariant holds" in one pass per array, allocating nothing
 # ---------------------------------------------------------------------------
 #
@@ -1554,7 +1582,6 @@ def _centered_clear(leaf: Leaf, vkey: str, mkey: str) -> bool:
 def _screen_leaf(ctx: Context, leaf: Leaf) -> bool:
     """Whether every check :func:`run_checks` makes on ``leaf`` would report nothing (False: it may report)."""
     skip = ctx.skip
-    rule = ctx.rule_for(leaf.path)
     p0, p1, g = leaf.p0, leaf.p1, leaf.g
     # structure (a changed shape or dtype is left to the precise checks)
     if p0 is not None and p1 is not None and (_shape(p0) != _shape(p1) or p0.dtype != p1.dtype):
@@ -1569,28 +1596,22 @@ def _screen_leaf(ctx: Context, leaf: Leaf) -> bool:
                 return False
     finite_known: set[str] = set()
     for key, x in leaf.s1.items():
-        role = ctx.roles.get(key)
-        if role in NONNEGATIVE_ROLES and "negative-second-moment" not in skip:
+        if applies_nonnegative(ctx, key):
             clear, finite = _nonneg_clear(_xp(x), x)
             if not clear:
                 return False
             if finite:
                 finite_known.add(key)
-        if role in MONOTONE_ROLES and "accumulator-decreased" not in skip:
+        if applies_monotone(ctx, key):
             x0 = leaf.s0.get(key)
             if x0 is not None and _shape(x0) == _shape(x) and _any_less(_xp(x), x, x0):
                 return False
-    centered = _centered_pair(rule, ctx.roles)
-    if (
-        centered is not None
-        and not {"negative-second-moment", "sqrt-of-negative"} <= skip
-        and not _centered_clear(leaf, *centered)
-    ):
+    centered = applies_centered(ctx, leaf)
+    if centered is not None and not _centered_clear(leaf, *centered):
         return False
     p1_finite = p1 is None
-    if rule is not None and "update-too-large" not in skip and p0 is not None and p1 is not None:
-        t = ctx.step
-        bound = rule.update_bound(t) if t is not None and t >= 1 else None
+    if p0 is not None and p1 is not None:
+        bound = applies_too_large(ctx, leaf)
         if bound is not None and _size(_shape(p1)):
             a, b = bound
             xp = _xp(p1)
@@ -1599,7 +1620,7 @@ def _screen_leaf(ctx: Context, leaf: Leaf) -> bool:
             p1_finite = math.isfinite(big)
             if big > UPDATE_SLACK * a and _too_large_any(xp, p0, p1, a, b, leaf.dtype):
                 return False  # (a NaN step is not "too large": non-finite reports it)
-    zero_check = rule is not None and "update-without-gradient" not in skip and not _moves(rule)
+    zero_check = applies_no_grad_move(ctx, leaf)
     g_zero: bool | None = None
     if "non-finite" not in skip:
         need: list[Array] = []
@@ -1649,10 +1670,9 @@ def run_checks(ctx: Context, leaves: list[Leaf], counters: list[tuple[str, Any, 
     out: list[Violation] = []
     skip = ctx.skip
     for key, old, new in counters:
-        if "step-not-incremented" not in skip and ctx.roles.get(key) in COUNTER_ROLES:
+        if applies_counter(ctx, key):
             _check_counter(ctx, key, old, new, out)
     for leaf in leaves:
-        rule = ctx.rule_for(leaf.path)
         # structure
         if (
             leaf.p0 is not None
@@ -1679,14 +1699,13 @@ def run_checks(ctx: Context, leaves: list[Leaf], counters: list[tuple[str, Any, 
                     _check_nonfinite(ctx, leaf, key, arr, None, out)
             continue
         # state invariants
-        centered = _centered_pair(rule, ctx.roles)
+        centered = applies_centered(ctx, leaf)
         for key in leaf.s1:
-            role = ctx.roles.get(key)
-            if role in NONNEGATIVE_ROLES and "negative-second-moment" not in skip:
+            if applies_nonnegative(ctx, key):
                 _check_negative(ctx, leaf, key, out)
-            if role in MONOTONE_ROLES and "accumulator-decreased" not in skip:
+            if applies_monotone(ctx, key):
                 _check_monotone(ctx, leaf, key, out)
-        if centered is not None and not {"negative-second-moment", "sqrt-of-negative"} <= skip:
+        if centered is not None:
             n0 = len(out)
             _check_centered(ctx, leaf, *centered, out)
             out[n0:] = [v for v in out[n0:] if v.id not in skip]
@@ -1696,14 +1715,170 @@ def run_checks(ctx: Context, leaves: list[Leaf], counters: list[tuple[str, Any, 
             for key, arr in leaf.s1.items():
                 if key not in leaf.finite:
                     _check_nonfinite(ctx, leaf, key, arr, leaf.s0.get(key), out)
-        if rule is not None and "update-without-gradient" not in skip and not _moves(rule):
+        if applies_no_grad_move(ctx, leaf):
             _check_no_grad_move(ctx, leaf, out)
-        if rule is not None and "update-too-large" not in skip:
-            t = ctx.step
-            bound = rule.update_bound(t) if t is not None and t >= 1 else None
-            if bound is not None:
-                _check_too_large(ctx, leaf, bound, out)
+        bound = applies_too_large(ctx, leaf)
+        if bound is not None:
+            _check_too_large(ctx, leaf, bound, out)
     return sort_violations(out)
+
+
+# ---------------------------------------------------------------------------
+# The registry: each invariant's applicability, screen and precise check side by side
+# ---------------------------------------------------------------------------
+
+
+def _applies_pair(ctx: Context, leaf: Leaf) -> bool:
+    """``shape-changed``/``dtype-changed`` apply to every input with its output."""
+    return leaf.p0 is not None and leaf.p1 is not None
+
+
+def _applies_mutated(ctx: Context, leaf: Leaf) -> bool:
+    """``input-mutated`` applies when a copy of an input was taken before the step."""
+    return _on(ctx, "input-mutated") and bool(leaf.mut)
+
+
+def _applies_always(ctx: Context, leaf: Leaf) -> bool:
+    """``non-finite`` applies to every array."""
+    return _on(ctx, "non-finite")
+
+
+@dataclasses.dataclass(frozen=True)
+class Invariant:
+    """One invariant with everything about it side by side.
+
+    * ``id``: the stable name (:data:`INVARIANTS` lists them in report order);
+    * ``checks``: what it checks, in one or two sentences; ``hint``: the likely cause and the fix;
+    * ``applies``: the one predicate that says when it applies (the fast screens and the precise
+      checks of :func:`check_update` both ask it);
+    * ``screen``: the one-pass test that proves it holds without building a record (fast path),
+      or ``None`` when the shared finiteness pass or the precise check's own early exit covers it;
+    * ``describe``: the precise check that finds the entries and writes the :class:`Violation`;
+    * ``doc_order``: its place in the documentation's table (most common first).
+
+    ``differs-from-reference`` has no checker here: a :class:`~optcheck.guard.Guard` with
+    ``shadow=True`` and the audit report it, by the one tolerance of ``optcheck._compare``.
+    """
+
+    id: str
+    checks: str
+    hint: str
+    applies: Callable[..., Any] | None
+    screen: Callable[..., Any] | None
+    describe: Callable[..., Any] | None
+    doc_order: int
+
+
+REGISTRY: tuple[Invariant, ...] = (
+    Invariant(
+        id="shape-changed",
+        checks="An output has another shape than its input.",
+        hint="Broadcasting: a (n, 1) bias combined with a (n,) vector becomes (n, n); keep the parameter's shape.",
+        applies=_applies_pair,
+        screen=None,
+        describe=check_structure,
+        doc_order=7,
+    ),
+    Invariant(
+        id="dtype-changed",
+        checks="An output has another dtype than its input.",
+        hint="A float64 scalar or array mixed into float32 arithmetic; cast back or keep the dtype.",
+        applies=_applies_pair,
+        screen=None,
+        describe=check_structure,
+        doc_order=8,
+    ),
+    Invariant(
+        id="input-mutated",
+        checks="An input that must not change (the gradients, by default) was changed in place; needs a copy taken before the step (`before=`).",
+        hint="The update wrote into its argument, e.g. `grads['dW1'] += λ·W`; compute into a new array.",
+        applies=_applies_mutated,
+        screen=_all_equal,
+        describe=_check_mutated,
+        doc_order=9,
+    ),
+    Invariant(
+        id="step-not-incremented",
+        checks="The step counter did not grow by exactly one.",
+        hint="Increment t once per update, before the bias corrections use it; a frozen or doubly advanced counter makes 1 − β^t wrong.",
+        applies=applies_counter,
+        screen=None,
+        describe=_check_counter,
+        doc_order=4,
+    ),
+    Invariant(
+        id="negative-second-moment",
+        checks="A state entry whose role is never negative (`second-moment`, `max-second-moment`, `accumulator`, `norm`, `step-size`) is < 0. For centered RMSprop, v − ḡ² below zero by more than rounding (8 ulp of v + ḡ²).",
+        hint="A term that is not a square was added to the squared gradient (an L2 penalty λW is the usual one): add it to the gradient before squaring, S = β·S + (1−β)·(g + λW)², and step with (g + λW).",
+        applies=applies_nonnegative,
+        screen=_nonneg_clear,
+        describe=_check_negative,
+        doc_order=1,
+    ),
+    Invariant(
+        id="sqrt-of-negative",
+        checks="An argument about to go into a square root is negative: centered RMSprop's v − ḡ² below zero within rounding, or any array passed to `sqrt_of_negative`.",
+        hint="v − ḡ² is a variance, ≥ 0 only in exact arithmetic; clamp it, √max(v − ḡ², 0), or add ε inside the root.",
+        applies=applies_centered,
+        screen=_centered_clear,
+        describe=_check_centered,
+        doc_order=2,
+    ),
+    Invariant(
+        id="accumulator-decreased",
+        checks="An `accumulator` (Adagrad's sum) or a `max-second-moment` (AMSGrad's maximum) went down.",
+        hint="A sum of squares only grows: a non-square term was added, or the state was reset; AMSGrad's maximum was overwritten with the current v.",
+        applies=applies_monotone,
+        screen=_any_less,
+        describe=_check_monotone,
+        doc_order=3,
+    ),
+    Invariant(
+        id="non-finite",
+        checks="NaN, +inf or −inf in params, grads, state or the update. `became=True`: the array went non-finite in this step; `False`: it already was on input.",
+        hint="A non-finite gradient: the loss or the backward pass. Became non-finite: √ of a negative second moment, 0/0 (ε must go in the denominator), overflow; the hint looks at the inputs at that entry to say which.",
+        applies=_applies_always,
+        screen=_all_finite_many,
+        describe=_check_nonfinite,
+        doc_order=0,
+    ),
+    Invariant(
+        id="update-without-gradient",
+        checks="A parameter entry moved although its gradient, its momentum and (for the rule) its weight decay are zero. Applies to rules that keep such an entry still, which optcheck finds by probing the rule once on a tiny array.",
+        hint="A constant move of about lr·ε is the signature of ε added outside the division: g/(√S + ε), not g/√S + ε.",
+        applies=applies_no_grad_move,
+        screen=_no_grad_move_clear,
+        describe=_check_no_grad_move,
+        doc_order=5,
+    ),
+    Invariant(
+        id="update-too-large",
+        checks="An entry moved further than `rule.update_bound(t)` allows (×1.001, plus two ulp of the parameter). For Adam the bound is lr·(1−β1)·√bc2·√(Σ_{k<t}(β1²/β2)^k)/(bc1·√(1−β2)) (Cauchy–Schwarz; lr at t = 1, at most about 7.3·lr with the defaults), plus lr·λ·\\|p\\| for decoupled decay. It holds for states the rule built from `init`: skip it for made-up states.",
+        hint="A missing or wrong bias correction (1−β^t with t from 1, not (1−β)^t), β and 1−β swapped, the square root left out, lr applied twice.",
+        applies=applies_too_large,
+        screen=_too_large_any,
+        describe=_check_too_large,
+        doc_order=6,
+    ),
+    Invariant(
+        id="differs-from-reference",
+        checks="Reported by a [`Guard`][optcheck.guard.Guard] with `shadow=True`: the step differs from the reference rule recomputed on sampled coordinates, beyond the dtype's tolerance (on the step, not the parameter, so an ε misplaced by 1e-8 shows in float64).",
+        hint="A misplaced ε, another momentum or weight-decay convention, or a bug: `python -m optcheck audit` names it.",
+        applies=None,
+        screen=None,
+        describe=None,
+        doc_order=10,
+    ),
+)
+"""Every invariant, in report order (``tuple(i.id for i in REGISTRY) == INVARIANTS``)."""
+
+
+def registry_markdown() -> str:
+    """The table of ``docs/invariants.md`` ("The list"), written from :data:`REGISTRY`."""
+    lines = ["| id | what it checks | hint (the likely cause and the fix) |", "|---|---|---|"]
+    for inv in sorted(REGISTRY, key=lambda i: i.doc_order):
+        lines.append(f"| `{inv.id}` | {inv.checks} | {inv.hint} |")
+    return "\n".join(lines) + "\n"
 
 
 # ---------------------------------------------------------------------------
@@ -1805,7 +1980,8 @@ def non_finite(
     """
     name = _check_name(name)
     step = _v.check_int("step", step, low=0, optional=True)
-    rows = _leaves_for({"x": x, "before": before}, "x", complex_ok=("x", "before"))
+    # the array is named as the caller names it (``name``, "x" by default)
+    rows = _leaves_for({"x": x, "before": before}, "x", {"x": name}, complex_ok=("x", "before"))
     ctx = _simple_ctx(name, "state", step)
     ctx.names = {"state": name}
     out: list[Violation] = []
@@ -1847,7 +2023,7 @@ def negative_second_moment(
     rows = _leaves_for(
         {"v": v, "before": before, "grads": grads, "params": params, "mean": mean},
         "v",
-        {"v": "v", "before": "before", "grads": "grads", "params": "params", "mean": "mean"},
+        {"v": name, "before": "before", "grads": "grads", "params": "params", "mean": "mean"},
     )
     roles = {"v": "second-moment", "mean": "first-moment"}
     ctx = Context(
@@ -1871,7 +2047,7 @@ def sqrt_of_negative(x: Tree, *, name: str = "x", step: int | None = None) -> li
     """``sqrt-of-negative``: entries of ``x``, an argument about to go into a square root, below zero."""
     name = _check_name(name)
     step = _v.check_int("step", step, low=0, optional=True)
-    rows = _leaves_for({"x": x}, "x", {"x": "x"})
+    rows = _leaves_for({"x": x}, "x", {"x": name})
     out: list[Violation] = []
     for path, a in rows:
         arr = a["x"]

@@ -38,6 +38,7 @@ def audit(
     timeout: float | None = None,
     isolate: bool | None = None,
     hyper: Mapping[str, Any] | None = None,
+    bind: Mapping[str, str] | None = None,
     **hyperparameters: Any,
 ) -> AuditReport:
     """Audit ``target`` against the reference ``rule``; returns the :class:`~optcheck.audit.AuditReport`.
@@ -46,7 +47,9 @@ def audit(
     ``**hyperparameters`` set the reference's hyperparameters (rule names or the usual aliases:
     ``learning_rate``, ``beta``, ``epsilon``, ...); ``hyper={...}`` does the same for names that
     clash with the keywords here. ``args`` gives values for the target's own extra arguments
-    (``{"batch_size": 32}``). ``isolate=False`` forces running in this process, ``True`` requires a
+    (``{"batch_size": 32}``), ``bind`` the roles of arguments whose names do not say them
+    (``{"a": "params"}``, like ``--bind``); without a rule (and no marker) the rule is identified
+    (``"auto"``). ``isolate=False`` forces running in this process, ``True`` requires a
     child process. Raises :class:`~optcheck.audit.AuditUsageError` when the audit cannot run.
 
     Inside a pytest test marked ``@pytest.mark.optcheck(rule=..., examples=..., steps=..., seed=...)``
@@ -70,10 +73,7 @@ def audit(
         steps = marked.steps if steps is None else steps
         seed = marked.seed if seed is None else seed
     if rule is None:
-        raise AuditUsageError(
-            "audit() needs a rule: pass rule='adam' (any name from optcheck.rules.names()) "
-            "or mark the test with @pytest.mark.optcheck(rule='adam')"
-        )
+        rule = "auto"  # identify it, as ``python -m optcheck audit`` does by default
     both = {**dict(hyper or {}), **hyperparameters}
     return run_audit(
         target,
@@ -86,6 +86,7 @@ def audit(
         steps=steps,
         timeout=timeout,
         isolate=isolate,
+        bind=bind,
     )
 
 

@@ -357,7 +357,7 @@ def _info(*names: str, defaults: dict[str, Any] | None = None) -> TargetInfo:
         (("parameters", "grads", "v", "s", "t"), "dict"),
         (("w", "dw", "config"), "config"),
         (("param", "grad", "state"), "functional"),
-        (("p", "g"), "functional"),
+        (("p", "g"), "dict"),  # the generic function style: one array is found by the first call
     ],
 )
 def test_detect_style(names: tuple[str, ...], style: str) -> None:

@@ -27,7 +27,10 @@ ROOT = Path(__file__).resolve().parents[1]
 HOSTILE = ROOT / "tests" / "targets" / "hostile"
 MARK = "OPTCHECK_HOSTILE_MARKER"
 
-pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="checks processes in /proc")
+pytestmark = [
+    pytest.mark.skipif(not sys.platform.startswith("linux"), reason="checks processes in /proc"),
+    pytest.mark.slow,  # each case starts the command line and a child process: seconds apiece
+]
 
 
 def _digest(folder: Path) -> dict[str, str]:
@@ -154,6 +157,20 @@ CASES = [
     pytest.param("files.py", [], 0, None, "", id="writes-and-deletes-files"),
     pytest.param("canary.py", [], 0, None, "", id="reads-a-canary-variable"),
     pytest.param("object_dtype.py", [], 1, "bad-return", "dtype object", id="object-dtype-return"),
+    # each limit's flag holds
+    pytest.param("hang.py", ["--max-cpu", "1", "--timeout", "30"], 1, "timeout", "--max-cpu", id="max-cpu"),
+    pytest.param("huge_return.py", ["--max-reply", "1M"], 1, "bad-return", "1,048,576 bytes", id="max-reply"),
+    pytest.param(
+        "big_file.py", ["--max-file-size", "1M"], 1, "raised-exception", "File too large", id="max-file-size"
+    ),
+    pytest.param(
+        "many_files.py",
+        ["--max-open-files", "256"],
+        1,
+        "raised-exception",
+        "Too many open files",
+        id="max-open-files",
+    ),
 ]
 
 

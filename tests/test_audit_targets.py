@@ -140,3 +140,22 @@ def test_process_worker_runs_the_same_protocol_and_times_out() -> None:
         i = b.describe(TARGET)
         assert b.run()[i]["name"] == "update_parameters"
     assert not Path(scratch).exists()
+
+
+def apply(fn: Any, x: float) -> Any:
+    return fn(x)
+
+
+def test_user_objects_pass_in_process_and_are_a_usage_error_for_a_child() -> None:
+    from optcheck.audit import AuditUsageError
+
+    w = InProcessWorker(apply, "apply")
+    b = w.batch()
+    i = b.snap(b.call(TARGET, [lambda x: 2 * x, 3.0]))
+    assert b.run()[i] == 6.0
+    spec = parse_target(f"{HOSTILE / '_sgd.py'}:sgd")
+    with ProcessWorker(spec) as pw:
+        b = pw.batch()
+        b.call(TARGET, [lambda x: x])
+        with pytest.raises(AuditUsageError, match="cannot be sent to its process"):
+            b.run()

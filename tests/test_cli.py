@@ -75,9 +75,16 @@ OBJECT = ["audit", f"{t('object_correct.py')}:Adam", "--rule", "adam"]
 
 USAGE_ERRORS = [
     pytest.param([], "expected a command", id="no-command"),
-    pytest.param(["audit", "x.py:f"], "--rule", id="no-rule"),
     pytest.param(
-        ["audit", "examples/rmsprop_nan.py", "--rule", "rmsprop"], "path/to/file.py:NAME", id="no-colon"
+        ["audit", "examples/rmsprop_nan", "--rule", "rmsprop"], "path/to/file.py:NAME", id="no-colon"
+    ),
+    pytest.param(
+        ["audit", "optcheck/cli.py"], "no function or class that takes gradients", id="no-candidate"
+    ),
+    pytest.param(
+        ["audit", "examples/rmsprop_nan.py:update_parameters_with_rmsprop", "--bind", "x"],
+        "NAME=ROLE",
+        id="bad-bind",
     ),
     pytest.param(["audit", "nowhere.py:f", "--rule", "sgd"], "'nowhere.py' does not exist", id="no-file"),
     pytest.param(
@@ -105,6 +112,9 @@ USAGE_ERRORS = [
     # every style: config, functional, object targets too
     pytest.param([*CONFIG, "--hyper", "lr=abc"], "lr='abc' is invalid", id="config-hyper-not-a-number"),
     pytest.param([*CONFIG, "--arg", "zz=1"], "--arg zz: .*no argument 'zz'", id="config-unknown-arg"),
+    pytest.param(
+        [*CONFIG[:3], "auto", "--hyper", "lr=abc"], "lr='abc' is invalid", id="config-auto-hyper-not-a-number"
+    ),
     pytest.param([*FUNCTIONAL, "--hyper", "lr=abc"], "lr='abc' is invalid", id="functional-hyper"),
     pytest.param([*FUNCTIONAL, "--arg", "zz=1"], "no argument 'zz'", id="functional-unknown-arg"),
     pytest.param([*OBJECT, "--hyper", "lr=abc"], "lr='abc' is invalid", id="object-hyper"),

@@ -230,3 +230,39 @@ def test_float32_torch_adam_with_subnormal_intermediates_matches_the_reference()
             outs.append({"w": t.detach().numpy().copy()})
         comp = compare_trajectory(Trajectory(get("adam"), p0, gs, outs))
         assert comp.matched, comp.divergence
+
+
+def test_mismatches_marks_the_entries_beyond_the_one_tolerance() -> None:
+    from optcheck._compare import leaf_error, mismatches
+
+    ref = np.linspace(-1.0, 1.0, 8)
+    assert not mismatches(ref * (1 + 1e-14), ref).any()  # rounding: leaf_error agrees, nothing marked
+    bad = ref.copy()
+    bad[3] += 1e-3
+    bad[5] = np.nan
+    mask = mismatches(bad, ref)
+    assert mask.tolist() == [i in (3, 5) for i in range(8)]
+    assert leaf_error(bad, ref)[0] > 1
+    same_nan = ref.copy()
+    same_nan[2] = np.nan
+    assert not mismatches(same_nan, same_nan.copy()).any()
+
+
+def test_mismatches_compares_parameters_by_their_change() -> None:
+    from optcheck._compare import mismatches
+
+    p0 = np.full(4, 1e6)
+    step = np.array([1e-3, -2e-3, 3e-3, 0.0])
+    ref = p0 + step
+    got = ref.copy()
+    assert not mismatches(got, ref, start=p0).any()
+    got[1] = (
+        p0[1] + 2 * step[1]
+    )  # twice the step: 2e-3 off on a value of 1e6, far beyond the change's tolerance
+    assert mismatches(got, ref, start=p0).tolist() == [False, True, False, False]
+
+
+def test_mismatches_of_different_shapes_marks_everything() -> None:
+    from optcheck._compare import mismatches
+
+    assert mismatches(np.zeros(3), np.zeros(4)).all()

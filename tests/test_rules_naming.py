@@ -283,3 +283,13 @@ def test_roles_are_validated_with_the_valid_choices() -> None:
         naming.role_or_key(R.get("adam"), "S", "nonsense")
     with pytest.raises(UsageError, match=r"several adadelta states have that role"):
         naming.role_or_key(R.get("adadelta"), "S", "second-moment")
+
+
+def test_changed_hyper_names_the_rule_as_a_message_writes_it() -> None:
+    assert naming.changed_hyper(R.get("rmsprop", alpha=0.9)) == {"alpha": 0.9}
+    assert naming.changed_hyper(R.get("rmsprop"), keep=["lr"]) == {"lr": 0.01}
+    assert naming.changed_hyper(R.get("adam")) == {}
+
+
+def test_course_weights_are_the_w_keys() -> None:
+    assert [k for k in ("W1", "b1", "W2", "b2", 3) if naming.is_course_weight(k)] == ["W1", "W2"]

@@ -63,9 +63,11 @@ def test_usage_errors_propagate() -> None:
         audit(rmsprop_step, "rmsprp")
 
 
-def test_a_rule_is_required_outside_a_marked_test() -> None:
-    with pytest.raises(AuditUsageError, match=r"needs a rule: pass rule='adam'"):
-        audit(rmsprop_step, **FAST)
+def test_without_a_rule_the_rule_is_identified() -> None:
+    report = audit(rmsprop_step, **FAST)
+    assert report.rule == "rmsprop" and report.verdict == "pass", report.render_text()
+    buggy = audit(rmsprop_step_buggy, **FAST)
+    assert buggy.rule == "rmsprop" and "eps-outside-denominator" in buggy.ids(), buggy.render_text()
 
 
 pytest_plugins = ["pytester"]

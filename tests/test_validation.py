@@ -11,6 +11,7 @@ test here runs it and asserts that nothing comes back raw or wrong.
 from __future__ import annotations
 
 import copy
+import importlib
 import importlib.util
 import re
 import sys
@@ -125,6 +126,47 @@ def trajectory(**kw: Any) -> Trajectory:
 def audit(**kw: Any) -> Any:
     args: dict[str, Any] = {"target": sgd_update, "rule": "sgd", "isolate": False, "examples": 1, "steps": 1}
     return optcheck.testing.audit(**{**args, **kw})
+
+
+def _step_inplace(*, readonly: bool = False, alias: bool = False) -> Any:
+    p = _params()
+    state = ADAM.init(p)
+    if readonly:
+        p["W"].setflags(write=False)
+    if alias:
+        state["exp_avg"]["W"] = p["W"]
+    return ADAM.step_(p, _grads(), state)
+
+
+def _watch(**kw: Any) -> Any:
+    param = torch.nn.Parameter(torch.ones(3, dtype=torch.float64))
+    return optcheck.watch(torch.optim.Adam([param], lr=0.01), **kw)
+
+
+def _affine_forward(x: Any, w: Any, b: Any) -> Any:
+    return x @ w + b, (x, w, b)
+
+
+def _affine_backward(dout: Any, cache: Any) -> Any:
+    x, w, _ = cache
+    return dout @ w.T, x.T @ dout, dout.sum(axis=0)
+
+
+def _layer(**kw: Any) -> Any:
+    inputs = (np.linspace(-1, 1, 6).reshape(2, 3), np.linspace(0, 1, 12).reshape(3, 4), np.ones(4))
+    return optcheck.check_layer(_affine_forward, _affine_backward, kw.pop("inputs", inputs), **kw)
+
+
+def _torch_loss(x: Any) -> Any:
+    return (x**2).sum()
+
+
+def _torch_x() -> Any:
+    return torch.linspace(-1, 1, 5, dtype=torch.float64, requires_grad=True)
+
+
+def _strategies() -> Any:
+    return importlib.import_module("optcheck.strategies")
 
 
 # (id, call, the argument the message must name)
@@ -335,14 +377,44 @@ CASES: list[tuple[str, Callable[[], Any], str]] = [
     ),
     ("explain rule string", lambda: explain([trajectory(rule="adam")]), "trajectories[0].rule"),
     ("explain grads not a list", lambda: explain([trajectory(grads=_grads())]), "trajectories[0].grads"),
-    ("explain budget_s='x'", lambda: explain([trajectory()], budget_s="x"), "budget_s"),
+    ("explain budget='x'", lambda: explain([trajectory()], budget="x"), "budget"),
     (
         "identify params keys",
         lambda: identify([trajectory(params=[{"W": P["W"]}] * 2)]),
         "trajectories[0].params[0]",
     ),
     ("identify state0 keys", lambda: identify([trajectory(state0={"step": 0})]), "trajectories[0].state0"),
-    ("identify budget_s=nan", lambda: identify([trajectory()], budget_s=float("nan")), "budget_s"),
+    ("identify budget=nan", lambda: identify([trajectory()], budget=float("nan")), "budget"),
+    # in-place rules
+    ("step_ read-only params", lambda: _step_inplace(readonly=True), "params['W']"),
+    ("step_ state aliasing params", lambda: _step_inplace(alias=True), "state['exp_avg']['W']"),
+    (
+        "step_ grads np.matrix",
+        lambda: ADAM.step_(_params(), leaf(G, "W", matrix(G["W"])), ADAM.init(_params())),
+        "grads['W']",
+    ),
+    # torch front ends and layer checks
+    ("watch optimizer=3", lambda: optcheck.watch(3), "optimizer"),
+    ("watch every=0", lambda: _watch(every=0), "every"),
+    ("watch names=3", lambda: _watch(names=3), "names"),
+    ("check_layer names='xwb'", lambda: _layer(names="xwb"), "names"),
+    (
+        "check_layer inputs np.matrix",
+        lambda: _layer(inputs=(matrix(np.ones((2, 3))), np.ones((3, 4)), np.ones(4))),
+        "inputs[0]",
+    ),
+    ("check_layer seed=-1", lambda: _layer(seed=-1), "seed"),
+    ("check_torch eps=nan", lambda: optcheck.check_torch(_torch_loss, _torch_x(), eps=float("nan")), "eps"),
+    ("check_torch names=3", lambda: optcheck.check_torch(_torch_loss, _torch_x(), names=3), "names"),
+    # strategies (hypothesis's InvalidArgument, a TypeError)
+    ("strategies.params layers=[2, -1]", lambda: _strategies().params(layers=[2, -1]), "layers"),
+    (
+        "strategies.grads_like np.matrix",
+        lambda: _strategies().grads_like(leaf(P, "W", matrix(P["W"]))),
+        "params['W']",
+    ),
+    ("strategies.elements bounds=3", lambda: _strategies().elements(bounds=3), "bounds"),
+    ("strategies.states rule=3", lambda: _strategies().states(3, P), "rule"),
     # testing
     ("audit args=3", lambda: audit(args=3), "args"),
     ("audit hyper='x'", lambda: audit(hyper="x"), "hyper"),
@@ -357,7 +429,7 @@ CASES: list[tuple[str, Callable[[], Any], str]] = [
 def test_bad_argument_gets_a_named_error(
     call: Callable[[], Any], needle: str, request: pytest.FixtureRequest
 ) -> None:
-    if torch is None and "torch" in request.node.callspec.id:
+    if torch is None and any(w in request.node.callspec.id for w in ("torch", "watch")):
         pytest.skip("needs torch")
     with pytest.raises((TypeError, ValueError)) as info:
         call()

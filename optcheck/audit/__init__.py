@@ -15,11 +15,12 @@ from typing import TYPE_CHECKING, Any
 
 from ._common import AuditUsageError as AuditUsageError
 
-__all__ = ["AuditReport", "AuditUsageError", "Finding", "run_audit"]
+__all__ = ["AuditReport", "AuditUsageError", "Finding", "Limits", "run_audit"]
 
 _LAZY = {
     "AuditReport": "optcheck.audit.report",
     "Finding": "optcheck.audit.report",
+    "Limits": "optcheck.audit.targets",
     "run_audit": "optcheck.audit.engine",
 }
 
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
     from .engine import run_audit as run_audit
     from .report import AuditReport as AuditReport
     from .report import Finding as Finding
+    from .targets import Limits as Limits
 
 
 def __getattr__(name: str) -> Any:

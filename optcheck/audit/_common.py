@@ -99,7 +99,9 @@ class TargetInfo:
     ``kind`` is ``"function"`` or ``"class"``. For a function, ``params`` is its signature; for a
     class, ``params`` is the constructor's (without ``self``) and ``step_params`` the signature of
     its ``step`` method (``None`` when it has none). ``is_torch_optimizer`` is true for a subclass
-    of ``torch.optim.Optimizer``.
+    of ``torch.optim.Optimizer``. ``methods`` lists a class's public methods with their
+    signatures (without ``self``); ``method`` is the method a ``Class.method`` target names (the
+    audit then constructs the class and calls that method).
     """
 
     spec: str
@@ -112,6 +114,7 @@ class TargetInfo:
     module: str = ""
     import_line: str = ""
     methods: dict[str, tuple[ParamInfo, ...]] = dataclasses.field(default_factory=dict)
+    method: str = ""
 
     @classmethod
     def from_plain(cls, d: Any, spec_text: str = "") -> TargetInfo:
@@ -161,7 +164,10 @@ class TargetInfo:
 class Call:
     """How one argument of a target call is filled.
 
-    ``role`` is ``"params"``, ``"grads"``, ``"state"`` (``state`` names which), ``"step"``,
+    ``role`` is ``"params"``, ``"grads"`` (for ``container="args"``: one array each, ``state``
+    holds its key), ``"state"`` (``state`` names which), ``"ostate"`` (a state object the target
+    makes itself: ``None`` first, then what it returned), ``"grad_fn"`` (a function returning the
+    gradient), ``"step"``, ``"callback"`` (``None``), ``"key"`` (the array's key, per-key calls),
     ``"hyper"`` or ``"arg"`` (``value`` holds the value), or ``"config"`` (the cs231n config dict).
     ``positional`` passes the value by position (positional-only parameters, ``w, dw`` of the
     config style); otherwise it is passed by keyword.
@@ -187,7 +193,25 @@ class Plan:
     * ``config``: the hyperparameter entries the config style puts in the first ``config``;
     * ``grad_prefix``/``state_prefix``: the key forms of the dict style (``"d"``: ``grads["dW1"]``);
     * ``ctor_params``: whether the object style's constructor takes the parameters;
-    * ``param_names``: the user's name for the parameter container (``parameters``, ``w``, ...).
+    * ``param_names``: the user's name for the parameter container (``parameters``, ``w``, ...);
+    * ``key_base``: the number of the first layer in the target's keys (1: ``W1``; 0: ``W0``);
+      the audit always numbers from 1 and renames the keys on the way in and out;
+    * ``container``: how the parameters (and gradients, states) are handed over: ``"dict"``,
+      ``"array"`` (one array), ``"list"``/``"tuple"`` (the arrays in key order) or ``"args"``
+      (one argument per array: ``update(t, w, b, dw, db)``; the keys are the argument names);
+    * ``direction``: the target returns the step instead of the new parameters (no parameters
+      argument): ``+1`` when the new parameters are ``p + step``, ``-1`` for ``p - step``,
+      ``0`` before the first call decided it;
+    * ``method``/``after``: the object styles' update method and the method called once after
+      each full update (``step()`` advancing time), ``per_key``: the method is called once per
+      array with its key (``update(param, grad, name)``);
+    * ``arg_keys``: for ``container="args"``, target argument -> params key (``{"dw": "w"}``);
+    * ``containers``: the containers still to try at the first call, in order (the probe call
+      keeps the first that the target accepts);
+    * ``given``: the target's own names of the hyperparameters it reads from elsewhere than its
+      arguments (the config style's keys) -> the value it uses;
+    * ``owner``: for a ``Class.method`` target, the class the audit constructs (the target is its
+      method).
     """
 
     style: str
@@ -201,6 +225,16 @@ class Plan:
     param_names: str = "params"
     grad_names: str = "grads"
     kwargs_hyper: dict[str, Any] = dataclasses.field(default_factory=dict)
+    key_base: int = 1
+    container: str = "dict"
+    direction: int = 0
+    method: str = "step"
+    after: str = ""
+    per_key: str = ""
+    arg_keys: dict[str, str] = dataclasses.field(default_factory=dict)
+    containers: tuple[str, ...] = ()
+    given: dict[str, Any] = dataclasses.field(default_factory=dict)
+    owner: str = ""
 
 
 @dataclasses.dataclass

@@ -470,6 +470,10 @@ def load_object(spec: Mapping[str, Any], sys_path: list[str]) -> Any:
                 raise
     else:
         module = importlib.import_module(location)
+    if not name:
+        return _only_candidate(
+            module, location if kind == "module" else Path(location).name, str(spec["text"])
+        )
     obj: Any = module
     for part in name.split("."):
         if not hasattr(obj, part):
@@ -480,6 +484,98 @@ def load_object(spec: Mapping[str, Any], sys_path: list[str]) -> Any:
     if not callable(obj):
         raise TypeError(f"{spec.get('text', name)} is a {type(obj).__name__}, not a function or class")
     return obj
+
+
+# Which callables of a file look like an update rule (``path/to/file.py`` without ``:NAME``). The
+# child cannot import optcheck's naming module, so it keeps this short list; the parent binds the
+# target it finds by the full tables, and refuses with one line when that fails.
+_GRAD_WORDS = (
+    "grad",
+    "gradient",
+    "gradients",
+    "grads",
+    "dw",
+    "dx",
+    "dp",
+    "dtheta",
+    "dparams",
+    "dvar",
+    "g",
+    "layer",
+)
+_OPT_WORDS = (
+    "adam",
+    "sgd",
+    "momentum",
+    "rmsprop",
+    "adagrad",
+    "adadelta",
+    "nesterov",
+    "optim",
+    "lion",
+    "nadam",
+)
+
+
+def _arg_names(fn: Any, skip_self: bool) -> list[str]:
+    try:
+        names = [
+            p.name
+            for p in inspect.signature(fn).parameters.values()
+            if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+        ]
+    except (TypeError, ValueError):
+        return []
+    return names[1:] if skip_self and names and names[0] in ("self", "cls") else names
+
+
+def _grad_like(names: list[str]) -> bool:
+    low = [n.lower() for n in names]
+    if any(n in _GRAD_WORDS or n.startswith("grad") or n.endswith("_grad") for n in low):
+        return True
+    return any(("d" + n) in names for n in names)
+
+
+def looks_like_update(obj: Any) -> bool:
+    """Whether a function or class found in a file looks like an update rule or an optimizer."""
+    if isinstance(obj, type):
+        torch = sys.modules.get("torch")
+        if torch is not None and issubclass(obj, torch.optim.Optimizer):
+            return True
+        return any(
+            not k.startswith("_") and inspect.isfunction(v) and _grad_like(_arg_names(v, True))
+            for k, v in vars(obj).items()
+        )
+    if not inspect.isfunction(obj):
+        return False
+    if _grad_like(_arg_names(obj, False)):
+        return True
+    qual = obj.__name__.lower()
+    try:
+        params = list(inspect.signature(obj).parameters.values())
+    except (TypeError, ValueError):
+        return False
+    return any(w in qual for w in _OPT_WORDS) and all(p.default is not p.empty for p in params)
+
+
+def _only_candidate(module: Any, where: str, text: str) -> Any:
+    cands = [
+        (n, o)
+        for n, o in vars(module).items()
+        if not n.startswith("_")
+        and getattr(o, "__module__", None) == module.__name__
+        and looks_like_update(o)
+    ]
+    if len(cands) == 1:
+        return cands[0][1]
+    if not cands:
+        public = sorted(n for n, o in vars(module).items() if not n.startswith("_") and callable(o))
+        raise AttributeError(
+            f"{where} has no function or class that takes gradients (callables there: {public[:12]}); "
+            f"name the target as {text}:NAME"
+        )
+    names = [n for n, _ in cands]
+    raise AttributeError(f"{where} has {len(names)} candidate targets {names}; name one as {text}:{names[0]}")
 
 
 def _literal(value: Any) -> bool:

@@ -31,8 +31,8 @@ from .. import rules as rules_mod
 from .._compare import compare_trajectory, show_pair
 from .._trajectory import Trajectory, replay
 from .._tree import Path, flatten, map_tree, path_str
-from ..rules import Rule
-from . import adapters, sessions
+from ..rules import Rule, naming
+from . import _styles, adapters, sessions
 from ._common import AuditUsageError, Plan, StepOutput, TargetInfo
 from .report import AuditReport, Finding
 from .targets import (
@@ -300,6 +300,7 @@ class Auditor:
         progress: Callable[[str], None] | None = None,
         isolate: bool | None = None,
         cwd: str | None = None,
+        bind: Mapping[str, str] | None = None,
         limits: Limits | None = None,
         max_time: float | None = None,
     ) -> None:
@@ -346,6 +347,7 @@ class Auditor:
                 raise AuditUsageError(f"--hyper: {e}") from None
         self.rule_name = self.rule_cls.name
         self.args = dict(args or {})
+        self.bind = dict(bind or {})
         self.progress = progress
         self._last_progress = 0.0
         self.cases_run = 0
@@ -405,6 +407,7 @@ class Auditor:
                     f"ran in this process: a child process could not re-import the target ({e})"
                 )
         info: TargetInfo = self.worker.load()
+        info = self._method_target(info)
         self.info = info
         style = adapters.detect_style(info) if self.style_arg == "auto" else self.style_arg
         if style == "torch" and not info.is_torch_optimizer:
@@ -435,9 +438,10 @@ class Auditor:
             self._bind_auto(info, style, config_defaults)
         else:
             self.binding = adapters.bind(
-                info, style, self.rule_cls, self.hyper_in, self.args, config_defaults
+                info, style, self.rule_cls, self.hyper_in, self.args, config_defaults, self.bind
             )
         self.plan: Plan = self.binding.plan
+        self.plan.owner = getattr(self, "_owner", "")
         self.notes.extend(self.binding.notes)
         try:
             self.rule = rules_mod.get(self.rule_name, **self.binding.ref_hyper)
@@ -467,6 +471,84 @@ class Auditor:
             )
         self.ref_variant: Any = None
         self.state_map: dict[str, str] | None = None
+        self.unused_states: list[str] = []
+        self.passed: dict[str, Any] | None = None
+        self._ident_unsure = ""
+        self.layer_base = 1
+        self._probe_call()
+
+    def _probe_call(self) -> None:
+        """One call of a function target on a probe, to learn what its code expects.
+
+        The containers its argument names allow (a dict, one array, a list) are tried in turn
+        until the target accepts one; the first call also settles the key forms (``dW1`` or
+        ``W1``, layers numbered from 0 or 1) and, for a target that returns its step, the sign.
+        Every later case is generated in those forms.
+        """
+        plan = self.plan
+        if plan.style not in _styles.STYLES:
+            return
+        containers = plan.containers or (plan.container,)
+        chosen = None
+        for container in containers:
+            plan.container = container
+            plan.key_base = 1
+            case = self.probe_cases()[0].truncated(1)
+            try:
+                self._set_call_timeout()
+                _styles.first_call(self.worker, plan, case.params0, case.grads[0])
+            except TargetFailure as f:
+                if f.id in FATAL:
+                    break
+                continue
+            chosen = container
+            break
+        plan.container = chosen or containers[0]
+        if chosen is None:
+            plan.key_base = 1
+        if len(containers) > 1 and chosen is not None and chosen != containers[0]:
+            self.notes.append(
+                f"{plan.param_names or plan.grad_names}: passed as {_CONTAINER_WORDS.get(chosen, chosen)} "
+                f"(the target did not accept {_CONTAINER_WORDS.get(containers[0], containers[0])})"
+            )
+        if plan.key_base != 1:
+            self.layer_base = plan.key_base
+            plan.key_base = 1
+            self.notes.append(
+                f"layers numbered from {self.layer_base} (W{self.layer_base}, b{self.layer_base}, ...)"
+            )
+
+    def _method_target(self, info: TargetInfo) -> TargetInfo:
+        """A ``Class.method`` target: describe the class (the audit constructs it and calls the method)."""
+        spec_name = self.spec.name if self.spec is not None else getattr(self._object, "__qualname__", "")
+        params = [p for p in info.params if not p.is_var]
+        if info.kind != "function" or not params or params[0].name != "self" or spec_name.count(".") != 1:
+            return info
+        owner, method = spec_name.split(".")
+        from ._wire import TARGET
+        from .targets import info_from_plain
+
+        b = self.worker.batch()
+        i = b.describe(TARGET.attr("__globals__").item(owner))
+        try:
+            desc = b.run(self.timeout)[i]
+            cls_info = info_from_plain(desc, info.spec)
+        except (TargetFailure, ValueError) as e:
+            raise AuditUsageError(
+                f"{spec_name}: cannot find the class {owner!r} of the method ({e})"
+            ) from None
+        if cls_info.kind != "class":
+            return info
+        self._owner = owner
+        return dataclasses.replace(cls_info, method=method, name=owner)
+
+    def _renumber(self, tree: Any) -> Any:
+        """``tree`` with its layer keys numbered like the target's (``W0`` for ``W1`` when it counts from 0)."""
+        if self.layer_base == 1 or not isinstance(tree, Mapping):
+            return tree
+        from ._styles import user_key
+
+        return {user_key(k, self.layer_base): v for k, v in tree.items()}
 
     def _steps_for_rule(self) -> None:
         """Audit past the rule's last change of form (RAdam's first rectified step), unless ``--steps`` was given."""
@@ -487,11 +569,12 @@ class Auditor:
             cls = rules_mod.rule_class(name)
             try:
                 hyper_in = _parse_hyper(cls, self.hyper_given)
-                binding = adapters.bind(info, style, cls, hyper_in, self.args, config_defaults)
+                rules_mod.get(name, **{r: v for r, (_, v) in hyper_in.items()})
+                binding = adapters.bind(info, style, cls, hyper_in, self.args, config_defaults, self.bind)
                 rules_mod.get(name, **binding.ref_hyper)
             except (AuditUsageError, ValueError, TypeError) as e:
-                if first_error is None and isinstance(e, AuditUsageError):
-                    first_error = e
+                if first_error is None:
+                    first_error = e if isinstance(e, AuditUsageError) else AuditUsageError(f"--hyper: {e}")
                 continue
             score = sum(c.role == "hyper" for c in binding.plan.calls) + len(binding.plan.config)
             if best is None or score > best[0]:
@@ -505,47 +588,200 @@ class Auditor:
         self.hyper_in, self.binding = best[3]
 
     def _identify(self) -> bool:
-        """``--rule auto``: which rule the probes show; switch the reference to it. False: none fits."""
+        """``--rule auto``: which rule the probes show; switch the reference to it. False: none fits.
+
+        :func:`optcheck.diagnose.identify` first (rules, conventions and single bugs). When it finds
+        no rule that reproduces the target, every rule is fitted instead (its free hyperparameters
+        from the target's trajectories, the values the target was given kept) and ranked by the
+        fraction of entries it reproduces, so that a target with two bugs is still judged against
+        the rule it implements; the report then says the identification is unsure and names the
+        two best rules.
+        """
         diag = _diagnose_module()
-        trajs = [r.traj for r in self.probe_results if r.failure is None and r.traj.steps]
-        if diag is None or not hasattr(diag, "identify") or not trajs:
+        results = [r for r in self.probe_results if r.failure is None and r.traj.steps]
+        trajs = [r.traj for r in results]
+        if not trajs:
+            return False  # every probe failed: those failures are the report
+        if diag is None or not hasattr(diag, "identify"):
             raise AuditUsageError("--rule auto needs optcheck.diagnose.identify; name the rule with --rule")
         plain = [dataclasses.replace(t, states=None) for t in trajs]
         ident = diag.identify(plain, budget=IDENTIFY_BUDGET)
         self.identification = ident
-        if ident.rule is None or (not ident.matched and not ident.bugs):
-            self.rule_name = "auto"
-            closest = (
-                ident.message()
-                .removeprefix("closest: ")
-                .removesuffix(", but it does not reproduce the target")
-            )
-            self.findings["differs-from-reference"] = Finding(
-                "differs-from-reference",
-                "error",
-                "--rule auto: no known rule reproduces this target"
-                + (f"; closest: {closest}" if ident.rule is not None else "")
-                + ". Nothing else is judged against a rule; audit with --rule NAME to compare with one.",
-                step=1,
-            )
-            for fid in (*RULE_BOUND_INVARIANTS, *ROLE_BOUND_INVARIANTS):
-                self.findings.pop(fid, None)
-                self.provisional.pop(fid, None)
-            return False
-        self.rule = ident.rule
-        self.rule_cls = type(ident.rule)
-        self.rule_name = ident.rule.name
+        if ident.rule is not None and ident.matched and not ident.bugs:
+            rule = ident.rule
+            message = ident.message()
+            # the values the target was given are what it must use: identify() fits them freely
+            given = adapters.passed_hyper(self.plan, self.info, type(rule))
+            if self.binding.l2 is not None and "weight_decay" in rule.hyper:
+                given["weight_decay"] = self.binding.l2[2]
+            differ = {
+                k: v
+                for k, v in given.items()
+                if k in rule.hyper and not adapters._same_value(rule.hyper[k], v)
+            }
+            if differ:
+                try:
+                    rule = rule.replace(**differ)
+                except (ValueError, TypeError):
+                    pass
+                else:
+                    told = ", ".join(
+                        f"{k}={v:g}" if isinstance(v, float) else f"{k}={v!r}" for k, v in differ.items()
+                    )
+                    message += f"; judged with the values the target is given ({told})"
+        else:
+            self._ranked_trajs: dict[str, list[Trajectory]] = {}
+            ranking = self._rank_rules(results)
+            explained = False
+            if ranking and ranking[0][0] < 1.0:
+                ranking, explained = self._explained_first(ranking, diag)
+            if not ranking or ranking[0][0] <= 0.0:
+                self.rule_name = "auto"
+                closest = (
+                    ident.message()
+                    .removeprefix("closest: ")
+                    .removesuffix(", but it does not reproduce the target")
+                )
+                self.findings["differs-from-reference"] = Finding(
+                    "differs-from-reference",
+                    "error",
+                    "--rule auto: no known rule reproduces this target"
+                    + (f"; closest: {closest}" if ident.rule is not None else "")
+                    + ". Nothing else is judged against a rule; audit with --rule NAME to compare with one.",
+                    step=1,
+                )
+                for fid in (*RULE_BOUND_INVARIANTS, *ROLE_BOUND_INVARIANTS):
+                    self.findings.pop(fid, None)
+                    self.provisional.pop(fid, None)
+                return False
+            score, rule = ranking[0]
+            others = ", ".join(f"{r.name} ({sc:.0%} of the entries)" for sc, r in ranking[1:2])
+            if score >= 1.0:
+                specs = {sp.name: sp.default for sp in type(rule).hyper_specs()}
+                shown = ", ".join(
+                    f"{k}={v:g}" for k, v in rule.hyper.items() if isinstance(v, float) and v != specs.get(k)
+                )
+                message = f"identified {rule.name}({shown}): it reproduces the target"
+            elif explained:
+                message = (
+                    f"{rule.name}: no rule reproduces the target as written, and a known convention or bug "
+                    f"of {rule.name} does (see below; {rule.name} alone reproduces {score:.0%} of the "
+                    f"entries{'; next: ' + others if others else ''})"
+                )
+            else:
+                self._ident_unsure = rule.name
+                message = (
+                    f"unsure: no rule reproduces the target; the closest is {rule.name} ({score:.0%} of "
+                    f"the entries reproduced){', then ' + others if others else ''}; judged against "
+                    f"{rule.name} (name the rule with --rule to choose)"
+                )
+        self.rule = rule
+        self.rule_cls = type(rule)
+        self.rule_name = rule.name
         self._steps_for_rule()
+        self.passed = adapters.passed_hyper(self.plan, self.info, self.rule_cls)
         self.state_map = None
         self.ref_variant = None
-        self.notes.append(f"--rule auto: {ident.message()}")
-        self.convention_findings.append(Finding("rule-identified", "info", f"--rule auto: {ident.message()}"))
+        self.notes.append(f"--rule auto: {message}")
+        self.convention_findings.append(Finding("rule-identified", "info", f"--rule auto: {message}"))
         for fid in list(self.findings):
             if fid not in ("nondeterministic",):
                 self.findings.pop(fid)
         self.provisional.clear()
         self.explanation = None
         return True
+
+    def _rank_rules(self, results: Sequence[CaseResult]) -> list[tuple[float, Rule]]:
+        """Every rule of ``AUTO_ORDER`` fitted to the probes, best first: (fraction reproduced, rule).
+
+        The target's states count as well as its parameters, each rule reading them under its own
+        names (``v`` is Adam's second moment beside ``m``, SGD's momentum buffer alone).
+        """
+        from ._infer import fit_free, fittable
+
+        raw = [
+            [{n: v for n, v in o.states.items() if n not in self.unused_states} for o in r.outputs]
+            for r in results
+        ]
+        arrays = sorted(
+            {n for steps in raw for st in steps for n, v in st.items() if not isinstance(v, float)}
+        )
+
+        out: list[tuple[float, tuple[int, int, int, int], float, Rule]] = []
+        for order, name in enumerate(AUTO_ORDER):
+            cls = rules_mod.rule_class(name)
+            passed = adapters.passed_hyper(self.plan, self.info, cls)
+            if self.binding.l2 is not None:
+                if "weight_decay" not in {s.name for s in cls.hyper_specs()}:
+                    continue
+                passed["weight_decay"] = self.binding.l2[2]
+            try:
+                start = cls(**{k: v for k, v in passed.items() if k in {s.name for s in cls.hyper_specs()}})
+            except (ValueError, TypeError):
+                continue
+            free = [s.name for s in cls.hyper_specs() if s.name not in passed and fittable(start, s.name)]
+            smap = adapters.map_states(arrays, start) if arrays and start.array_keys() else {}
+            trajs = []
+            for r, steps in zip(results, raw, strict=True):
+                states = [{key: st[user] for user, key in smap.items() if user in st} for st in steps]
+                trajs.append(dataclasses.replace(r.traj, rule=start, states=states if smap else None))
+            fit = fit_free(start, free, trajs, self._overrides_rule, 60)
+            # evidence beyond the numbers, for ties: as many states as the rule keeps, and the
+            # hyperparameter names the target uses that the rule has (alpha, beta1, momentum, rho)
+            mismatch = abs(len(arrays) - len(start.array_keys())) if arrays else 0
+            named = sum(1 for k in passed if k not in ("lr", "eps", "weight_decay"))
+            called = 0 if name in self._named_rules() else 1
+            out.append((fit.score, (mismatch, called, -named, order), fit.worst, fit.rule))
+            self._ranked_trajs[name] = [dataclasses.replace(t, rule=fit.rule) for t in trajs]
+        # equal fractions (a bug that spoils every entry): the evidence decides, then the commoner rule
+        out.sort(key=lambda x: (-round(x[0], 2), x[1], -x[2]))
+        return [(sc, r) for sc, _, _, r in out]
+
+    def _explained_first(
+        self, ranking: list[tuple[float, Rule]], diag: Any
+    ) -> tuple[list[tuple[float, Rule]], bool]:
+        """The ranking with the first of its three best rules whose known bugs explain the target moved first.
+
+        Two rules can reproduce equally few entries of a buggy target; the one a catalog bug of
+        which reproduces it is the rule the target meant to implement.
+        """
+        named = self._named_rules()
+        order = [i for i, (_, r) in enumerate(ranking) if r.name in named]
+        order += [i for i in range(min(3, len(ranking))) if i not in order]
+        for i in order:
+            rule = ranking[i][1]
+            trajs = self._ranked_trajs.get(rule.name)
+            if not trajs:
+                continue
+            try:
+                expl = diag.explain(trajs, budget=DIAGNOSE_BUDGET)
+            except Exception:
+                continue
+            if _diagnoses(expl) or list(getattr(expl, "conventions", ()) or ()):
+                return [ranking[i], *ranking[:i], *ranking[i + 1 :]], True
+        return ranking, False
+
+    def _named_rules(self) -> list[str]:
+        """The rules the target's own name names (``update_variables_Adam``, ``class RMSProp``, ``..._momentum``)."""
+        text = (self.info.name + " " + self.info.method).lower()
+        found = [r for r in sorted(AUTO_ORDER, key=len, reverse=True) if r in text]
+        found = [r for r in found if not any(r != o and r in o for o in found)]  # nadam, not adam too
+        for word, rule in (
+            ("momentum", "sgd"),
+            ("nesterov", "sgd"),
+            ("heavyball", "sgd"),
+            ("rms", "rmsprop"),
+        ):
+            if word in text and rule not in found:
+                found.append(rule)
+        return found
+
+    def _overrides_rule(self, rule: Rule, params0: Any) -> dict[Path, Rule]:
+        """The course-L2 parameter groups for ``rule``: no decay on the biases."""
+        if self.binding.l2 is None or not isinstance(params0, Mapping):
+            return {}
+        no_decay = rule.replace(weight_decay=0.0)
+        return {path: no_decay for path, _ in flatten(params0) if not path[-1].startswith("W")}
 
     def _probe_arrays(self) -> tuple[np.ndarray, np.ndarray]:
         rng = np.random.default_rng(self.seed)
@@ -566,7 +802,7 @@ class Auditor:
         if self.binding.l2 is None or not isinstance(params0, Mapping):
             return {}
         no_decay = self.rule.replace(weight_decay=0.0)
-        return {path: no_decay for path, _ in flatten(params0) if not path[-1].startswith("W")}
+        return {path: no_decay for path, _ in flatten(params0) if not naming.is_course_weight(path[-1])}
 
     # -- names for messages -----------------------------------------------------------------------
 
@@ -594,15 +830,33 @@ class Auditor:
         base = names.get(what, what)
         if self.style == "torch" and what == "params":
             text = f"params[{path[0]!r}]" if path else "params"
-        elif self.style in ("config", "functional"):
+        elif self.plan.container in ("array", "vector") or not path:
             text = base
+        elif self.plan.container in ("list", "tuple"):
+            keys = [k for k, _ in flatten(self._probe_layout())]
+            pos = keys.index(path) if path in keys else path[0]
+            text = f"{base}[{pos}]"
+        elif self.plan.container == "args":
+            text = (
+                path[0]
+                if what == "params"
+                else next(
+                    (a for a, k in self.plan.arg_keys.items() if k == path[0] and a != k),
+                    f"{base}[{path[0]!r}]",
+                )
+                if what == "grads"
+                else f"{base}[{path[0]!r}]"
+            )
         else:
+            from ._styles import user_key
+
             prefix = ""
             if what == "grads":
                 prefix = self.plan.grad_prefix
             elif what not in ("params",) and self.style == "dict":
                 prefix = self.plan.state_prefix
-            text = path_str(base, tuple(prefix + p if i == 0 else p for i, p in enumerate(path)))
+            first = (prefix + user_key(path[0], self.plan.key_base),)
+            text = path_str(base, first + tuple(path[1:]))
         if index:
             text += "[" + ", ".join(str(i) for i in index) + "]"
         return text
@@ -620,7 +874,9 @@ class Auditor:
     def _map_states(self, states: Mapping[str, Any], params0: Any) -> dict[str, Any]:
         """The target's states under the rule's names, only those with the structure of the params."""
         if self.state_map is None:
-            arrays = [n for n, v in states.items() if not isinstance(v, float)]
+            arrays = [
+                n for n, v in states.items() if not isinstance(v, float) and n not in self.unused_states
+            ]
             if not arrays:
                 return {}
             self.state_map = adapters.map_states(arrays, self.rule)
@@ -659,7 +915,9 @@ class Auditor:
             for g in case.grads:
                 cut = self._set_call_timeout()
                 try:
-                    if session is None:
+                    if session is None and self.plan.style in _styles.STYLES:
+                        session, out = _styles.first_call(self.worker, self.plan, case.params0, g)
+                    elif session is None:
                         session, out = sessions.first_step_with_key_forms(
                             self.worker, self.plan, case.params0, g
                         )
@@ -674,6 +932,16 @@ class Auditor:
                 outputs.append(out)
         except TargetFailure as f:
             failure = (len(outputs) + 1, f)
+        return self.judge(case, outputs, failure, index)
+
+    def judge(
+        self,
+        case: Case,
+        outputs: list[StepOutput],
+        failure: tuple[int, TargetFailure] | None,
+        index: int = 0,
+    ) -> CaseResult:
+        """Check what the target did on ``case`` against the current reference."""
         overrides = self._overrides_for(case.params0)
         mapped = [self._map_states(o.states, case.params0) for o in outputs]
         traj = Trajectory(
@@ -1038,15 +1306,28 @@ class Auditor:
 
     # -- the phases ----------------------------------------------------------------------------------
 
+    def _arg_param_keys(self) -> list[str]:
+        return [a for a, k in self.plan.arg_keys.items() if a == k]
+
+    def _probe_layout(self) -> Any:
+        """The shapes of the probes' parameters: one array, the course dict, or one array per argument."""
+        if self.plan.container == "array":
+            return (4, 3)
+        if self.plan.container == "vector":
+            return (6,)
+        if self.plan.container == "args":
+            keys = self._arg_param_keys()
+            return {k: (4, 3) if i == 0 else (4, 1) for i, k in enumerate(keys)}
+        if self.plan.container == "attrs":
+            return {"W": (4, 3), "b": (4, 1)}
+        return {"W1": (4, 3), "b1": (4, 1), "W2": (2, 4), "b2": (2, 1)}
+
     def probe_cases(self) -> list[Case]:
         """Three fixed cases from the seed: ordinary values, zero gradients, values where epsilon matters."""
         rng = np.random.default_rng(self.seed)
         cases = []
         for i in range(3):
-            if self.style in ("config", "functional"):
-                shapes: dict[str, tuple[int, ...]] | tuple[int, ...] = (4, 3)
-            else:
-                shapes = {"W1": (4, 3), "b1": (4, 1), "W2": (2, 4), "b2": (2, 1)}
+            shapes = self._probe_layout()
 
             def draw(scale: float, shapes: Any = shapes) -> Any:
                 if isinstance(shapes, tuple):
@@ -1064,7 +1345,11 @@ class Auditor:
             else:
                 grads = [draw(1e-4) for _ in range(self.steps)]
             cases.append(
-                Case(params0, grads, label=("ordinary values", "zero gradients", "small gradients")[i])
+                Case(
+                    self._renumber(params0),
+                    [self._renumber(g) for g in grads],
+                    label=("ordinary values", "zero gradients", "small gradients")[i],
+                )
             )
         return cases
 
@@ -1086,11 +1371,14 @@ class Auditor:
 
     def example(self, case: Case) -> dict[str, Any]:
         """The inputs of ``case`` in the user's names and key forms."""
-        gp = self.plan.grad_prefix if self.style in ("dict", "object") else ""
+        gp = self.plan.grad_prefix if self.plan.container == "dict" else ""
+        from ._styles import user_key
 
         def keyed(tree: Any, prefix: str) -> Any:
             if isinstance(tree, Mapping):
-                return {prefix + k: v for k, v in tree.items()}
+                if self.plan.container in ("list", "tuple"):
+                    return [v for v in tree.values()]
+                return {prefix + user_key(k, self.plan.key_base): v for k, v in tree.items()}
             return tree
 
         return {
@@ -1141,6 +1429,8 @@ class Auditor:
                 go = self._identify() and self._probes()
             if go:
                 self._search()
+            else:
+                self._promote()
         except BudgetExhausted:
             self._exhaust()
         try:
@@ -1149,6 +1439,84 @@ class Auditor:
             if "budget-exhausted" not in self.findings:
                 self._exhaust()
         self._unexplained_roles()
+
+    def _find_unused_states(self, results: Sequence[CaseResult]) -> bool:
+        """States the target never changes (still all zero after every probe step): they say nothing.
+
+        Course code often hands ``V`` and ``S`` to an RMSprop that only uses ``S``. Such a state is
+        left out of the state mapping and the invariants; True when one was found.
+        """
+        names: dict[str, bool] = {}
+        for r in results:
+            for out in r.outputs:
+                for name, tree in out.states.items():
+                    if isinstance(tree, float):
+                        continue
+                    zero = all(not np.any(np.asarray(v)) for _, v in flatten(tree))
+                    names[name] = names.get(name, True) and zero
+        moved = any(np.any(np.asarray(v)) for r in results for g in r.case.grads for _, v in flatten(g))
+        unused = [n for n, zero in names.items() if zero and moved and n not in self.unused_states]
+        if not unused or len(unused) == len(names):
+            return False
+        self.unused_states.extend(unused)
+        self.state_map = None
+        for n in unused:
+            self.notes.append(f"{n}: never changed by {self.info.name} (all zeros after every step); ignored")
+        return True
+
+    def _free_hyper(self) -> list[str]:
+        """The rule's hyperparameters the target takes no argument for and the user did not give."""
+        from ._infer import fittable
+
+        bound = set(self.passed) if self.passed is not None else set(self.binding.bound) | set(self.hyper_in)
+        if self.binding.l2 is not None:
+            bound.add("weight_decay")
+        return [
+            s.name for s in self.rule_cls.hyper_specs() if s.name not in bound and fittable(self.rule, s.name)
+        ]
+
+    def _fit_hard_coded(self, results: Sequence[CaseResult]) -> bool:
+        """Fit the free hyperparameters to the probes when the reference disagrees; True if the rule changed."""
+        from ._infer import fit_free
+
+        free = self._free_hyper()
+        if self.auto and self.passed is None:
+            return False  # the rule is not known yet: identification fits it
+        if not free:
+            return False
+        if not any(r.divergence is not None for r in results) and not self.auto:
+            return False
+        trajs = [r.traj for r in results if r.traj.steps]
+        if not trajs:
+            return False
+
+        fit = fit_free(self.rule, free, trajs, self._overrides_rule)
+        self.fit = fit
+        changed = bool(fit.changed)
+        self.rule = fit.rule
+        defaults = {s.name: s.default for s in self.rule_cls.hyper_specs()}
+        assumed = {k: self.rule.hyper[k] for k in free if self.rule.hyper[k] != defaults.get(k)}
+        if not assumed:
+            return changed
+        where = self.info.name
+        written = _constants_in_source(self.info.file, self.info.method or self.info.name)
+        parts = []
+        for k, v in assumed.items():
+            hit = next((w for w in written if math.isclose(w[1], float(v), rel_tol=1e-9)), None)
+            if hit is not None:  # the user's own name for it, from the target's source (read, not run)
+                parts.append(f"{hit[0]} = {v:g} (line {hit[2]}; {self.rule_name}'s {_hyper_symbol(k)})")
+            else:
+                parts.append(f"{_hyper_symbol(k)} = {v:g}")
+        values = ", ".join(parts)
+        self.notes.append(
+            f"assumed {values} (hard-coded in {where}: it takes no argument for "
+            f"{'it' if len(assumed) == 1 else 'them'}; fitted to its own trajectories, "
+            f"{fit.evaluations} evaluations)"
+        )
+        self.convention_findings.append(
+            Finding("hyperparameter-inferred", "info", f"assumed {values} (hard-coded in {where})")
+        )
+        return changed
 
     def _fatal(self) -> bool:
         return any(i in FATAL for i in [*self.findings, *self.provisional])
@@ -1159,10 +1527,16 @@ class Auditor:
         for i, case in enumerate(self.probe_cases()):
             res = self.run_case(case, i)
             results.append(res)
-            self._record(res, shrunk=False)
             if res.failure is not None and res.failure[1].id in FATAL:
+                for r in results:
+                    self._record(r, shrunk=False)
                 self._promote()
                 return False
+        rejudge = self._find_unused_states(results)
+        if self._fit_hard_coded(results) or rejudge:
+            results = [self.judge(r.case, r.outputs, r.failure, i) for i, r in enumerate(results)]
+        for res in results:
+            self._record(res, shrunk=False)
         self.probe_results = results
         first = results[0]
         if first.failure is None and first.outputs:
@@ -1312,13 +1686,21 @@ class Auditor:
         from .. import strategies as ost
 
         steps = self.steps
-        if self.style in ("config", "functional"):
-            shapes = hnp.array_shapes(min_dims=1, max_dims=2, min_side=1, max_side=3)
+        if self.plan.container in ("array", "vector"):
+            dims = 1 if self.plan.container == "vector" else 2
+            shapes = hnp.array_shapes(min_dims=1, max_dims=dims, min_side=1, max_side=3)
             params = st.one_of(ost.params(shapes=shapes), ost.params(shapes=shapes, adversarial=True))
+        elif self.plan.container in ("args", "attrs"):
+            one = hnp.array_shapes(min_dims=1, max_dims=2, min_side=1, max_side=3)
+            keys = self._arg_param_keys() if self.plan.container == "args" else ["W", "b"]
+            layout = st.fixed_dictionaries({k: one for k in keys})
+            params = st.one_of(ost.params(shapes=layout), ost.params(shapes=layout, adversarial=True))
         else:
             params = st.one_of(
                 ost.params(style="dict", max_side=3), ost.params(style="dict", max_side=3, adversarial=True)
             )
+
+        params = params.map(self._renumber)
 
         def with_grads(p: Any) -> Any:
             g = st.one_of(ost.grads_like(p), ost.grads_like(p, adversarial=True))
@@ -1412,6 +1794,14 @@ class Auditor:
                     self._cases[d.id] = self._cases["differs-from-reference"]
         self.findings.pop("differs-from-reference", None)
         ids = [getattr(d, "id", "") for d in found]
+        if self._ident_unsure:
+            # the bugs diagnosis named settle the identification: the target is that rule, with them
+            settled = f"--rule auto: {self._ident_unsure}, with the bugs below (no rule reproduces the target as written)"
+            self.notes[:] = [settled if n.startswith("--rule auto: unsure") else n for n in self.notes]
+            for f in self.convention_findings:
+                if f.id == "rule-identified":
+                    f.message = settled
+            self._ident_unsure = ""
         for fid in (
             "non-finite",
             "negative-second-moment",
@@ -1481,20 +1871,49 @@ class Auditor:
         if self.binding.l2 is not None:
             l2_names = {self.binding.l2[3], self.binding.l2[4]}
 
+        container = plan.container
+
         def describe_call(c: Any) -> str:
+            if plan.per_key and c.role in ("params", "grads", "key"):
+                per = {
+                    "params": "one parameter array",
+                    "grads": "its gradient",
+                    "key": "its key ('W1', 'b1', ...)",
+                }
+                return f"{per[c.role]} (called once per array)"
+            if c.role == "layer":
+                return "a layer object with attributes W, b and their gradients dW, db"
             if c.role == "params":
-                if style in ("config", "functional"):
-                    return "the parameter array"
+                if container in ("array", "vector"):
+                    return "the parameter array" + (" (one dimension)" if container == "vector" else "")
                 if style == "torch":
                     return f"a list of float64 tensors ({layout})"
+                if container in ("list", "tuple"):
+                    return f"the parameters, a {container} of arrays [W1, b1, ...]"
+                if container == "args":
+                    return f"the parameter {c.name!r}, one array"
                 return f"the parameters, a dict {{{layout}}}"
             if c.role == "grads":
-                if style in ("config", "functional"):
+                if container in ("array", "vector"):
                     return "the gradient array"
+                if container in ("list", "tuple"):
+                    return f"the gradients, a {container} of arrays like the parameters"
+                if container == "args":
+                    return f"the gradient of {plan.arg_keys.get(c.name, '?')!r}, one array"
                 return f"the gradients, a dict {{{gp}W1, {gp}b1, ...}}"
+            if c.role == "grad_fn":
+                return "a function returning this step's gradient (whatever it is called with)"
+            if c.role == "callback":
+                return "None"
+            if c.role == "ostate":
+                return "None on the first call, then the state it returned"
             if c.role == "state":
                 key = inverse.get(c.state)
                 what = f"{key} ({roles_of.get(key, 'state')})" if key else "a state"
+                if c.state in self.unused_states:
+                    return "zeros like the parameters; never changed by the target (unused, ignored)"
+                if container != "dict":
+                    return f"{what}: zeros like the parameters, then what the target returned or left in it"
                 if style == "functional":
                     return f"the state it returned last time (None on the first call){'; ' + what if key else ''}"
                 return f"{what}: a dict of zeros {{{sp}W1, {sp}b1, ...}}, then what the target returned or left in it"
@@ -1533,7 +1952,7 @@ class Auditor:
                 out.append((p.name, f"not passed (its default {p.default_repr})"))
         if style == "object":
             for c in plan.step_calls:
-                out.append((f"step: {c.name}", describe_call(c)))
+                out.append((f"{plan.method}: {c.name}", describe_call(c)))
         return out
 
     def report(self) -> AuditReport:
@@ -1572,7 +1991,7 @@ class Auditor:
         return AuditReport(
             target=self.target_text,
             rule=self.rule_name,
-            style=self.style,
+            style=self._style_label(),
             verdict=verdict,
             seed=self.seed,
             findings=findings,
@@ -1584,11 +2003,56 @@ class Auditor:
             hyper=dict(self.rule.hyper),
             notes=self.notes,
             binding=self._binding_lines(),
-            signature=self.info.signature_text(),
+            signature=self._called_as(),
             reproduction=repro,
             isolated=bool(getattr(self.worker, "isolated", False)),
             trajectory=self._diverging_trajectory(),
         )
+
+    def _called_as(self) -> str:
+        """The call as the audit makes it: the values actually passed, not the signature's defaults."""
+        plan = self.plan
+
+        def args(calls: Sequence[Any]) -> str:
+            parts = []
+            for c in calls:
+                if c.role in ("hyper", "arg"):
+                    value = f"{c.value:g}" if isinstance(c.value, float) else repr(c.value)
+                    parts.append(value if c.positional else f"{c.name}={value}")
+                elif c.role in ("callback", "ignore"):
+                    parts.append("None" if c.positional else f"{c.name}=None")
+                else:
+                    parts.append(c.name)
+            return ", ".join(parts)
+
+        name = self.info.name
+        if plan.style == "object":
+            ctor = f"opt = {name}({args(plan.calls)})"
+            call = f"opt.{plan.method}({args(plan.step_calls)})"
+            return f"{ctor}; {call}" + (f"; opt.{plan.after}()" if plan.after else "")
+        if plan.style == "triple":
+            return f"init, update, get_params = {name}({args(plan.calls)}); state = update(i, g, state)"
+        if plan.style in ("dict", "functional", "loop", "config"):
+            return f"{name}({args(plan.calls)})"
+        return self.info.signature_text()
+
+    def _style_label(self) -> str:
+        """The style as the report names it: a function style's container when it is not a dict."""
+        plan = self.plan
+        if self.style == "dict" and plan.container != "dict":
+            label = {
+                "array": "array",
+                "vector": "array",
+                "list": "list",
+                "tuple": "list",
+                "args": "per-array arguments",
+            }
+            text = label.get(plan.container, plan.container)
+        else:
+            text = self.style
+        if not any(c.role == "params" for c in plan.calls) and self.style in ("dict", "functional"):
+            text += ", returns the step"
+        return text
 
     def _diverging_trajectory(self) -> Trajectory | None:
         results: list[CaseResult] = [*self.probe_results, *self.failing]
@@ -1687,6 +2151,52 @@ def _readable_candidates(value: float) -> list[float]:
     return [*small, power]
 
 
+def _constants_in_source(file: str | None, name: str) -> list[tuple[str, float, int]]:
+    """``(name, value, line)`` of the number literals assigned in function or method ``name`` of ``file``.
+
+    The parent reads the target's source text (it never runs it) to name a hard-coded
+    hyperparameter the way the user wrote it (``beta2 = 0.999``).
+    """
+    import ast
+
+    if not file:
+        return []
+    try:
+        tree = ast.parse(open(file, encoding="utf-8").read())  # noqa: SIM115 - small file, read once
+    except (OSError, SyntaxError, ValueError):
+        return []
+    short = name.split(".")[-1]
+    out: list[tuple[str, float, int]] = []
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name == short:
+            for sub in ast.walk(node):
+                if (
+                    isinstance(sub, ast.Assign)
+                    and len(sub.targets) == 1
+                    and isinstance(sub.targets[0], ast.Name)
+                    and isinstance(sub.value, ast.Constant)
+                    and isinstance(sub.value.value, (int, float))
+                    and not isinstance(sub.value.value, bool)
+                ):
+                    out.append((sub.targets[0].id, float(sub.value.value), sub.lineno))
+    return out
+
+
+_CONTAINER_WORDS = {
+    "array": "one array",
+    "vector": "a one-dimensional array",
+    "dict": "a dict of arrays",
+    "list": "a list of arrays",
+    "tuple": "a tuple of arrays",
+}
+
+_SYMBOLS = {"beta1": "β1", "beta2": "β2", "alpha": "α", "rho": "ρ", "eps": "ε", "momentum": "μ"}
+
+
+def _hyper_symbol(name: str) -> str:
+    return _SYMBOLS.get(name, name)
+
+
 def _check_int(name: str, value: Any, low: int) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
         raise AuditUsageError(f"--{name} {value!r} is invalid; expected a whole number >= {low}")
@@ -1707,15 +2217,21 @@ def run_audit(
     progress: Callable[[str], None] | None = None,
     isolate: bool | None = None,
     cwd: str | None = None,
+    bind: Mapping[str, str] | None = None,
     limits: Limits | None = None,
     max_time: float | None = None,
 ) -> AuditReport:
     """Audit ``target`` (``"file.py:NAME"``, ``"module:NAME"``, or a function/class) against ``rule``.
 
     ``hyper`` sets the reference's hyperparameters (rule names or the usual aliases), ``args``
-    the target's own extra arguments. Raises :class:`~optcheck.audit.AuditUsageError` when the
+    the target's own extra arguments, ``bind`` the roles of arguments whose names do not say
+    them (``{"a": "params"}``, like ``--bind a=params``). Raises :class:`~optcheck.audit.AuditUsageError` when the
     audit cannot run. ``isolate=False`` runs the target in this process (no protection against
-    hangs and crashes); by default a target that can be re-imported by name runs in a child process.
+    hangs and crashes); by default a target that can be re-imported by name runs in a child process,
+    under ``limits`` (:class:`~optcheck.audit.targets.Limits`: memory, CPU per call, processes,
+    file size, open files, reply size, environment variables passed through). ``max_time`` bounds
+    the whole audit (default :data:`DEFAULT_MAX_TIME` seconds): when it runs out, the report holds
+    what was covered and the error finding ``budget-exhausted``.
     """
     auditor = Auditor(
         target,
@@ -1730,6 +2246,7 @@ def run_audit(
         progress=progress,
         isolate=isolate,
         cwd=cwd if cwd is not None else os.getcwd(),
+        bind=bind,
         limits=limits,
         max_time=max_time,
     )

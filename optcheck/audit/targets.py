@@ -78,7 +78,16 @@ class TargetSpec:
 
 
 def parse_target(text: str, cwd: str | None = None) -> TargetSpec:
-    """Parse ``path/to/file.py:NAME`` or ``package.module:NAME``; ``AuditUsageError`` when malformed."""
+    """Parse ``path/to/file.py:NAME`` or ``package.module:NAME``; ``AuditUsageError`` when malformed.
+
+    ``path/to/file.py`` alone names the file's one update function or optimizer class: the child
+    finds it (:func:`find_candidates`) and the audit lists the candidates when there are several.
+    """
+    if isinstance(text, str) and ":" not in text and text.endswith(".py"):
+        path = Path(cwd or os.getcwd(), text).resolve()
+        if not path.is_file():
+            raise AuditUsageError(f"TARGET {text!r}: the file {text!r} does not exist")
+        return TargetSpec("file", str(path), "", text)
     if not isinstance(text, str) or ":" not in text:
         raise AuditUsageError(
             f"TARGET {text!r} is invalid; expected path/to/file.py:NAME or package.module:NAME "
@@ -300,6 +309,17 @@ class Batch:
         return result
 
 
+def _encode_request(msg: dict[str, Any]) -> bytes:
+    """One frame for a request; a value that is not plain data is a usage error (it came from the user)."""
+    try:
+        return _wire.encode(msg)
+    except TypeError as e:
+        raise AuditUsageError(
+            f"a value for the target cannot be sent to its process ({e}); give numbers, strings, tuples, "
+            "lists, dicts or numpy arrays"
+        ) from None
+
+
 def _validate_reply(reply: Any) -> dict[str, Any]:
     """The reply, checked to have the shape the child must send; ``ProtocolViolation`` if not."""
     if not isinstance(reply, dict) or set(reply) != {"results", "printed", "head", "fail"}:
@@ -404,7 +424,10 @@ class InProcessWorker(_WorkerBase):
         return info_from_plain(b.run()[i], self.spec_text)
 
     def _exchange(self, msg: dict[str, Any], calls: int, timeout: float | None) -> dict[str, Any]:
-        request = _wire.decode(_wire.encode(msg), specs=True)
+        try:
+            request = _wire.decode(_wire.encode(msg), specs=True)
+        except TypeError:  # an object given by the user (a callable argument): in process, pass it as it is
+            request = msg
         reply = self._ex.request(request)
         try:
             data = _wire.encode(reply, max_bytes=self.limits.max_reply + (1 << 20))
@@ -607,7 +630,7 @@ class ProcessWorker(_WorkerBase):
     # -- talking -------------------------------------------------------------------------------
 
     def _write(self, msg: dict[str, Any], deadline: float) -> None:
-        data = _wire.encode(msg)
+        data = _encode_request(msg)
         view = memoryview(data)
         while view:
             left = deadline - time.monotonic()

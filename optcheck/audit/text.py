@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import textwrap
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+from ..rules import naming
 
 if TYPE_CHECKING:
     from .engine import Auditor, Case
@@ -240,7 +243,7 @@ def _kw_text(auditor: Auditor, roles: Mapping[str, str]) -> str:
 def _reference_lines(auditor: Auditor, case: Case, grad_key: str) -> list[str]:
     rule = auditor.rule
     bound = {c.source for c in auditor.plan.calls if c.source}
-    hyper = ", ".join(f"{k}={v!r}" for k, v in rule.hyper.items() if v != _default(rule, k) or k in bound)
+    hyper = ", ".join(f"{k}={v!r}" for k, v in naming.changed_hyper(rule, bound).items())
     lines = [f"ref = optcheck.rules.get({rule.name!r}{', ' + hyper if hyper else ''})"]
     if auditor.binding.l2 is not None and isinstance(case.params0, Mapping):
         lines.append("no_decay = ref.replace(weight_decay=0.0)  # course L2: the biases are not decayed")
@@ -263,11 +266,158 @@ def _reference_lines(auditor: Auditor, case: Case, grad_key: str) -> list[str]:
     return lines
 
 
-def _default(rule: Any, name: str) -> Any:
-    for s in type(rule).hyper_specs():
-        if s.name == name:
-            return s.default
-    return None
+def _pack_expr(container: str, src: str, prefix: str = "", zeros: bool = False) -> str:
+    """Python text that builds the target's container from the audit's dict (or array) ``src``."""
+    leaf = "np.zeros_like(v)" if zeros else "v.copy()"
+    if container == "array" or container == "vector":
+        return f"np.zeros_like({src})" if zeros else f"{src}.copy()"
+    if container == "list":
+        return f"[{leaf} for v in {src}.values()]"
+    if container == "tuple":
+        return f"tuple({leaf} for v in {src}.values())"
+    key = f"{prefix!r} + k" if prefix else "k"
+    return f"{{{key}: {leaf} for k, v in {src}.items()}}"
+
+
+def _call_args(
+    calls: Sequence[Any], values: Mapping[str, str], kwargs: Mapping[str, Any] | None = None
+) -> str:
+    """The argument list of a call from the plan's ``calls`` (roles replaced by ``values``)."""
+    parts = []
+    for c in calls:
+        if c.role in ("hyper", "arg"):
+            text = repr(c.value)
+        elif c.role in ("state", "ostate"):
+            text = values.get("state:" + c.state, c.state)
+        elif c.role in ("params", "grads") and c.state and ("arg:" + c.name) in values:
+            text = values["arg:" + c.name]
+        else:
+            text = values.get(c.role, "None")
+        parts.append(text if c.positional else f"{c.name}={text}")
+    for k, v in (kwargs or {}).items():
+        parts.append(f"{k}={v!r}")
+    return ", ".join(parts)
+
+
+def _unpack_expr(container: str, src: str) -> str:
+    if container in ("list", "tuple"):
+        return f"dict(zip(params0, {src}))"
+    return src
+
+
+def _call_style_lines(auditor: Auditor, fn: str) -> tuple[list[str], str]:
+    """``run_target()`` for the styles bound by meaning (functions, objects, loop drivers, factories)."""
+    plan = auditor.plan
+    c, gp, sp = plan.container, plan.grad_prefix, plan.state_prefix
+    body: list[str] = []
+    g_expr = "g" if c == "dict" else _pack_expr(c, "g", gp).replace(".copy()", "")
+    has_params = any(x.role == "params" for x in [*plan.calls, *plan.step_calls])
+    owner = plan.owner
+    if plan.style == "loop":
+        body.append("gs = iter(grads)")
+        body.append("")
+        body.append("def grad_fn(*args, **kwargs):  # the audit's gradients, one per call")
+        body.append("    g = next(gs)")
+        body.append(f"    return {g_expr}")
+        body.append("")
+        values = {"params": _pack_expr(c, "params0"), "grad_fn": "grad_fn", "iters": "len(grads)"}
+        body.append(f"out = {fn}({_call_args(plan.calls, values, plan.kwargs_hyper)})")
+        body.append("return " + _unpack_expr(c, "out[0] if isinstance(out, tuple) else out"))
+        return body, ""
+    if plan.style == "triple":
+        body.append(f"init, update, get_params = {fn}({_call_args(plan.calls, {})})[:3]")
+        body.append(f"state = init({_pack_expr(c, 'params0')})")
+        body.append("for i, g in enumerate(grads):")
+        body.append(f"    state = update(i, {g_expr}, state)")
+        body.append("return " + _unpack_expr(c, "get_params(state)"))
+        return body, ""
+    if plan.style == "object":
+        cls = owner or fn
+        if c == "attrs":
+            body.append("import types")
+            body.append("layer = types.SimpleNamespace(**{k: v.copy() for k, v in params0.items()})")
+        elif c == "args":
+            for k in [a for a, kk in plan.arg_keys.items() if a == kk]:
+                body.append(f"{k} = params0[{k!r}].copy()")
+        else:
+            body.append(f"params = {_pack_expr(c, 'params0')}")
+        body.append(f"opt = {cls}({_call_args(plan.calls, {'params': 'params'}, plan.kwargs_hyper)})")
+        body.append("for t, g in enumerate(grads, start=1):")
+        if c == "attrs":
+            body.append("    for k, v in g.items():")
+            body.append(f"        setattr(layer, {(gp or 'd')!r} + k, v)")
+            body.append(
+                f"    opt.{plan.method}({_call_args(plan.step_calls, {'layer': 'layer', 'step': 't'})})"
+            )
+            result = "vars(layer)"
+        elif plan.per_key:
+            body.append("    for k in list(params):")
+            args = _call_args(
+                plan.step_calls, {"params": "params[k]", "grads": "g[k]", "key": "k", "step": "t"}
+            )
+            body.append(f"        out = opt.{plan.method}({args})")
+            body.append("        params[k] = params[k] if out is None else out")
+            result = "params"
+        elif c == "args":
+            values = {
+                "step": "t",
+                **{"arg:" + a: (a if a == k else f"g[{k!r}]") for a, k in plan.arg_keys.items()},
+            }
+            keys = [a for a, kk in plan.arg_keys.items() if a == kk]
+            body.append(f"    out = opt.{plan.method}({_call_args(plan.step_calls, values)})")
+            body.append("    if out is not None:")
+            body.append(f"        {', '.join(keys)} = out[:{len(keys)}]")
+            result = "{" + ", ".join(f"{k!r}: {k}" for k in keys) + "}"
+        else:
+            values = {
+                "params": "params",
+                "grads": g_expr,
+                "grad_fn": f"lambda *a, **k: {g_expr}",
+                "step": "t",
+            }
+            body.append(f"    out = opt.{plan.method}({_call_args(plan.step_calls, values)})")
+            body.append("    params = params if out is None else out")
+            result = _unpack_expr(c, "params")
+        if plan.after:
+            body.append(f"    opt.{plan.after}()")
+        body.append(f"return {result}")
+        return body, "k"
+    # functions
+    pv = "parameters" if c == "dict" else "params"
+    body.append(f"{pv} = {_pack_expr(c, 'params0')}")
+    values = {
+        "params": pv,
+        "grads": g_expr,
+        "grad_fn": f"lambda *a, **k: {g_expr}",
+        "step": "t",
+        "iters": "1",
+    }
+    states = [x for x in plan.calls if x.role in ("state", "ostate")]
+    for x in states:
+        body.append(
+            f"{x.state} = " + ("None" if x.role == "ostate" else _pack_expr(c, "params0", sp, zeros=True))
+        )
+    body.append("for t, g in enumerate(grads, start=1):")
+    call = f"{fn}({_call_args(plan.calls, values, plan.kwargs_hyper)})"
+    names = [x.state for x in states]
+    if not has_params:
+        sign = "+" if plan.direction > 0 else "-"
+        body.append(f"    out = {call}")
+        body.append("    step, *rest = out if isinstance(out, tuple) else (out,)")
+        if c in ("array", "vector"):
+            body.append(f"    {pv} = {pv} {sign} step")
+        else:
+            body.append(f"    {pv} = {{k: {pv}[k] {sign} step[k] for k in {pv}}}")
+        if names:
+            body.append(f"    {', '.join(names)}, *_ = (*rest, {', '.join(names)})")
+    elif auditor.returned == "none":
+        body.append(f"    {call}")
+    elif auditor.returned == "params":
+        body.append(f"    {pv} = {call}")
+    else:
+        body.append(f"    {pv}, {''.join(n + ', ' for n in names)}*_ = {call}")
+    body.append("return " + _unpack_expr(c, pv))
+    return body, (f"{gp!r} + k" if gp and c == "dict" else "k")
 
 
 def _target_lines(auditor: Auditor, fn: str) -> tuple[list[str], str]:
@@ -275,6 +425,8 @@ def _target_lines(auditor: Auditor, fn: str) -> tuple[list[str], str]:
     plan, style = auditor.plan, auditor.style
     gp = plan.grad_prefix if style in ("dict", "object") else ""
     body: list[str] = []
+    if style in ("dict", "functional", "object", "loop", "triple"):
+        return _call_style_lines(auditor, fn)
     if style == "dict":
         sp = plan.state_prefix
         body.append("parameters = {k: v.copy() for k, v in params0.items()}")
@@ -350,14 +502,20 @@ def reproduction(auditor: Auditor, case: Case, finding: str = "") -> str:
     spec = auditor.spec
     if spec is None:
         return ""
-    fn = spec.name
+    name = spec.name or auditor.info.name
+    if auditor.plan.owner:
+        name = auditor.plan.owner + "." + auditor.info.method
+    spec = dataclasses.replace(spec, name=name)
+    fn = name.split(".")[0] if auditor.plan.owner else name
+    if auditor.plan.owner:
+        fn = auditor.plan.owner + "." + auditor.info.method
     style = auditor.style
     lines = ["import numpy as np", "import optcheck", *spec.import_lines(), ""]
     if style == "torch":
         lines.insert(0, "import torch")
     keyed = isinstance(case.params0, Mapping)
     lines.append(f"params0 = {_dict_literal(case.params0) if keyed else array_literal(case.params0)}")
-    gp = auditor.plan.grad_prefix if style in ("dict", "object") else ""
+    gp = auditor.plan.grad_prefix if auditor.plan.container == "dict" else ""  # the target's key form
     if keyed:
         gl = ",\n    ".join(_dict_literal(g, gp) for g in case.grads)
     else:

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from .._core import validate as _v
+from .._core.errors import UsageError, UsageTypeError
 from .._core.names import describe_convention, match_grad_keys_with_convention
 from .._tree import Tree, describe, zip_trees
 from ._engine import MIN_EVALUATIONS, Checker
@@ -25,7 +26,7 @@ MODES = ("auto", "full", "sample", "directional")
 def _choice(name: str, value: object, choices: tuple[str, ...]) -> str:
     if not isinstance(value, str) or value not in choices:
         valid = ", ".join(repr(c) for c in choices)
-        raise ValueError(f"{name}={value!r} is not one of {valid}")
+        raise UsageError(f"{name}={value!r} is not one of {valid}")
     return value
 
 
@@ -33,9 +34,9 @@ def _count(name: str, value: object, minimum: int) -> int | None:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an int (or None); got {value!r} ({type(value).__name__})")
+        raise UsageTypeError(f"{name} must be an int (or None); got {value!r} ({type(value).__name__})")
     if int(value) < minimum:
-        raise ValueError(f"{name}={value} must be at least {minimum}")
+        raise UsageError(f"{name}={value} must be at least {minimum}")
     return int(value)
 
 
@@ -50,28 +51,28 @@ def _validate(
     max_evaluations: object,
 ) -> tuple[str, str, int | None, int | None, float | None, int | np.random.Generator, int | None]:
     if not callable(f):
-        raise TypeError(f"f must be a callable f(x) -> float; got {f!r} ({type(f).__name__})")
+        raise UsageTypeError(f"f must be a callable f(x) -> float; got {f!r} ({type(f).__name__})")
     method_ = _choice("method", method, METHODS)
     mode_ = _choice("mode", mode, MODES)
     samples_ = _count("samples", samples, 1)
     directions_ = _count("directions", directions, 1)
     if samples_ is not None and mode_ not in ("auto", "sample"):
-        raise ValueError(f"samples={samples_} only applies to mode='sample' (mode={mode_!r} was given)")
+        raise UsageError(f"samples={samples_} only applies to mode='sample' (mode={mode_!r} was given)")
     if directions_ is not None and mode_ not in ("auto", "directional"):
-        raise ValueError(
+        raise UsageError(
             f"directions={directions_} only applies to mode='directional' (mode={mode_!r} was given)"
         )
     if samples_ is not None and directions_ is not None:
-        raise ValueError("give samples= (mode 'sample') or directions= (mode 'directional'), not both")
+        raise UsageError("give samples= (mode 'sample') or directions= (mode 'directional'), not both")
     rtol_: float | None = None
     if rtol is not None:
         if isinstance(rtol, bool) or not isinstance(rtol, numbers.Real):
-            raise TypeError(
+            raise UsageTypeError(
                 f"rtol must be a float (or None for the error model's floor); got {rtol!r} ({type(rtol).__name__})"
             )
         rtol_ = float(rtol)
         if not (math.isfinite(rtol_) and rtol_ >= 0):
-            raise ValueError(f"rtol={rtol!r} must be a finite number >= 0")
+            raise UsageError(f"rtol={rtol!r} must be a finite number >= 0")
     # a whole number >= 0 (what np.random.default_rng takes) or a Generator; never numpy's own error
     seed_: int | np.random.Generator = _v.check_seed("seed", seed, generator=True)
     budget = _count("max_evaluations", max_evaluations, MIN_EVALUATIONS)
@@ -104,7 +105,7 @@ def _match_course_keys(x: Tree, grad: Tree, grad_name: str) -> tuple[Tree, dict[
 def _keep(value: object) -> bool | None:
     if value is None or isinstance(value, bool):
         return value
-    raise TypeError(
+    raise UsageTypeError(
         f"keep_dtype must be True, False or None (float32/float16 x handed to f in its own dtype); got {value!r}"
     )
 
@@ -307,10 +308,10 @@ def _as_upstream(upstream: Tree) -> Tree:
             _v.check_array(path_name, leaf)  # None, strings, np.matrix, masked arrays: a named error
         arr = to_numpy(leaf)
         if arr.dtype.kind not in "fiu":
-            raise TypeError(f"{path_name} has dtype {arr.dtype}; expected a real floating-point array")
+            raise UsageTypeError(f"{path_name} has dtype {arr.dtype}; expected a real floating-point array")
         out = np.asarray(arr, dtype=np.float64)
         if not np.all(np.isfinite(out)):
-            raise ValueError(f"{path_name} contains non-finite values; the upstream gradient must be finite")
+            raise UsageError(f"{path_name} contains non-finite values; the upstream gradient must be finite")
         return out
 
     if isinstance(upstream, Mapping):
@@ -348,7 +349,7 @@ def check_vjp(
     :func:`check_gradient`.
     """
     if not callable(f):
-        raise TypeError(
+        raise UsageTypeError(
             f"f must be a callable f(x) -> array (the layer's forward); got {f!r} ({type(f).__name__})"
         )
     up = _as_upstream(upstream)
@@ -365,13 +366,15 @@ def check_vjp(
         for path, (y, u) in pairs:
             where = "f(x)" + "".join(f"[{k!r}]" for k in path)
             if isinstance(y, (str, bytes)) or y is None:
-                raise TypeError(f"{where} is {describe(y)}; check_vjp needs f to return arrays")
+                raise UsageTypeError(f"{where} is {describe(y)}; check_vjp needs f to return arrays")
             yarr = to_numpy(y)
             if yarr.dtype.kind not in "fciu":
-                raise TypeError(f"{where} has dtype {yarr.dtype}; check_vjp needs f to return numeric arrays")
+                raise UsageTypeError(
+                    f"{where} has dtype {yarr.dtype}; check_vjp needs f to return numeric arrays"
+                )
             if tuple(yarr.shape) != tuple(u.shape):
                 up_where = "upstream" + where[4:]
-                raise ValueError(
+                raise UsageError(
                     f"{where} has shape {tuple(yarr.shape)} but {up_where} has shape {tuple(u.shape)}; "
                     "upstream must have the shape of f's output"
                 )

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from .._core import validate as _v
-from .._core.errors import UsageError
+from .._core.errors import UsageError, UsageTypeError
 from .._core.names import describe_convention, match_grad_keys_with_convention
 from .._tree import describe, flatten, zip_trees
 from ._api import _keep, _run, _validate
@@ -365,11 +365,11 @@ def check_layer(
         True
     """
     if not callable(forward):
-        raise TypeError(f"forward must be callable; got {describe(forward)}")
+        raise UsageTypeError(f"forward must be callable; got {describe(forward)}")
     if not callable(backward):
-        raise TypeError(f"backward must be callable; got {describe(backward)}")
+        raise UsageTypeError(f"backward must be callable; got {describe(backward)}")
     if reset is not None and not callable(reset):
-        raise TypeError(f"reset must be a callable reset() (or None); got {describe(reset)}")
+        raise UsageTypeError(f"reset must be a callable reset() (or None); got {describe(reset)}")
     if convention not in CONVENTIONS:
         raise UsageError(f"convention={convention!r} is not one of {', '.join(map(repr, CONVENTIONS))}")
     _validate(forward, method, mode, samples, directions, rtol, seed, max_evaluations)

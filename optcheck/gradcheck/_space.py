@@ -20,6 +20,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from .._core import validate as _v
+from .._core.errors import UsageError, UsageTypeError
 from .._tree import Path, Tree, describe, flatten, path_str, unflatten, zip_trees
 
 __all__ = ["Leaf", "Space", "is_torch_tensor", "to_numpy"]
@@ -96,7 +97,7 @@ class Space:
         self.structure = x
         self.notes: list[str] = []  # remarks for the report (size-1 axes accepted, dtypes kept)
         if isinstance(x, Mapping) and not x:
-            raise ValueError(f"{name} is an empty dict; there are no parameters to check")
+            raise UsageError(f"{name} is an empty dict; there are no parameters to check")
         leaves: list[Leaf] = []
         chunks: list[FloatArray] = []
         offset = 0
@@ -105,16 +106,16 @@ class Space:
             if isinstance(value, np.ndarray) and type(value) is not np.ndarray:
                 _v.check_array(where, value)  # np.matrix (whose * is a matrix product), masked arrays
             if isinstance(value, Mapping):  # pragma: no cover - flatten never yields mappings
-                raise TypeError(f"{where} is a dict; expected an array")
+                raise UsageTypeError(f"{where} is a dict; expected an array")
             torch_dtype = device = None
             if is_torch_tensor(value):
                 if value.is_complex() or not value.is_floating_point():
-                    raise TypeError(
+                    raise UsageTypeError(
                         f"{where} is a torch tensor of dtype {value.dtype}; finite differences need "
                         f"real floating-point values: pass {where}.double()"
                     )
                 if str(value.dtype) == "torch.bfloat16":
-                    raise TypeError(
+                    raise UsageTypeError(
                         f"{where} is a bfloat16 tensor; numpy cannot hold bfloat16 values, so pass "
                         f"{where}.float() (and compute f in float32) or {where}.double()"
                     )
@@ -123,13 +124,13 @@ class Space:
                 eval_dtype = np.dtype(np.float64) if value.dtype.itemsize >= 8 else arr.dtype
             else:
                 if isinstance(value, (str, bytes)) or value is None:
-                    raise TypeError(
+                    raise UsageTypeError(
                         f"{where} is {describe(value)}; expected an array of floating-point numbers"
                     )
                 try:
                     arr = np.asarray(value)
                 except Exception as exc:  # ragged lists and the like
-                    raise TypeError(
+                    raise UsageTypeError(
                         f"{where} could not be converted to an array ({exc}); expected an array of floats"
                     ) from None
                 eval_dtype = np.dtype(np.float64)
@@ -138,26 +139,26 @@ class Space:
             kind = arr.dtype.kind
             if kind in "iub":
                 what = "boolean" if kind == "b" else "integer"
-                raise TypeError(
+                raise UsageTypeError(
                     f"{where} has {what} dtype {arr.dtype}, but finite differences need floating-point "
                     f"values; convert it first, e.g. {where} = np.asarray({where}, dtype=np.float64)"
                 )
             if kind == "c":
-                raise TypeError(
+                raise UsageTypeError(
                     f"{where} has complex dtype {arr.dtype}; the gradient checker checks real parameters "
                     "(it makes the complex perturbations itself, for method='complex-step')"
                 )
             if kind != "f":
-                raise TypeError(
+                raise UsageTypeError(
                     f"{where} is an array of dtype {arr.dtype}; expected an array of floating-point numbers"
                 )
             if arr.size == 0:
-                raise ValueError(
+                raise UsageError(
                     f"{where} is empty (shape {arr.shape}); there is nothing to check: leave it out of {name}"
                 )
             flat = np.asarray(arr, dtype=np.float64).reshape(-1)
             if not np.all(np.isfinite(flat)):
-                raise ValueError(
+                raise UsageError(
                     f"{where} contains {_first_bad(np.asarray(arr, dtype=np.float64))}; the gradient can only "
                     "be checked at a point where every parameter is finite"
                 )
@@ -304,13 +305,13 @@ class Space:
             if isinstance(gv, np.ndarray) and type(gv) is not np.ndarray:
                 _v.check_array(where, gv)  # np.matrix, masked arrays (their hidden entries would be compared)
             if isinstance(gv, (str, bytes)) or gv is None:
-                raise TypeError(
+                raise UsageTypeError(
                     f"{where} is {describe(gv)}; expected an array with the shape of {self.key_path(path)}"
                 )
             try:
                 arr = to_numpy(gv)
             except Exception as exc:
-                raise TypeError(f"{where} could not be converted to an array ({exc})") from None
+                raise UsageTypeError(f"{where} could not be converted to an array ({exc})") from None
             shape = tuple(int(d) for d in arr.shape)
             if shape != leaf.shape and _squeezed(shape) == _squeezed(leaf.shape):
                 self.notes.append(
@@ -321,15 +322,17 @@ class Space:
                 arr = np.reshape(arr, leaf.shape)
                 shape = leaf.shape
             if shape != leaf.shape:
-                raise ValueError(
+                raise UsageError(
                     f"{where} has shape {shape} but {self.key_path(path)} has shape {leaf.shape}; "
                     f"{name} must have the shape of {self.name}"
                 )
             kind = arr.dtype.kind
             if kind == "c":
-                raise TypeError(f"{where} has complex dtype {arr.dtype}; expected a real gradient")
+                raise UsageTypeError(f"{where} has complex dtype {arr.dtype}; expected a real gradient")
             if kind not in "fiu":
-                raise TypeError(f"{where} has dtype {arr.dtype}; expected an array of floating-point numbers")
+                raise UsageTypeError(
+                    f"{where} has dtype {arr.dtype}; expected an array of floating-point numbers"
+                )
             seg = slice(leaf.offset, leaf.stop)
             g[seg] = np.asarray(arr, dtype=np.float64).reshape(-1)
             eps[seg] = np.finfo(arr.dtype).eps if kind == "f" else np.finfo(np.float64).eps

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from .._core import validate as _v
-from .._core.errors import UsageError
+from .._core.errors import UsageError, UsageTypeError
 from .._tree import Tree, path_str
 from ._engine import EPS, Evaluator, estimate_noise
 from ._space import FloatArray, Space, is_torch_tensor
@@ -93,13 +93,13 @@ def _select(space: Space, g: FloatArray, key: Any, index: Any) -> int:
     if key is None:
         leaf = 0
         if len(space.leaves) > 1 and index is not None:
-            raise ValueError("index= needs key= when x is a dict: say which array the index is in")
+            raise UsageError("index= needs key= when x is a dict: say which array the index is in")
     else:
         path = (key,) if isinstance(key, str) else tuple(key)
         matches = [i for i, lf in enumerate(space.leaves) if lf.path == path]
         if not matches:
             known = ", ".join(repr(lf.path[0] if len(lf.path) == 1 else lf.path) for lf in space.leaves)
-            raise ValueError(f"key={key!r} is not a key of x; its keys are {known}")
+            raise UsageError(f"key={key!r} is not a key of x; its keys are {known}")
         leaf = matches[0]
     lf = space.leaves[leaf]
     seg = g[lf.offset : lf.stop]
@@ -108,7 +108,7 @@ def _select(space: Space, g: FloatArray, key: Any, index: Any) -> int:
         return lf.offset + int(np.argmax(finite))
     idx = (index,) if isinstance(index, (int, np.integer)) else tuple(index)
     if len(idx) != len(lf.shape) or any(not -n <= i < n for i, n in zip(idx, lf.shape, strict=True)):
-        raise ValueError(f"index={index!r} is not an index of {space.key(leaf)}, which has shape {lf.shape}")
+        raise UsageError(f"index={index!r} is not an index of {space.key(leaf)}, which has shape {lf.shape}")
     return lf.offset + int(
         np.ravel_multi_index(tuple(int(i) % n for i, n in zip(idx, lf.shape, strict=True)), lf.shape)
     )
@@ -139,7 +139,7 @@ def step_sweep(
         A :class:`StepSweep`; ``print(sweep)`` shows the table, ``sweep.plot()`` draws the V.
     """
     if not callable(f):
-        raise TypeError("f must be a callable f(x) -> float")
+        raise UsageTypeError("f must be a callable f(x) -> float")
     seed = _v.check_seed("seed", seed)
     if (
         key is not None
@@ -170,7 +170,7 @@ def step_sweep(
     ev = Evaluator(f, space, None)
     f0 = ev.real(space.x.copy())
     if not math.isfinite(f0):
-        raise ValueError(f"f(x) is {f0} at the given x; the sweep needs a finite loss at x")
+        raise UsageError(f"f(x) is {f0} at the given x; the sweep needs a finite loss at x")
     noise, _ = estimate_noise(ev, space, f0, np.random.default_rng(seed))
     noise = max(noise or 0.0, 0.5 * ev.result_eps * abs(f0))
     rel = min(max(noise / abs(f0) if f0 else EPS, EPS), 1e-3)

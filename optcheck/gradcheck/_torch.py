@@ -12,7 +12,7 @@ from typing import Any, overload
 import numpy as np
 
 from .._core import validate as _v
-from .._core.errors import UsageError
+from .._core.errors import UsageError, UsageTypeError
 from .._tree import describe
 from ._api import _run, _validate
 from ._report import GradientError, GradientReport
@@ -166,11 +166,11 @@ def check_torch(
     import torch
 
     if not callable(fn):
-        raise TypeError(
+        raise UsageTypeError(
             f"fn must be callable (a function of tensors or a torch.nn.Module); got {describe(fn)}"
         )
     if raise_exception is not None and not isinstance(raise_exception, bool):
-        raise TypeError(f"raise_exception must be True, False or None; got {raise_exception!r}")
+        raise UsageTypeError(f"raise_exception must be True, False or None; got {raise_exception!r}")
     _validate(fn, method, mode, samples, directions, rtol, seed, max_evaluations)
     # accepted for torch.autograd.gradcheck's signature and not used, but never nonsense
     _v.check_float("eps", eps, low=0.0, low_open=True, optional=True)

@@ -7,11 +7,11 @@ array that produced them; :func:`watch` guards a ``torch.optim.Optimizer`` throu
 
 from __future__ import annotations
 
-from ._guard import MODES as MODES
+from ._config import MODES as MODES
 from ._guard import Guard as Guard
-from ._guard import Snapshot as Snapshot
 from ._guard import guarded as guarded
-from ._guard import trap as trap
+from ._sampling import Snapshot as Snapshot
+from ._trap import trap as trap
 from ._watch import Watch as Watch
 from ._watch import torch_rule as torch_rule
 from ._watch import watch as watch

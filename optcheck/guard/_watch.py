@@ -29,7 +29,9 @@ import numpy as np
 from .. import rules as _rules
 from ..invariants import InvariantError, InvariantWarning, Violation
 from ..rules import MONOTONE_ROLES, NONNEGATIVE_ROLES, Rule
-from ._guard import Guard, Snapshot, _check_mode, _env_mode, _user_stacklevel, logger
+from ._config import _check_mode, _env_mode, _user_stacklevel, logger
+from ._guard import Guard
+from ._sampling import Snapshot
 
 __all__ = ["Watch", "torch_rule", "watch"]
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 import difflib
 from typing import Any
 
+from .._core.errors import UsageError, UsageTypeError
 from . import naming as naming
 from ._base import DEFAULT_OPS as DEFAULT_OPS
 from ._base import MONOTONE_ROLES as MONOTONE_ROLES
@@ -71,12 +72,12 @@ def names() -> list[str]:
 def rule_class(name: str) -> type[Rule]:
     """The class of the rule called ``name``; ``ValueError`` listing the valid names otherwise."""
     if not isinstance(name, str):
-        raise TypeError(f"rule name must be a string, got {type(name).__name__} {name!r}")
+        raise UsageTypeError(f"rule name must be a string, got {type(name).__name__} {name!r}")
     key = name.strip().lower()
     if key not in _REGISTRY:
         close = difflib.get_close_matches(key, list(_REGISTRY), n=1)
         hint = f" Did you mean {close[0]!r}?" if close else ""
-        raise ValueError(f"unknown rule {name!r}; expected one of {names()}.{hint}")
+        raise UsageError(f"unknown rule {name!r}; expected one of {names()}.{hint}")
     return _REGISTRY[key]
 
 

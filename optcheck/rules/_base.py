@@ -29,7 +29,7 @@ import numpy as np
 from array_api_compat import array_namespace
 
 from .._core import validate as _v
-from .._core.errors import UsageError
+from .._core.errors import UsageError, UsageTypeError
 from .._tree import Path, Tree, describe, flatten, path_str, unflatten, zip_trees
 
 __all__ = [
@@ -124,27 +124,27 @@ class Hyper:
         where = f"{rule_name}: {self.name}={value!r}"
         if self.kind == "bool":
             if not isinstance(value, (bool, np.bool_)):
-                raise ValueError(f"{where} is invalid; expected True or False")
+                raise UsageError(f"{where} is invalid; expected True or False")
             return bool(value)
         if self.kind == "choice":
             if value not in self.choices:
-                raise ValueError(f"{where} is invalid; expected {self.range_text()}")
+                raise UsageError(f"{where} is invalid; expected {self.range_text()}")
             return value
         if self.kind == "optional-float" and value is None:
             return None
         if isinstance(value, (bool, np.bool_)) or not isinstance(
             value, (int, float, np.integer, np.floating)
         ):
-            raise ValueError(f"{where} is invalid; expected a number in {self.range_text()}")
+            raise UsageError(f"{where} is invalid; expected a number in {self.range_text()}")
         v = float(value)
         if not math.isfinite(v):
-            raise ValueError(f"{where} is invalid; expected a finite number in {self.range_text()}")
+            raise UsageError(f"{where} is invalid; expected a finite number in {self.range_text()}")
         if self.kind == "int" and v != int(v):
-            raise ValueError(f"{where} is invalid; expected a whole number in {self.range_text()}")
+            raise UsageError(f"{where} is invalid; expected a whole number in {self.range_text()}")
         bad_low = self.low is not None and (v < self.low or (self.low_open and v == self.low))
         bad_high = self.high is not None and (v > self.high or (self.high_open and v == self.high))
         if bad_low or bad_high:
-            raise ValueError(f"{where} is out of range; expected a value in {self.range_text()}")
+            raise UsageError(f"{where} is out of range; expected a value in {self.range_text()}")
         return int(v) if self.kind == "int" else v
 
 
@@ -392,7 +392,9 @@ class Rule:
             value = spec.validate(self.name, getattr(self, spec.name))
             object.__setattr__(self, spec.name, value)
         if not isinstance(self.ops, Ops):
-            raise TypeError(f"{self.name}: ops must be an optcheck.rules.Ops, got {type(self.ops).__name__}")
+            raise UsageTypeError(
+                f"{self.name}: ops must be an optcheck.rules.Ops, got {type(self.ops).__name__}"
+            )
         self._validate()
 
     def _validate(self) -> None:
@@ -431,19 +433,19 @@ class Rule:
             except TypeError:
                 parts = ()
             if len(parts) != len(fields):
-                raise ValueError(
+                raise UsageError(
                     f"{cls.name}: {alias}={value!r} is invalid; expected a tuple ({', '.join(fields)})"
                 )
             for field, part in zip(fields, parts, strict=True):
                 if field in out:
-                    raise ValueError(f"{cls.name}: {field} given twice, in {alias}= and as {field}=")
+                    raise UsageError(f"{cls.name}: {field} given twice, in {alias}= and as {field}=")
                 out[field] = part
         valid = [s.name for s in cls.hyper_specs()]
         unknown = [k for k in out if k not in valid]
         if unknown:
             close = difflib.get_close_matches(unknown[0], [*valid, *cls.tuple_aliases], n=1)
             hint = f" Did you mean {close[0]!r}?" if close else ""
-            raise ValueError(
+            raise UsageError(
                 f"{cls.name}: unknown hyperparameter(s) {unknown}; {cls.name} takes {valid}.{hint}"
             )
         return out
@@ -633,19 +635,19 @@ class Rule:
     ) -> tuple[list[tuple[Any, Array, Array, dict[str, Array]]], dict[str, Any]]:
         """Validate the inputs; returns ``(xp, p, g, state leaves)`` per parameter, and the scalar states."""
         if not isinstance(state, Mapping):
-            raise TypeError(
+            raise UsageTypeError(
                 f"{self.name}: state must be a dict (from rule.init(params)), got {type(state).__name__}"
             )
         expected = set(self.scalar_states) | set(self.array_keys())
         missing = sorted(expected - set(state))
         if missing:
-            raise ValueError(
+            raise UsageError(
                 f"{self.name}: state is missing {missing}; a {self.name} state has the keys "
                 f"{sorted(expected)} (rule.init(params) builds one)"
             )
         extra = sorted(set(state) - expected)
         if extra:
-            raise ValueError(
+            raise UsageError(
                 f"{self.name}: state has unexpected key(s) {extra}; a {self.name} state has the keys "
                 f"{sorted(expected)}"
             )
@@ -669,14 +671,14 @@ class Rule:
                     {path_str("params", first[1]): _leaf_at(params, first[1]), path_str("params", path): p}
                 )
             if tuple(g.shape) != tuple(p.shape):
-                raise ValueError(
+                raise UsageError(
                     f"{path_str('grads', path)} has shape {tuple(g.shape)} but "
                     f"{path_str('params', path)} has shape {tuple(p.shape)}; grads must have the "
                     "shape of the parameter they belong to"
                 )
             xp = _namespace_of_both("grads", g, "params", p, path)
             if g.dtype != p.dtype:
-                raise TypeError(
+                raise UsageTypeError(
                     f"{path_str('grads', path)} has dtype {g.dtype} but {path_str('params', path)} "
                     f"has dtype {p.dtype}; cast the gradient to the parameter's dtype"
                 )
@@ -694,21 +696,21 @@ class Rule:
                 name = path_str(f"state[{key!r}]", path)
                 if want is None:
                     if leaf is not None:
-                        raise ValueError(
+                        raise UsageError(
                             f"{name} is {describe(leaf)} but {self.name} keeps no {key!r} for "
                             f"{path_str('params', path)} (shape {tuple(p.shape)}); expected None there"
                         )
                     continue
                 if not hasattr(leaf, "shape") or not hasattr(leaf, "dtype"):
-                    raise TypeError(f"{name} is {describe(leaf)}; expected an array of shape {want}")
+                    raise UsageTypeError(f"{name} is {describe(leaf)}; expected an array of shape {want}")
                 if tuple(leaf.shape) != want:
-                    raise ValueError(
+                    raise UsageError(
                         f"{name} has shape {tuple(leaf.shape)} but {path_str('params', path)} has "
                         f"shape {tuple(p.shape)}; expected state shape {want}"
                     )
                 _namespace_of_both(f"state[{key!r}]", leaf, "params", p, path)
                 if leaf.dtype != p.dtype:
-                    raise TypeError(
+                    raise UsageTypeError(
                         f"{name} has dtype {leaf.dtype} but {path_str('params', path)} has dtype "
                         f"{p.dtype}; state arrays must have the parameter's dtype"
                     )
@@ -788,7 +790,7 @@ def _assign_all(name: str, pairs: list[tuple[Any, Any]]) -> None:
         if dst is None or src is None or tuple(src.shape) != tuple(dst.shape):
             got = "None" if src is None else f"shape {tuple(src.shape)}"
             want = "None" if dst is None else f"shape {tuple(dst.shape)}"
-            raise ValueError(
+            raise UsageError(
                 f"{name}: the step produced an array of {got} where the in-place form must store "
                 f"{want}; use rule.step, which returns new arrays"
             )
@@ -809,7 +811,7 @@ def _assign_all(name: str, pairs: list[tuple[Any, Any]]) -> None:
 
 def _check_mutable_state(name: str, state: Any) -> None:
     if not isinstance(state, MutableMapping):
-        raise TypeError(
+        raise UsageTypeError(
             f"{name}: rule.step_ writes the new state into state, so state must be a dict; got "
             f"{type(state).__name__} (use rule.step, which returns a new state)"
         )
@@ -888,7 +890,7 @@ def _namespace_of_both(name: str, x: Any, ref_name: str, ref: Any, path: Path) -
     try:
         return array_namespace(x, ref)
     except TypeError:
-        raise TypeError(
+        raise UsageTypeError(
             f"{path_str(name, path)} is a {type(x).__module__}.{type(x).__name__} but "
             f"{path_str(ref_name, path)} is a {type(ref).__module__}.{type(ref).__name__}; params, grads "
             "and state must come from the same array library"
@@ -902,23 +904,23 @@ def _as_array(x: Any) -> Any:
 
 def _as_int_step(step: Any) -> int:
     if isinstance(step, (str, bytes, bool, np.bool_)):
-        raise TypeError(f"state['step'] must be a whole number >= 0, got {step!r}")
+        raise UsageTypeError(f"state['step'] must be a whole number >= 0, got {step!r}")
     try:
         value = float(step)
     except (TypeError, ValueError):
-        raise TypeError(f"state['step'] must be a whole number >= 0, got {step!r}") from None
+        raise UsageTypeError(f"state['step'] must be a whole number >= 0, got {step!r}") from None
     if not math.isfinite(value) or value != int(value) or value < 0:
-        raise ValueError(f"state['step'] must be a whole number >= 0, got {step!r}")
+        raise UsageError(f"state['step'] must be a whole number >= 0, got {step!r}")
     return int(value)
 
 
 def _as_float_state(key: str, value: Any) -> float:
     if isinstance(value, (str, bytes, bool, np.bool_)):
-        raise TypeError(f"state[{key!r}] must be a number, got {value!r}")
+        raise UsageTypeError(f"state[{key!r}] must be a number, got {value!r}")
     try:
         return float(value)
     except (TypeError, ValueError):
-        raise TypeError(f"state[{key!r}] must be a number, got {describe(value)}: {value!r}") from None
+        raise UsageTypeError(f"state[{key!r}] must be a number, got {describe(value)}: {value!r}") from None
 
 
 def _leaf_at(tree: Tree, path: Path) -> Any:
@@ -934,14 +936,14 @@ def _check_float_leaf(name: str, path: Path, x: Any) -> None:
     where = path_str(name, path)
     _v.check_array(where, x)  # np.matrix, masked arrays, object dtype, lists: one named error
     if not (hasattr(x, "shape") and hasattr(x, "dtype")) or isinstance(x, type):
-        raise TypeError(f"{where} is {describe(x)}; expected an array (numpy array or torch tensor)")
+        raise UsageTypeError(f"{where} is {describe(x)}; expected an array (numpy array or torch tensor)")
     try:
         xp = array_namespace(x)
         ok = xp.isdtype(x.dtype, "real floating")
     except TypeError as e:
-        raise TypeError(f"{where} is {describe(x)}, which is not an array-API array ({e})") from None
+        raise UsageTypeError(f"{where} is {describe(x)}, which is not an array-API array ({e})") from None
     if not ok:
-        raise TypeError(
+        raise UsageTypeError(
             f"{where} has dtype {x.dtype}; update rules need floating-point arrays "
             f"(convert with x.astype(np.float64) or tensor.double())"
         )

@@ -7,6 +7,7 @@ import math
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
+from .._core.errors import UsageError
 from ._base import Rule, convention, hyper
 
 Array = Any
@@ -88,7 +89,7 @@ class Adam(Rule):
 
     def _validate(self) -> None:
         if self.amsgrad and self.amsgrad_on == "corrected" and self.eps_placement == "hat":
-            raise ValueError(
+            raise UsageError(
                 f"{self.name}: amsgrad_on='corrected' keeps the maximum of the bias-corrected v, so "
                 "eps_placement='hat' (epsilon added before bias correction) does not apply; use "
                 "'outside-sqrt' (optax.amsgrad) or 'inside-sqrt'"

@@ -6,6 +6,7 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
+from .._core.errors import UsageError
 from ._base import Rule, convention, hyper
 
 Array = Any
@@ -71,7 +72,7 @@ class NAdam(Rule):
 
     def _validate(self) -> None:
         if self.momentum_schedule != "torch" and self.momentum_decay != 4e-3:
-            raise ValueError(
+            raise UsageError(
                 f"{self.name}: momentum_decay={self.momentum_decay!r} is only used by "
                 f"momentum_schedule='torch', got momentum_schedule={self.momentum_schedule!r}; "
                 "leave momentum_decay at its default"

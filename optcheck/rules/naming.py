@@ -70,25 +70,37 @@ from ._base import ROLES, Rule
 
 __all__ = [
     "BATCH_NAMES",
+    "CALLBACK_NAMES",
     "COMMON_ALIASES",
     "COURSE_L2_NAMES",
+    "GRADFN_NAMES",
     "GRADS_NAMES",
     "HYPER_ALIASES",
     "KEY_FORMS",
+    "LOOP_NAMES",
     "LR_NAMES",
+    "MORE_GRADS_NAMES",
+    "MORE_PARAMS_NAMES",
     "PARAMS_NAMES",
+    "PLURAL_PARAMS",
     "RULE_STATE_ALIASES",
     "STATE_ARG_NAMES",
     "STATE_GROUPS",
     "STEP_NAMES",
     "StateMap",
+    "argument_roles",
+    "changed_hyper",
     "hyper_aliases",
     "hyper_names",
     "is_course_l2",
+    "is_course_weight",
+    "is_grads_name",
+    "is_params_name",
     "is_step_name",
     "key_prefix",
     "layer_base",
     "looks_like_state",
+    "looks_like_state_argument",
     "map_states",
     "match_grad_keys",
     "normalise_hyper",
@@ -147,6 +159,159 @@ GRADS_NAMES: tuple[str, ...] = (
 
 STATE_ARG_NAMES: tuple[str, ...] = ("state", "opt_state", "optimizer_state", "optim_state", "states")
 """Usual names of one argument holding the whole optimizer state (functional style)."""
+
+MORE_PARAMS_NAMES: tuple[str, ...] = ("variable", "data", "x0", "w0", "theta0", "params0", "args", "ws")
+"""Further names of the parameters (``data`` in cs231n-like code, ``x0`` of loop drivers, ``args`` of tuples)."""
+
+MORE_GRADS_NAMES: tuple[str, ...] = ("dweights", "dparam", "grad_w", "grad_params", "gs", "dws")
+"""Further names of the gradients."""
+
+GRADFN_NAMES: tuple[str, ...] = (
+    "grad_fn",
+    "grad_func",
+    "grad_function",
+    "grad_fun",
+    "gradient_fn",
+    "gradient_func",
+    "gradient_function",
+    "grad_f",
+    "gradfn",
+    "df",
+    "dfdx",
+    "fprime",
+    "f_grad",
+    "fgrad",
+    "g_fn",
+    "obj_grad",
+    "jac",
+)
+"""Usual names of an argument that is a function returning the gradient (``update(w, grad_func)``)."""
+
+LOOP_NAMES: tuple[str, ...] = (
+    "num_iters",
+    "n_iters",
+    "num_iterations",
+    "n_iterations",
+    "max_iter",
+    "max_iters",
+    "maxiter",
+    "iterations",
+    "epochs",
+    "num_steps",
+    "n_steps",
+    "num_epochs",
+    "n_epochs",
+    "niter",
+)
+"""Usual names of a loop driver's number of iterations (``adam(grad, x0, num_iters=100)``)."""
+
+CALLBACK_NAMES: tuple[str, ...] = ("callback", "cb", "callback_fn", "callback_func", "hook", "log_fn")
+"""Usual names of a loop driver's callback."""
+
+PLURAL_PARAMS: tuple[str, ...] = (
+    "parameters",
+    "params",
+    "weights",
+    "variables",
+    "args",
+    "param_list",
+    "params_list",
+    "ws",
+    "xs",
+    "thetas",
+    "vars",
+    "grads",
+    "gradients",
+    "dweights",
+    "dparams",
+    "d_params",
+    "grad_list",
+    "grads_list",
+    "gs",
+    "dws",
+)
+"""Names of parameters (or gradients) that usually hold several arrays (a dict or a list), not one."""
+
+
+def is_params_name(name: str) -> bool:
+    """Whether ``name`` is a usual name of the parameters argument."""
+    return name in PARAMS_NAMES or name.lower() in MORE_PARAMS_NAMES
+
+
+def is_grads_name(name: str) -> bool:
+    """Whether ``name`` is a usual name of the gradients argument."""
+    return name in GRADS_NAMES or name.lower() in MORE_GRADS_NAMES
+
+
+def argument_roles(names: Sequence[str]) -> dict[str, str]:
+    """The roles the names of a function's arguments give them, as far as names alone tell.
+
+    ``"params"``, ``"grads"``, ``"grad_fn"`` (a function returning the gradient; ``grad`` beside
+    ``num_iters`` or ``callback`` is one), ``"state"`` (a state tree made by the caller),
+    ``"ostate"`` (one argument holding the whole state), ``"step"``, ``"callback"``,
+    ``"iters"``; pairs named by a gradient-key convention (``w``/``dw``, ``b``/``db``) are
+    parameters and gradients. Names that say none of these are left out (hyperparameters are
+    resolved against a rule by :func:`resolve_hypers`). The guard and the audit both bind by it.
+
+    >>> argument_roles(["alpha", "beta1", "beta2", "epsilon", "var", "grad", "v", "s", "t"])
+    {'var': 'params', 'grad': 'grads', 'v': 'state', 's': 'state', 't': 'step'}
+    """
+    from .._core.names import grad_key_candidates
+
+    loop = any(n.lower() in LOOP_NAMES or n.lower() in CALLBACK_NAMES for n in names)
+    roles: dict[str, str] = {}
+    for n in names:
+        low = n.lower()
+        if low in GRADFN_NAMES or (loop and low in ("grad", "gradient", "g", "grads")):
+            roles[n] = "grad_fn"
+        elif low in CALLBACK_NAMES:
+            roles[n] = "callback"
+        elif loop and low in LOOP_NAMES:
+            roles[n] = "iters"
+        elif is_params_name(n):
+            roles[n] = "params"
+        elif is_grads_name(n):
+            roles[n] = "grads"
+        elif n in STATE_ARG_NAMES:
+            roles[n] = "ostate"
+        elif is_step_name(n):
+            roles[n] = "step"
+        elif n in HYPER_ALIASES or low in HYPER_ALIASES or low in LR_NAMES or is_course_l2(n):
+            continue
+        elif n in BATCH_NAMES and any(is_course_l2(o) for o in names):
+            continue  # ``m`` beside ``reg_param`` is the batch size; beside ``s`` the first moment
+        elif looks_like_state_argument(n):
+            roles[n] = "state"
+    for n in names:
+        for cand in grad_key_candidates(n)[1:]:
+            if cand in names and roles.get(n) in (None, "params") and roles.get(cand) in (None, "grads"):
+                roles[n], roles[cand] = "params", "grads"
+                break
+    return {n: roles[n] for n in names if n in roles}
+
+
+_STATE_ARG_EXTRAS = frozenset(
+    _words(
+        "accum accumulators velocity velocities buffers bufs moments caches momentum_buffers "
+        "sq_avgs square_avgs exp_avgs exp_avg_sqs m_t v_t"
+    )
+)
+
+
+def looks_like_state_argument(name: str) -> bool:
+    """Whether an argument called ``name`` holds a state (``v``, ``S``, ``cache``, ``ms``, ``v_dw``, ``bufs``)."""
+    low = name.lower()
+    if looks_like_state(name) or low in _STATE_ARG_EXTRAS:
+        return True
+    if low.endswith("s") and len(low) > 1 and (low[:-1] in _STATE_ARG_EXTRAS or looks_like_state(name[:-1])):
+        return True
+    head = name.split("_")[0]
+    return (
+        "_" in low
+        and head.lower() not in ("d", "grad")
+        and (head.lower() in _STATE_ARG_EXTRAS or looks_like_state(head))
+    )
+
 
 # ---------------------------------------------------------------------------------------------
 # Step counters
@@ -332,6 +497,21 @@ def is_course_l2(name: str, rule: RuleLike | Sequence[str] | None = None) -> boo
         if name in own:
             return False
     return name.lower() in COURSE_L2_NAMES
+
+
+def is_course_weight(key: object) -> bool:
+    """Whether a course parameter key is a weight (``W1``, ``W2``...): the course's L2 decays these, not the biases."""
+    return isinstance(key, str) and key.startswith("W")
+
+
+def changed_hyper(rule: Rule, keep: Iterable[str] = ()) -> dict[str, Any]:
+    """``rule``'s hyperparameters that differ from their defaults (and those named in ``keep``), in order.
+
+    What a message or a reproduction writes to name the rule: ``rules.get("rmsprop", alpha=0.9)``.
+    """
+    kept = set(keep)
+    defaults = {s.name: s.default for s in type(rule).hyper_specs()}
+    return {k: v for k, v in rule.hyper.items() if k in kept or v != defaults.get(k)}
 
 
 def _same(a: Any, b: Any) -> bool:

@@ -6,6 +6,7 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
+from .._core.errors import UsageError
 from ._base import Rule, hyper
 
 Array = Any
@@ -52,7 +53,7 @@ class Rprop(Rule):
 
     def _validate(self) -> None:
         if self.step_size_min > self.step_size_max:
-            raise ValueError(
+            raise UsageError(
                 f"{self.name}: step_size_min={self.step_size_min!r} is larger than "
                 f"step_size_max={self.step_size_max!r}; expected step_size_min <= step_size_max"
             )

@@ -6,6 +6,7 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
+from .._core.errors import UsageError
 from ._base import Rule, convention, hyper
 
 Array = Any
@@ -65,23 +66,23 @@ class SGD(Rule):
 
     def _validate(self) -> None:
         if self.nesterov and (self.momentum <= 0 or self.dampening != 0):
-            raise ValueError(
+            raise UsageError(
                 f"{self.name}: nesterov=True needs momentum > 0 and dampening=0, got "
                 f"momentum={self.momentum!r}, dampening={self.dampening!r}"
             )
         if self.momentum_form != "torch" and self.dampening != 0:
-            raise ValueError(
+            raise UsageError(
                 f"{self.name}: dampening={self.dampening!r} only applies to momentum_form='torch', "
                 f"got momentum_form={self.momentum_form!r}; expected dampening=0"
             )
         if self.momentum_form == "ema":
             if self.momentum >= 1:
-                raise ValueError(
+                raise UsageError(
                     f"{self.name}: momentum={self.momentum!r} is out of range for momentum_form='ema'; "
                     "expected a value in [0, 1)"
                 )
             if self.nesterov:
-                raise ValueError(
+                raise UsageError(
                     f"{self.name}: nesterov=True is not defined for momentum_form='ema'; use "
                     "momentum_form='torch' or 'velocity'"
                 )

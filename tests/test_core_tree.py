@@ -1,11 +1,11 @@
-"""Tests of optcheck._tree, the one tree walker."""
+"""Tests of optcheck._core.tree, the one tree walker."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from optcheck._tree import flatten, map_tree, path_str, unflatten, zip_trees
+from optcheck._core.tree import flatten, map_tree, path_str, unflatten, zip_trees
 
 
 def test_flatten_and_unflatten_round_trip_nested() -> None:
