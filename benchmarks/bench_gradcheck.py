@@ -1,4 +1,5 @@
-"""Gradient checker benchmark: optcheck.check_gradient against scipy, numdifftools and torch.
+"""Gradient checker benchmark: optcheck.check_gradient, check_layer and check_torch against scipy,
+numdifftools and torch.
 
 Usage (from the repository root)::
 
@@ -28,7 +29,10 @@ corrupted entry (relative error 1e-3) among 10^6 coordinates of Rosenbrock. Fina
 goal is missed, what any finite-difference formula can reach on that function: the error of
 stencils with 2 to 10 evaluations per entry at the best step, chosen *knowing the exact
 gradient* (a bound no checker can beat with that many evaluations, since it does not know
-the answer).
+the answer). Then large layers (a convolution of 4,816 entries and an LSTM step) and float32
+(``_gradcheck_layers.py``): forward calls, time and verdicts of ``check_torch`` /
+``check_layer`` against ``torch.autograd.gradcheck``, scipy ``check_grad`` and numdifftools.
+The load average is printed beside the figures (the machines are shared).
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import math
+import os
 import platform
 import statistics
 import sys
@@ -56,6 +61,11 @@ import scipy.optimize  # noqa: E402
 import torch  # noqa: E402
 
 import optcheck  # noqa: E402
+
+sys.path.insert(0, str(ROOT / "benchmarks"))
+import _gradcheck_layers as layers  # noqa: E402
+
+torch.set_num_threads(1)  # tiny tensors: one intra-op thread is faster, and steadier on a shared machine
 
 torch_gradcheck = torch.autograd.gradcheck
 # the module (torch.autograd.gradcheck the attribute is the function of the same name)
@@ -99,7 +109,7 @@ def _softmax_ce() -> Problem:
         return (X.T @ (p - Y) / N).ravel()
 
     def tf(w: Any) -> Any:
-        return -(Yt * torch.log_softmax(Xt @ w.reshape(D, C), dim=1)).sum() / N
+        return -(Yt.to(w.dtype) * torch.log_softmax(Xt.to(w.dtype) @ w.reshape(D, C), dim=1)).sum() / N
 
     return Problem("softmax cross-entropy (20)", rng.normal(size=D * C) * 0.5, f, grad, tf, 7)
 
@@ -141,8 +151,10 @@ def _two_layer() -> Problem:
 
     def tf(v: Any) -> Any:
         W1, b1, W2, b2 = unpack(v)
-        z = W2 @ torch.tanh(W1 @ Xt + b1) + b2
-        return -(Yt * torch.log_softmax(z, dim=0)).sum() / m + 0.35 / m * ((W1**2).sum() + (W2**2).sum())
+        z = W2 @ torch.tanh(W1 @ Xt.to(v.dtype) + b1) + b2
+        return -(Yt.to(v.dtype) * torch.log_softmax(z, dim=0)).sum() / m + 0.35 / m * (
+            (W1**2).sum() + (W2**2).sum()
+        )
 
     return Problem("two-layer tanh network (51)", rng.normal(size=int(cuts[-1])) * 0.5, f, grad, tf, 30)
 
@@ -193,7 +205,7 @@ def _norm_loss() -> Problem:
         return A.T @ r / np.linalg.norm(r) + x
 
     def tf(x: Any) -> Any:
-        return torch.linalg.norm(At @ x - bt) + 0.5 * (x**2).sum()
+        return torch.linalg.norm(At.to(x.dtype) @ x - bt.to(x.dtype)) + 0.5 * (x**2).sum()
 
     return Problem("norm(Ax - b) + sum(x²)/2, not complex-safe (30)", rng.normal(size=30), f, grad, tf, 11)
 
@@ -465,8 +477,120 @@ NOTES = [
 ]
 
 
+def load() -> str:
+    """The machine's load averages (1, 5, 15 minutes), as ``uptime`` prints them."""
+    try:
+        one, five, fifteen = os.getloadavg()
+    except OSError:
+        return "unknown"
+    return f"{one:.2f}, {five:.2f}, {fifteen:.2f} on {os.cpu_count()} cores"
+
+
 def fmt(v: float, spec: str = ".1e") -> str:
     return "-" if v != v else format(v, spec)
+
+
+LAYER_NOTES = [
+    "* Calls are calls of the layer's forward (optcheck's set-up included: two determinism calls, the",
+    "  noise probe and the method probe). Above 2,000 entries optcheck checks random directions over each",
+    '  input and localises failures by group testing; with `mode="full"` it checks every entry (one call',
+    "  per entry with the complex step, two with central differences) and costs as much as gradcheck's",
+    "  slow mode. gradcheck's slow mode also calls the backward once per output entry to build the",
+    "  analytical Jacobian (not counted above; it is in the time).",
+    "* scipy's check_grad and numdifftools are given the scalar sum(upstream · layer(inputs)) and the",
+    "  backward's vector-Jacobian product; they return a norm and a gradient, which the user has to judge.",
+    "* float32: torch.autograd.gradcheck fails every correct function and layer (its step 1e-6 and its",
+    "  tolerances suit float64), and its fast mode, on failure, reruns the slow one (hence its calls).",
+    "  scipy's check_grad steps by sqrt(float64 eps) = 1.5e-8, below float32's resolution: relative",
+    "  errors above 1. numdifftools adapts its steps (errors 1e-5 to 7e-4) but gives no verdict.",
+    "  optcheck measures the noise of f (about 1e-8 relative in float32), takes its steps and its",
+    "  tolerance from it, and passes every correct case while still naming the planted bugs.",
+]
+
+
+def layer_section(emit: Callable[[str], None], goals: list[tuple[str, bool, str]]) -> None:
+    """Large layers (float64), then float32: calls, time and verdicts against the peers."""
+    emit()
+    emit("## Large layers: a convolution and an LSTM step")
+    emit()
+    emit(
+        "*calls* = calls of the layer's forward; *s* = wall time of one run; *correct* / *planted bug*: the "
+        "verdict on autograd's gradients and on a custom backward with a planted bug (the convolution's "
+        "weight gradient leaves out the top-left output position; the LSTM's forget gate uses next_c "
+        "for prev_c), or the relative error the tool reports."
+    )
+    for layer in (layers._conv_layer(), layers._lstm_layer()):
+        rows = layers.layer_rows(layer)
+        if layer.name.startswith("convolution"):
+            rows.insert(2, layers.check_layer_row())
+        emit()
+        emit(f"### {layer.name}, float64 (load {load()})")
+        emit()
+        emit("| tool | calls | s | correct | planted bug | note |")
+        emit("|---|---:|---:|---|---|---|")
+        for r in rows:
+            emit(f"| {r.tool} | {r.calls} | {fmt(r.seconds, '.2f')} | {r.correct} | {r.bug} | {r.note} |")
+        mine = rows[0]
+        slow = next(r for r in rows if r.tool == "torch gradcheck (slow)")
+        equal = (mine.correct == "pass") == (slow.correct == "pass") and mine.bug.startswith("fail") == (
+            slow.bug == "fail"
+        )
+        goals.append(
+            (
+                f"{layer.name}: optcheck auto uses >= 10x fewer forward calls than torch gradcheck (slow) at equal verdicts",
+                equal and slow.calls >= 10 * mine.calls,
+                f"{slow.calls / max(mine.calls, 1):.0f}x fewer ({mine.calls} vs {slow.calls}), verdicts "
+                f"{mine.correct}/{mine.bug} vs {slow.correct}/{slow.bug}",
+            )
+        )
+    emit()
+    emit("## float32")
+    emit()
+    emit(
+        "The same layers in float32, then the held-in functions (their torch versions) in float32 with "
+        "autograd's gradients, which are correct: every checker should pass them. scipy and numdifftools: "
+        "the relative error |num - grad| / |grad| of their numerical gradient (no verdict)."
+    )
+    for layer in (layers._conv_layer(), layers._lstm_layer()):
+        rows = layers.layer_rows(layer, torch.float32, with_nd=False)
+        if layer.name.startswith("convolution"):
+            rows.insert(1, layers.check_layer_row(np.float32))  # after the optcheck rows
+        emit()
+        emit(f"### {layer.name}, float32 (load {load()})")
+        emit()
+        emit("| tool | calls | s | correct | planted bug | note |")
+        emit("|---|---:|---:|---|---|---|")
+        for r in rows:
+            emit(f"| {r.tool} | {r.calls} | {fmt(r.seconds, '.2f')} | {r.correct} | {r.bug} | {r.note} |")
+        mine = rows[0]
+        goals.append(
+            (
+                f"{layer.name}, float32: optcheck passes the correct layer and names the planted bug",
+                mine.correct == "pass" and mine.bug.startswith("fail"),
+                f"{mine.correct} / {mine.bug}",
+            )
+        )
+    emit()
+    emit(f"### Held-in functions, float32 (load {load()})")
+    emit()
+    emit(
+        "| function | optcheck check_torch | torch gradcheck (slow) | torch gradcheck (fast) | scipy check_grad | numdifftools |"
+    )
+    emit("|---|---|---|---|---:|---:|")
+    f32 = layers.float32_rows(PROBLEMS)
+    for name, mine32, slow32, fast32, sc, ndr in f32:
+        emit(f"| {name} | {mine32} | {slow32} | {fast32} | {sc} | {ndr} |")
+    goals.append(
+        (
+            "float32 held-in functions: optcheck passes every correct one",
+            all(r[1] == "pass" for r in f32),
+            f"{sum(r[1] == 'pass' for r in f32)} of {len(f32)} pass; torch gradcheck slow passes "
+            f"{sum(r[2] == 'pass' for r in f32)}, fast {sum(r[3] == 'pass' for r in f32)}",
+        )
+    )
+    emit()
+    for line in LAYER_NOTES:
+        emit(line)
 
 
 def main() -> int:
@@ -481,7 +605,8 @@ def main() -> int:
     emit(
         f"Run on {platform.processor() or platform.machine()}, Python {platform.python_version()}, numpy "
         f"{np.__version__}, scipy {scipy.__version__}, numdifftools {nd.__version__}, torch {torch.__version__}. "
-        "Written by `python benchmarks/bench_gradcheck.py`; all figures below come from one run."
+        "Written by `python benchmarks/bench_gradcheck.py`; all figures below come from one run "
+        f"(torch with one intra-op thread). Load average at the start: {load()}."
     )
     emit()
     emit(
@@ -588,6 +713,9 @@ def main() -> int:
     emit("| numdifftools Gradient | (about 30,000,000 needed) | - | not run | - |")
 
     emit()
+    emit(f"Load average after the held-in functions: {load()}.")
+    layer_section(emit, goals)
+    emit()
     emit("## What finite differences can reach where a goal is missed")
     emit()
     emit(
@@ -612,6 +740,8 @@ def main() -> int:
             common, per_entry, t = stencil_floor(p, offsets)
             spent = sum(1 for o in offsets if o != 0)
             emit(f"| {name} | {spent} | {t:.1e} | {common:.1e} | {per_entry:.1e} |")
+    emit()
+    emit(f"Load average at the end: {load()}.")
     emit()
     emit("## Goals")
     emit()

@@ -1377,6 +1377,73 @@ def build_catalogue() -> None:
             lambda v, call_a=call_a: lambda: call_a(isolate=v),
         )
 
+    # the audit's own entry point (what the CLI and testing.audit call)
+    audit_pkg = importlib.import_module("optcheck.audit")
+    run_audit = getattr(audit_pkg, "run_audit", None)
+    if run_audit is not None:
+
+        def call_r(**kw: Any) -> Any:
+            base: dict[str, Any] = dict(
+                target=sgd_update, rule="sgd", isolate=False, examples=2, steps=2, seed=0, hyper={"lr": 0.1}
+            )
+            base.update(kw)
+            return run_audit(**base)
+
+        entry("audit.run_audit", lambda: call_r())
+        add(
+            "audit.run_audit",
+            "target",
+            [("None", None, "refuse"), ("int", 3, "refuse")],
+            lambda v: lambda: call_r(target=v),
+        )
+        add(
+            "audit.run_audit",
+            "rule",
+            [("int", 3, "refuse"), ("unknown", "bogus", "refuse")],
+            lambda v: lambda: call_r(rule=v),
+        )
+        add(
+            "audit.run_audit",
+            "seed",
+            [s for s in BAD_SEED if s[2] == "refuse"],
+            lambda v: lambda: call_r(seed=v),
+        )
+        add(
+            "audit.run_audit",
+            "examples",
+            [*BAD_INT, ("zero", 0, "refuse")],
+            lambda v: lambda: call_r(examples=v),
+        )
+        add("audit.run_audit", "steps", [*BAD_INT, ("zero", 0, "refuse")], lambda v: lambda: call_r(steps=v))
+        add(
+            "audit.run_audit",
+            "timeout",
+            [*BAD_FLOAT, ("negative", -1.0, "refuse")],
+            lambda v: lambda: call_r(timeout=v),
+        )
+        add("audit.run_audit", "args", BAD_NAME_MAP[:3], lambda v: lambda: call_r(args=v))
+        add("audit.run_audit", "hyper", BAD_NAME_MAP[:3], lambda v: lambda: call_r(hyper=v))
+        add("audit.run_audit", "style", BAD_CHOICE[:3], lambda v: lambda: call_r(style=v))
+        add(
+            "audit.run_audit",
+            "isolate",
+            [("string", "yes", "refuse"), ("int 2", 2, "refuse")],
+            lambda v: lambda: call_r(isolate=v),
+        )
+        add(
+            "audit.run_audit",
+            "max_time",
+            [*BAD_FLOAT, ("negative", -1.0, "refuse")],
+            lambda v: lambda: call_r(max_time=v),
+            needles=("max_time", "max-time"),  # the value checks speak in the CLI flag's words
+        )
+        add(
+            "audit.run_audit",
+            "progress",
+            [("int", 3, "refuse"), ("string", "x", "refuse")],
+            lambda v: lambda: call_r(progress=v),
+        )
+
     # -- strategies ------------------------------------------------------------------------------
     if importlib.util.find_spec("hypothesis") is not None:
         stg = importlib.import_module("optcheck.strategies")

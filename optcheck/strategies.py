@@ -37,7 +37,7 @@ from hypothesis.errors import InvalidArgument
 from hypothesis.extra import numpy as hnp
 
 from ._core import validate as _v
-from ._tree import Tree, describe, flatten, map_tree, path_str, unflatten
+from ._core.tree import Tree, describe, flatten, map_tree, path_str, unflatten
 from .rules import Rule, get, names
 from .rules._base import Hyper
 

@@ -72,6 +72,21 @@ def test_no_match_when_no_single_convention_explains_every_key(
     assert match_grad_keys_with_convention(params, grads) is None, why  # type: ignore[arg-type]
 
 
+def test_extra_gradient_keys_only_when_allowed_and_never_for_the_identity() -> None:
+    params = ["W1", "b1", "W2", "b2"]
+    grads = ["dZ2", "dW2", "db2", "dA1", "dZ1", "dW1", "db1"]  # course code: intermediate results too
+    assert match_grad_keys(params, grads) is None
+    assert match_grad_keys(params, grads, allow_extra=True) == {
+        "W1": "dW1",
+        "b1": "db1",
+        "W2": "dW2",
+        "b2": "db2",
+    }
+    assert match_grad_keys(["W1"], ["W1", "loss"], allow_extra=True) is None  # the identity stays strict
+    assert match_grad_keys(["W1"], ["dW1", "grad_W1"], allow_extra=True) is None  # two conventions fit
+    assert match_grad_keys(["W1", "b1"], ["dW1", "dZ1"], allow_extra=True) is None  # db1 missing
+
+
 def test_candidates_and_descriptions() -> None:
     assert grad_key_candidates("b2") == ("b2", "db2", "d_b2", "grad_b2", "b2_grad")
     assert len(grad_key_candidates("x")) == len(GRAD_KEY_CONVENTIONS)

@@ -20,8 +20,8 @@ from typing import Any
 import numpy as np
 import pytest
 
+from optcheck._core.tree import flatten
 from optcheck._trajectory import Trajectory, replay
-from optcheck._tree import flatten
 from optcheck.diagnose import (
     CATALOG,
     CONVENTIONS,

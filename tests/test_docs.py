@@ -456,7 +456,14 @@ def test_there_are_pages_with_runnable_code() -> None:
     assert runnable, "no page under docs/ has a runnable block"
 
 
-@pytest.mark.parametrize("page", PAGES, ids=[str(p.relative_to(ROOT)) for p in PAGES])
+def _page_param(page: Path) -> Any:
+    """A page whose code runs the audit (``python -m optcheck audit``, ``run_audit``) takes tens of seconds: slow."""
+    code = "\n".join(b.code for b in parse_blocks(page.read_text(encoding="utf-8")) if not b.skip)
+    audits = any(s in code for s in ("optcheck audit", "run_audit(", "testing.audit(", "optcheck.audit("))
+    return pytest.param(page, id=str(page.relative_to(ROOT)), marks=[pytest.mark.slow] if audits else [])
+
+
+@pytest.mark.parametrize("page", [_page_param(p) for p in PAGES])
 def test_page_code_runs_and_prints_what_the_page_shows(page: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     if not runnable_pairs(parse_blocks(page.read_text(encoding="utf-8"))):
         pytest.skip("no runnable blocks on this page")

@@ -891,6 +891,14 @@ def test_course_gradient_keys_are_matched_and_the_report_says_so(
     assert any(h.startswith(f"grad[{rename('W1')!r}] is 3 x") for h in bad.hints), bad.hints
 
 
+def test_course_gradients_with_intermediate_results_are_matched_and_the_extras_said() -> None:
+    p, cost, grads = _course_net()
+    course = {"dZ1": np.zeros((4, 7)), **{"d" + k: v for k, v in grads.items()}, "dA1": np.zeros((4, 7))}
+    report = check_gradient(cost, p, course)
+    assert report.passed, str(report)
+    assert any("'dZ1', 'dA1' name no parameter and were left out" in n for n in report.notes), report.notes
+
+
 def test_mixed_or_partial_course_keys_still_name_the_missing_keys() -> None:
     p, cost, grads = _course_net()
     with pytest.raises(ValueError, match=r"missing|unexpected"):

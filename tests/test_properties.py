@@ -33,7 +33,7 @@ from hypothesis import strategies as st
 
 import optcheck
 from optcheck import strategies as ost
-from optcheck._tree import flatten, map_tree
+from optcheck._core.tree import flatten, map_tree
 from optcheck.invariants import check_update
 
 RULES = optcheck.rules.names()

@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 
 import optcheck
 from optcheck import rules
-from optcheck._tree import flatten, map_tree
+from optcheck._core.tree import flatten, map_tree
 from optcheck.rules import NONNEGATIVE_ROLES, ROLES, Ops, Rule
 
 # ---------------------------------------------------------------------------------------------

@@ -29,7 +29,7 @@ from test_rules import BACKENDS, CASE_IDS, CASES, assert_trees_equal, to_backend
 import optcheck
 from optcheck import rules
 from optcheck._core.errors import UsageError
-from optcheck._tree import flatten
+from optcheck._core.tree import flatten
 from optcheck.diagnose import _mutants
 from optcheck.rules import Rule
 from optcheck.rules._base import CHUNK_BYTES

@@ -16,7 +16,7 @@ from hypothesis.errors import InvalidArgument
 
 import optcheck
 from optcheck import strategies as ost
-from optcheck._tree import flatten
+from optcheck._core.tree import flatten
 
 ROOT = Path(__file__).resolve().parent.parent
 RULES = optcheck.rules.names()

@@ -89,16 +89,18 @@ def describe_convention(convention: GradKeyConvention) -> str:
 
 
 def match_grad_keys_with_convention(
-    param_keys: Iterable[str], grad_keys: Iterable[str]
+    param_keys: Iterable[str], grad_keys: Iterable[str], *, allow_extra: bool = False
 ) -> tuple[dict[str, str], GradKeyConvention] | None:
     """Like :func:`match_grad_keys`, also returning the convention that matched.
 
     ``None`` when no convention, or more than one, maps the parameter keys one-to-one onto the
-    gradient keys (non-string keys never match).
+    gradient keys (non-string keys never match). With ``allow_extra``, a prefix or suffix
+    convention may leave gradient keys unused (course code returns ``dZ1``, ``dA1`` beside
+    ``dW1``, ``db1``); the identity never does.
     """
     params = list(param_keys)
     grads = list(grad_keys)
-    if not params or len(params) != len(grads):
+    if not params or len(params) > len(grads) or (len(params) != len(grads) and not allow_extra):
         return None
     if not all(isinstance(k, str) for k in (*params, *grads)):
         return None
@@ -108,21 +110,28 @@ def match_grad_keys_with_convention(
     found: list[tuple[dict[str, str], GradKeyConvention]] = []
     for convention in GRAD_KEY_CONVENTIONS:
         mapping = {p: _apply(convention, p) for p in params}
-        if set(mapping.values()) == targets:
+        values = set(mapping.values())
+        if values == targets:
             if convention[0] == "same":
                 return mapping, convention  # identical keys: nothing to guess
+            found.append((mapping, convention))
+        elif allow_extra and convention[0] != "same" and values < targets:
             found.append((mapping, convention))
     if len(found) != 1:
         return None
     return found[0]
 
 
-def match_grad_keys(param_keys: Iterable[str], grad_keys: Iterable[str]) -> dict[str, str] | None:
+def match_grad_keys(
+    param_keys: Iterable[str], grad_keys: Iterable[str], *, allow_extra: bool = False
+) -> dict[str, str] | None:
     """Map each parameter key to its gradient's key, when one naming convention explains them all.
 
     Args:
         param_keys: the parameters' names (``"W1"``, ``"b1"``, ...).
         grad_keys: the gradients' names as the user's backward returns them (``"dW1"``, ...).
+        allow_extra: let a prefix or suffix convention leave gradient keys unused (``dZ1``,
+            ``dA1`` beside ``dW1``); never the identity.
 
     Returns:
         ``{param_key: grad_key}`` when exactly one convention of :data:`GRAD_KEY_CONVENTIONS`
@@ -135,8 +144,10 @@ def match_grad_keys(param_keys: Iterable[str], grad_keys: Iterable[str]) -> dict
         {'W': 'W_grad', 'b': 'b_grad'}
         >>> match_grad_keys(["W1", "b1"], ["dW1"]) is None
         True
+        >>> match_grad_keys(["W1"], ["dW1", "dZ1", "dA1"], allow_extra=True)
+        {'W1': 'dW1'}
     """
-    matched = match_grad_keys_with_convention(param_keys, grad_keys)
+    matched = match_grad_keys_with_convention(param_keys, grad_keys, allow_extra=allow_extra)
     return None if matched is None else matched[0]
 
 

@@ -21,8 +21,8 @@ from typing import Any
 
 import numpy as np
 
+from .._core.tree import Path, flatten
 from .._trajectory import Trajectory, step_tree
-from .._tree import Path, flatten
 from ..rules import Rule
 
 __all__ = ["FIT_BUDGET", "Fit", "candidates", "fit_free", "fittable"]

@@ -29,6 +29,8 @@ import numpy as np
 
 from .. import rules as rules_mod
 from .._compare import compare_trajectory, show_pair
+from .._core import validate as _v
+from .._core.errors import UsageError
 from .._trajectory import Trajectory, replay
 from .._tree import Path, flatten, map_tree, path_str
 from ..rules import Rule, naming
@@ -754,7 +756,7 @@ class Auditor:
             if not trajs:
                 continue
             try:
-                expl = diag.explain(trajs, budget=DIAGNOSE_BUDGET)
+                expl = _run_explain(diag, trajs)
             except Exception:
                 continue
             if _diagnoses(expl) or list(getattr(expl, "conventions", ()) or ()):
@@ -1717,7 +1719,7 @@ class Auditor:
         if diag is None or not trajs:
             return
         try:
-            explanation = diag.explain(trajs, budget=DIAGNOSE_BUDGET)
+            explanation = _run_explain(diag, trajs)
         except Exception as e:  # diagnosis must never take the audit down
             self.notes.append(f"diagnosis failed: {type(e).__name__}: {e}")
             return
@@ -1755,7 +1757,7 @@ class Auditor:
             if not results:
                 return
             try:
-                explanation = diag.explain([r.traj for r in results], budget=DIAGNOSE_BUDGET)
+                explanation = _run_explain(diag, [r.traj for r in results])
             except Exception as e:
                 self.notes.append(f"diagnosis failed: {type(e).__name__}: {e}")
                 return
@@ -2108,6 +2110,11 @@ def _diagnose_module() -> Any:
     return mod if hasattr(mod, "explain") else None
 
 
+def _run_explain(diag: Any, trajs: Sequence[Trajectory]) -> Any:
+    """``optcheck.diagnose.explain`` with the audit's budget (the one place the audit calls it)."""
+    return diag.explain(trajs, budget=DIAGNOSE_BUDGET)
+
+
 def _diagnoses(explanation: Any) -> list[Any]:
     for attr in ("diagnoses", "bugs", "matches"):
         v = getattr(explanation, attr, None)
@@ -2233,6 +2240,22 @@ def run_audit(
     the whole audit (default :data:`DEFAULT_MAX_TIME` seconds): when it runs out, the report holds
     what was covered and the error finding ``budget-exhausted``.
     """
+    # the types of a Python caller's arguments (the CLI parses its flags first); the values of
+    # timeout and max_time are checked by the Auditor, in the words of their CLI flags
+    try:
+        hyper = _v.check_mapping("hyper", hyper, what="a dict of hyperparameters ({'lr': 0.01})")
+        args = _v.check_mapping(
+            "args", args, what="a dict of the target's extra arguments ({'batch_size': 32})"
+        )
+        for name, value in (("timeout", timeout), ("max_time", max_time)):
+            if value is not None:
+                _v.check_float(name, value, finite=False)
+        if isolate is not None:
+            isolate = _v.check_bool("isolate", isolate)
+        if progress is not None:
+            _v.check_callable("progress", progress, what="a function progress(message)")
+    except UsageError as e:
+        raise AuditUsageError(str(e)) from None
     auditor = Auditor(
         target,
         rule,

@@ -89,7 +89,7 @@ def _match_course_keys(x: Tree, grad: Tree, grad_name: str) -> tuple[Tree, dict[
         return grad, {}, None
     if set(x) == set(grad):
         return grad, {}, None
-    matched = match_grad_keys_with_convention(list(x), list(grad))
+    matched = match_grad_keys_with_convention(list(x), list(grad), allow_extra=True)
     if matched is None:
         return grad, {}, None
     mapping, convention = matched
@@ -99,6 +99,9 @@ def _match_course_keys(x: Tree, grad: Tree, grad_name: str) -> tuple[Tree, dict[
         f"{grad_name}'s keys name the parameters by the {describe_convention(convention)} convention: "
         f"checked {pairs}{more}"
     )
+    unused = [k for k in grad if k not in set(mapping.values())]
+    if unused:
+        note += f"; {', '.join(map(repr, unused))} name no parameter and were left out"
     return {k: grad[g] for k, g in mapping.items()}, mapping, note
 
 

@@ -774,7 +774,7 @@ class Checker:
                 f"{self.space.name} is handed to f as {'/'.join(kinds)}, but f returned a float64 result: part "
                 "of the computation runs in float64 (a float64 constant or data array, np.float64 casts), so "
                 "f and the gradient may not be computed in the same precision; cast the data to the "
-                "parameters' dtype, or pass keep_dtype=False to check in float64",
+                "parameters' dtype (or, with check_gradient, pass keep_dtype=False to check in float64)",
                 UserWarning,
                 stacklevel=4,
             )
