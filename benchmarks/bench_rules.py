@@ -12,7 +12,8 @@ state carried from step to step:
 * **pure**: ``params, state = rule.step(params, grads, state)`` (new arrays every step);
 * **in place**: ``rule.step_(params, grads, state)`` (writes into ``params`` and ``state``);
 * **torch foreach** / **torch single**: ``opt.step()`` of ``torch.optim`` with ``foreach=True``
-  and ``foreach=False`` on a tensor of the same size, ``torch.set_num_threads(2)``;
+  and ``foreach=False`` on a tensor of the same size, ``torch.set_num_threads(2)`` (and, for
+  context on a loaded machine, the foreach step on one thread);
 * for Lion, which torch does not have: a hand-written in-place numpy step (**numpy floor**);
 * **bandwidth floor**: the bytes the equations must move (each parameter-sized input read
   once, each output written once: params, grads and the state arrays) divided by the copy
@@ -140,6 +141,8 @@ def contenders(name: str, params: Any, grads: Any) -> tuple[dict[str, Callable[[
                 t.grad = torch.from_numpy(g.copy())
             opt = cls(tp, foreach=foreach, **torch_kwargs(rule))
             fns["torch foreach" if foreach else "torch single"] = opt.step
+            if foreach:
+                fns["torch foreach, 1 thread"] = _one_thread(opt.step)
     elif isinstance(params, np.ndarray):
         fns["numpy floor"] = lion_numpy(params.copy(), grads, rule)
     state = rule.init(params)
@@ -151,6 +154,19 @@ def contenders(name: str, params: Any, grads: Any) -> tuple[dict[str, Callable[[
     ) // len(leaves)
     moved = (2 + n_state) + (1 + n_state)  # read p, g, the state; write p, the state
     return fns, moved
+
+
+def _one_thread(fn: Callable[[], None]) -> Callable[[], None]:
+    """``fn`` run with ``torch.set_num_threads(1)`` (context for a loaded machine; not a goal)."""
+
+    def run() -> None:
+        torch.set_num_threads(1)
+        try:
+            fn()
+        finally:
+            torch.set_num_threads(THREADS)
+
+    return run
 
 
 def _copy(tree: Any) -> Any:
@@ -332,10 +348,10 @@ def write(
         "column `arrays`) ÷ the copy bandwidth measured in the same run. Goals (issue 17): in place ≤ "
         f"{GOAL_IN_PLACE}× torch foreach, pure ≤ {GOAL_PURE}×.",
         "",
-        "| rule | params | pure | in place | torch foreach | torch single | floor | arrays "
-        "| in place / foreach | pure / foreach | in place / floor | pure / floor | goals (in place, pure) "
-        "| page faults per pure step |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| rule | params | pure | in place | torch foreach | torch single | torch foreach, 1 thread | floor "
+        "| arrays | in place / foreach | pure / foreach | in place / floor | pure / floor "
+        "| goals (in place, pure) | in place / foreach, 1 thread | page faults per pure step |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     met_all = True
     for r in rows:
@@ -348,10 +364,14 @@ def write(
         goals = f"{'met' if ok_a else 'NOT met'}, {'met' if ok_b else 'NOT met'}"
         fe = _ms(t["torch foreach"]) if "torch foreach" in t else f"— (numpy floor {_ms(peer)})"
         single = _ms(t["torch single"]) if "torch single" in t else "—"
+        one = t.get("torch foreach, 1 thread")
+        one_ms = "—" if one is None else _ms(one)
+        one_ratio = "—" if one is None else f"{t['in place'] / one:.2f}×"
         lines.append(
             f"| {r['name']} | {r['n'] / 1e6:.0f}M | {_ms(t['pure'])} | {_ms(t['in place'])} | {fe} | {single} "
-            f"| {_ms(r['floor'])} | {r['moved']} | {a:.2f}× | {b:.2f}× | {t['in place'] / r['floor']:.2f}× "
-            f"| {t['pure'] / r['floor']:.2f}× | {goals} | {r['faults']} |"
+            f"| {one_ms} | {_ms(r['floor'])} | {r['moved']} | {a:.2f}× | {b:.2f}× "
+            f"| {t['in place'] / r['floor']:.2f}× | {t['pure'] / r['floor']:.2f}× | {goals} | {one_ratio} "
+            f"| {r['faults']} |"
         )
     lines += ["", f"All goals met in this run: {'yes' if met_all else 'no'}.", ""]
     if tree_rows:
@@ -394,12 +414,18 @@ NOTES = """\
 
 * **Pure vs in place.** `rule.step` must return new arrays: at 10M float32 each output is a
   40 MB allocation, above glibc's largest mmap threshold (32 MB), so every step maps fresh
-  memory that the kernel faults in (column: page faults per pure step). With numpy's default
-  huge-page advice and `transparent_hugepage` in `madvise` mode, a fault may first compact
-  memory to find a 2 MB page; on a busy machine that is most of the time of the pure step,
-  and it varies from run to run (`NUMPY_MADVISE_HUGEPAGE=0` trades it for more, cheaper
-  4 KB faults). At 1M the freed arrays are reused and no page faults occur. `rule.step_`
-  allocates nothing parameter-sized.
+  memory that the kernel faults in and zeroes (column: page faults per pure step). On this
+  virtual machine that kernel time, not the arithmetic, is most of a pure step at 10M, and
+  it grows with the machine's load. Faulting in 2 MB huge pages (numpy's default advice for
+  arrays of 4 MB and more) cost about 2.4 times the CPU time of 4 KB pages here (211 ms vs
+  89 ms of CPU per Adam step, measured alternately in one process), so the pure step
+  allocates its outputs without that advice (hence ~10k faults per 40 MB output). At 1M the
+  freed arrays are reused and no page faults occur. `rule.step_` allocates nothing
+  parameter-sized.
+* **Load.** torch runs two threads on this two-core machine; when other jobs load it, an
+  operation waits for both threads, and torch slows down far more than single-threaded
+  numpy: the ratios of a loaded run flatter optcheck. The column "torch foreach, 1 thread"
+  (not a goal) shows the comparison that load distorts least.
 * **Blocks.** Both forms step large contiguous numpy arrays in blocks of a few hundred KB,
   so that the intermediate arrays the equations make stay in the CPU cache; every element
   goes through the same operations either way (the in-place form is bit-identical to the

@@ -62,8 +62,10 @@ def uptime() -> str:
         return "load average: " + ", ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
-def make(variant: str, seed: int = 0, sizes: tuple[int, ...] = SIZES) -> Callable[[int], list[float]]:
-    """A closure running ``k`` training steps of one variant; returns the wall time of each."""
+def make(
+    variant: str, seed: int = 0, sizes: tuple[int, ...] = SIZES
+) -> Callable[[int], tuple[list[float], list[float]]]:
+    """A closure running ``k`` training steps of one variant; returns the wall and process CPU time of each."""
     torch.manual_seed(seed)
     layers: list[Any] = []
     for a, b in itertools.pairwise(sizes):
@@ -116,11 +118,11 @@ def make(variant: str, seed: int = 0, sizes: tuple[int, ...] = SIZES) -> Callabl
         else:
             yield
 
-    def run(k: int) -> list[float]:
-        times = []
+    def run(k: int) -> tuple[list[float], list[float]]:
+        times, cpu = [], []
         with around():
             for _ in range(k):
-                t0 = time.perf_counter()
+                t0, c0 = time.perf_counter(), time.process_time()
                 opt.zero_grad()
                 loss = torch.nn.functional.cross_entropy(model(x), y)
                 loss.backward()
@@ -128,40 +130,45 @@ def make(variant: str, seed: int = 0, sizes: tuple[int, ...] = SIZES) -> Callabl
                 opt.step()
                 after_step()
                 times.append(time.perf_counter() - t0)
-        return times
+                cpu.append(time.process_time() - c0)
+        return times, cpu
 
     return run
 
 
-def measure(steps: int, rounds: int, sizes: tuple[int, ...]) -> dict[str, list[float]]:
+def measure(steps: int, rounds: int, sizes: tuple[int, ...]) -> dict[str, tuple[list[float], list[float]]]:
+    """Per variant: the wall times and the process CPU times of every step, in interleaved rounds."""
     names = ["plain", *(v for v, _ in VARIANTS)]
     runs = {name: make(name, sizes=sizes) for name in names}
     for run in runs.values():
         run(3)  # warm up (and the watch's first, state-building step)
-    out: dict[str, list[float]] = {name: [] for name in names}
+    out: dict[str, tuple[list[float], list[float]]] = {name: ([], []) for name in names}
     for _ in range(rounds):
         for name, run in runs.items():
-            out[name].extend(run(steps))
+            wall, cpu = run(steps)
+            out[name][0].extend(wall)
+            out[name][1].extend(cpu)
     return out
 
 
 def main(argv: list[str] | None = None) -> str:
     ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="a small model and few rounds (smoke test)")
-    ap.add_argument("--rounds", type=int, default=None, help="interleaved rounds (default 12)")
+    ap.add_argument("--rounds", type=int, default=None, help="interleaved rounds (default 8)")
     ap.add_argument("--steps", type=int, default=5, help="steps of each variant per round")
     ap.add_argument("--no-write", action="store_true", help="print only; do not update results/watch.md")
     args = ap.parse_args(argv)
     sizes = (64, 128, 10) if args.quick else SIZES
-    rounds = args.rounds or (2 if args.quick else 12)
+    rounds = args.rounds or (2 if args.quick else 8)
     n_params = sum(a * b + b for a, b in itertools.pairwise(sizes))
     load_start = uptime()
     print(f"uptime at start: {load_start}", flush=True)
     series = measure(args.steps, rounds, sizes)
     load_end = uptime()
     print(f"uptime at end:   {load_end}", flush=True)
-    base_med = statistics.median(series["plain"])
-    base_min = min(series["plain"])
+    base_med = statistics.median(series["plain"][0])
+    base_min = min(series["plain"][0])
+    base_cpu = statistics.median(series["plain"][1])
     arch = "-".join(str(s) for s in sizes)
     lines = [
         "# torch watch and trap overhead (benchmarks/bench_watch.py)",
@@ -171,23 +178,26 @@ def main(argv: list[str] | None = None) -> str:
         f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}. {rounds} interleaved "
         f"rounds of {args.steps} steps per variant in one process.",
         "",
-        f"Machine load (`uptime`) at the start: `{load_start}`; at the end: `{load_end}` (a shared machine: "
-        "the figures vary from run to run; the minima are the least disturbed).",
+        f"Machine load (`uptime`) at the start: `{load_start}`; at the end: `{load_end}`. With a load above "
+        "the number of cores the wall times mostly measure waiting for a core; the process CPU time (user + "
+        "system of this process, all its threads) is the better guide to the cost on an idle machine.",
         "",
-        "Overhead = step time of the variant / step time of the plain step − 1, median over median and "
-        "minimum over minimum. The floors are not guards: what any full check must do at least (keep "
-        "the parameters before the step, read each array once after it), and what any `sample=1024` "
-        "check must do (gather 1024 coordinates of each array before and after).",
+        "Overhead = step time of the variant / step time of the plain step − 1: process CPU time median over "
+        "median, wall time median over median and minimum over minimum. The floors are not guards: what any "
+        "full check must do at least (keep the parameters before the step, read each array once after it), "
+        "and what any `sample=1024` check must do (gather 1024 coordinates of each array before and after).",
         "",
-        "| variant | step median (ms) | step min (ms) | overhead (median) | overhead (min) | goal |",
-        "|---|---|---|---|---|---|",
-        f"| plain step | {base_med * 1e3:.2f} | {base_min * 1e3:.2f} | | | |",
+        "| variant | CPU ms per step (median) | overhead (CPU median) | wall ms (median / min) "
+        "| overhead (wall median) | overhead (wall min) | goal |",
+        "|---|---|---|---|---|---|---|",
+        f"| plain step | {base_cpu * 1e3:.2f} | | {base_med * 1e3:.2f} / {base_min * 1e3:.2f} | | | |",
     ]
     for name, goal in VARIANTS:
-        med, mn = statistics.median(series[name]), min(series[name])
+        wall, cpu = series[name]
+        med, mn, c = statistics.median(wall), min(wall), statistics.median(cpu)
         lines.append(
-            f"| {name} | {med * 1e3:.2f} | {mn * 1e3:.2f} | {med / base_med - 1:+.1%} | {mn / base_min - 1:+.1%} "
-            f"| {goal} |"
+            f"| {name} | {c * 1e3:.2f} | {c / base_cpu - 1:+.1%} | {med * 1e3:.2f} / {mn * 1e3:.2f} "
+            f"| {med / base_med - 1:+.1%} | {mn / base_min - 1:+.1%} | {goal} |"
         )
     text = "\n".join(lines) + "\n"
     print(text)

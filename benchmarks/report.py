@@ -30,7 +30,7 @@ RESULTS = BENCH / "results"
 PAGE = ROOT / "docs" / "benchmarks.md"
 
 # the order of the sections on the page; any other results file follows, alphabetically
-ORDER = ("rules", "gradcheck", "guard", "audit", "diagnose")
+ORDER = ("rules", "gradcheck", "guard", "watch", "audit", "diagnose")
 LIBRARIES = ("numpy", "torch", "scipy", "numdifftools", "hypothesis", "array-api-compat")
 
 

@@ -45,6 +45,7 @@ from array_api_compat import array_namespace
 from ._core import validate as _v
 from ._core.arrays import namespace
 from ._core.errors import Error, UsageError
+from ._core.message import count_first, first_at
 from ._core.message import fmt_index as fmt_index
 from ._core.message import fmt_number as fmt_number
 from ._core.message import related_text as _related_text
@@ -795,7 +796,8 @@ def _check_negative(ctx: Context, leaf: Leaf, key: str, out: list[Violation]) ->
         else ("was already negative on input" if became is False else "is negative")
     )
     of = f"{n} of {leaf.entries(x)} < 0"
-    msg = f"{where} {what}{ctx.at_step()}: {of}; first at {fmt_index(idx)}: {label}={fmt_number(value)}{_related_text(related)}."
+    first = first_at(idx, f"{label}={fmt_number(value)}")
+    msg = f"{where} {what}{ctx.at_step()}: {of}; {first}{_related_text(related)}."
     hint = _NEGATIVE_HINTS.get(ctx.roles.get(key, ""), _NEGATIVE_HINT).format(S=label)
     if became is False:
         hint = (
@@ -944,8 +946,9 @@ def _check_monotone(ctx: Context, leaf: Leaf, key: str, out: list[Violation]) ->
             where=where,
             path=leaf.path,
             message=(
-                f"{where} decreased{ctx.at_step()}: {n} of {leaf.entries(b)}; first at {fmt_index(idx)}: "
-                f"{label} went from {fmt_number(old)} to {fmt_number(new)}{_related_text(related, before=True)}."
+                f"{where} decreased{ctx.at_step()}: {n} of {leaf.entries(b)}; "
+                f"{first_at(idx, f'{label} went from {fmt_number(old)} to {fmt_number(new)}')}"
+                f"{_related_text(related, before=True)}."
             ),
             hint=_MONOTONE_HINT.get(role, _MONOTONE_HINT["accumulator"]).format(S=label),
             step=ctx.step,
@@ -997,7 +1000,7 @@ def _check_mutated(ctx: Context, leaf: Leaf, what: str, out: list[Violation]) ->
             path=leaf.path,
             message=(
                 f"{where} was changed in place during the update{ctx.at_step()}: {n} of {leaf.entries()}; "
-                f"first at {fmt_index(idx)}: was {fmt_number(old)}, now {fmt_number(new)}."
+                f"{first_at(idx, f'was {fmt_number(old)}, now {fmt_number(new)}')}."
             ),
             hint=f"The update function wrote into an input that must not change; {fix}",
             step=ctx.step,
@@ -2065,7 +2068,7 @@ def sqrt_of_negative(x: Tree, *, name: str = "x", step: int | None = None) -> li
                 where=where,
                 message=(
                     f"{where} goes into a square root but is negative{'' if step is None else f' at step {step}'}: "
-                    f"{n} of {_size(_shape(arr))} entries; first at {fmt_index(idx)}: {fmt_number(value)}."
+                    f"{count_first(n, _size(_shape(arr)), idx, fmt_number(value))}."
                 ),
                 hint=(
                     "Only a sum or average of squares may go into the root; clamp a difference that is ≥ 0 only "

@@ -348,3 +348,17 @@ def test_step_in_place_reads_grads_only() -> None:
     np.testing.assert_array_equal(g, g0)
     assert state["step"] == 1
     np.testing.assert_array_equal(p, np.full(BIG, 0.9, np.float32))
+
+
+def test_pure_outputs_are_ordinary_arrays_and_numpys_huge_page_setting_is_kept() -> None:
+    """The pure step allocates its large outputs without huge-page advice, then restores numpy's setting."""
+    multiarray = getattr(getattr(np, "_core", None), "multiarray", None)
+    get = getattr(multiarray, "_get_madvise_hugepage", None)
+    before = get() if get is not None else None
+    rule = rules.get("adam")
+    p = np.ones(1 << 21, np.float32)  # 8 MiB: above numpy's 4 MiB huge-page threshold
+    new_p, new_s = rule.step(p, np.ones_like(p), rule.init(p))
+    for x in (new_p, new_s["exp_avg"], new_s["exp_avg_sq"]):
+        assert type(x) is np.ndarray and x.flags.owndata and x.flags.writeable and x.flags.c_contiguous
+    if get is not None:
+        assert get() == before

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any, TypeAlias
 
 from .arrays import is_array as is_array
+from .errors import UsageError, UsageTypeError
 
 Path: TypeAlias = tuple[str, ...]
 Tree: TypeAlias = Any  # an array, or a Mapping[str, Tree]
@@ -63,7 +64,7 @@ def _flatten_into(tree: Tree, path: Path, out: list[tuple[Path, Any]], name: str
     if isinstance(tree, Mapping):
         for k, v in tree.items():
             if not isinstance(k, str):
-                raise TypeError(
+                raise UsageTypeError(
                     f"key {k!r} at {path_str(name, path)} is a {type(k).__name__}; "
                     "optcheck trees are dicts with string keys"
                 )
@@ -91,7 +92,7 @@ def _check_same_structure(names: tuple[str, ...], trees: tuple[Tree, ...], path:
         if isinstance(other, Mapping) != first_is_map:
             what_first = "a dict" if first_is_map else describe(first)
             what_other = "a dict" if isinstance(other, Mapping) else describe(other)
-            raise ValueError(
+            raise UsageError(
                 f"{path_str(name, path)} is {what_other} but {path_str(names[0], path)} is "
                 f"{what_first}; {name} must have the structure of {names[0]}"
             )
@@ -104,7 +105,7 @@ def _check_same_structure(names: tuple[str, ...], trees: tuple[Tree, ...], path:
                     parts.append(f"missing key(s) {missing}")
                 if extra:
                     parts.append(f"unexpected key(s) {extra}")
-                raise ValueError(
+                raise UsageError(
                     f"{path_str(name, path)} has {' and '.join(parts)} compared with "
                     f"{path_str(names[0], path)} (keys {list(first)}); "
                     f"{name} must have the same keys as {names[0]}"
@@ -127,7 +128,7 @@ def zip_trees(trees: Mapping[str, Tree]) -> list[tuple[Path, tuple[Any, ...]]]:
         if isinstance(nodes[0], Mapping):
             for k in nodes[0]:
                 if not isinstance(k, str):
-                    raise TypeError(
+                    raise UsageTypeError(
                         f"key {k!r} in {path_str(names[0], path)} is a {type(k).__name__}; "
                         "optcheck trees are dicts with string keys"
                     )

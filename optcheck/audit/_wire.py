@@ -31,6 +31,7 @@ __all__ = [
     "TARGET",
     "Closure",
     "GradFn",
+    "LinearLoss",
     "Obj",
     "Opaque",
     "ProtocolViolation",
@@ -88,13 +89,21 @@ class Ref:
 TARGET = Ref("target")
 
 
+#: The torch dtypes a :class:`Tensor` may be cast to in the child (numpy has no bfloat16).
+TENSOR_DTYPES = frozenset({"bfloat16", "float16"})
+
+
 @dataclasses.dataclass(frozen=True, eq=False)
 class Tensor:
-    """A torch tensor made in the child from ``array`` (a ``torch.nn.Parameter`` when ``parameter``)."""
+    """A torch tensor made in the child from ``array`` (a ``torch.nn.Parameter`` when ``parameter``).
+
+    ``dtype`` (one of :data:`TENSOR_DTYPES`) casts it in the child, for dtypes numpy lacks.
+    """
 
     array: np.ndarray
     requires_grad: bool = False
     parameter: bool = False
+    dtype: str | None = None
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -122,6 +131,19 @@ class Closure:
     """A zero-argument callable made in the child that returns ``value`` (torch's ``step(closure)``)."""
 
     value: Any = None
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class LinearLoss:
+    """A real torch closure made in the child: it recomputes ``loss = Σ (grads[i] * params[i]).sum()``.
+
+    Called by ``optimizer.step(closure)``, it clears each parameter's ``.grad``, computes the loss
+    from the parameters with autograd enabled, calls ``loss.backward()`` (so that each ``.grad``
+    becomes exactly ``grads[i]``, in the parameter's dtype) and returns the loss.
+    """
+
+    params: list[Any]  # Refs to the parameters
+    grads: list[np.ndarray]
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -193,13 +215,16 @@ class _Encoder:
         if isinstance(x, Ref):
             return {"$ref": [x.name, [[kind, self.enc(key)] for kind, key in x.path]]}
         if isinstance(x, Tensor):
-            return {"$tensor": [self.array(np.asarray(x.array)), bool(x.requires_grad), bool(x.parameter)]}
+            enc = [self.array(np.asarray(x.array)), bool(x.requires_grad), bool(x.parameter)]
+            return {"$tensor": enc if x.dtype is None else [*enc, str(x.dtype)]}
         if isinstance(x, GradFn):
             return {"$gradfn": [[self.enc(g) for g in x.grads], bool(x.tensor)]}
         if isinstance(x, Recorder):
             return {"$rec": self.enc(x.returns)}
         if isinstance(x, Closure):
             return {"$closure": self.enc(x.value)}
+        if isinstance(x, LinearLoss):
+            return {"$loss": [[self.enc(p) for p in x.params], [self.array(np.asarray(g)) for g in x.grads]]}
         if isinstance(x, Obj):
             items = None if x.items is None else [self.enc(v) for v in x.items]
             return {"$obj": [x.type, self.enc(dict(x.attrs)), items]}
@@ -223,7 +248,7 @@ def encode(value: Any, max_bytes: int = 2**62) -> bytes:
 # Decoding (strict)
 # ---------------------------------------------------------------------------------------------
 
-_SPEC_TAGS = frozenset(["$ref", "$tensor", "$gradfn", "$rec", "$closure"])
+_SPEC_TAGS = frozenset(["$ref", "$tensor", "$gradfn", "$rec", "$closure", "$loss"])
 _PLAIN_TAGS = frozenset(["$a", "$t", "$d", "$obj", "$opaque"])
 
 
@@ -320,12 +345,17 @@ class _Decoder:
                 path.append((step[0], self.dec(step[1], depth + 1)))
             return Ref(v[0], tuple(path))
         if tag == "$tensor":
-            if not (isinstance(v, list) and len(v) == 3):
-                raise self.fail("a tensor tag is not [array, requires_grad, parameter]")
+            if not (isinstance(v, list) and len(v) in (3, 4)):
+                raise self.fail("a tensor tag is not [array, requires_grad, parameter(, dtype)]")
             arr = self.dec(v[0], depth + 1)
             if not isinstance(arr, np.ndarray):
                 raise self.fail("a tensor tag does not hold an array")
-            return Tensor(arr, bool(v[1]), bool(v[2]))
+            dtype = v[3] if len(v) == 4 else None
+            if dtype is not None and dtype not in TENSOR_DTYPES:
+                raise self.fail(
+                    f"a tensor tag names dtype {str(dtype)[:40]!r}; expected one of {sorted(TENSOR_DTYPES)}"
+                )
+            return Tensor(arr, bool(v[1]), bool(v[2]), dtype)
         if tag == "$gradfn":
             if not (isinstance(v, list) and len(v) == 2 and isinstance(v[0], list)):
                 raise self.fail("a gradfn tag is not [grads, tensor]")
@@ -334,6 +364,18 @@ class _Decoder:
             return Recorder(self.dec(v, depth + 1))
         if tag == "$closure":
             return Closure(self.dec(v, depth + 1))
+        if tag == "$loss":
+            if not (
+                isinstance(v, list) and len(v) == 2 and isinstance(v[0], list) and isinstance(v[1], list)
+            ):
+                raise self.fail("a loss tag is not [params, grads]")
+            params = [self.dec(p, depth + 1) for p in v[0]]
+            grads = [self.dec(g, depth + 1) for g in v[1]]
+            if len(params) != len(grads) or not all(isinstance(p, Ref) for p in params):
+                raise self.fail("a loss tag does not pair parameter refs with gradient arrays")
+            if not all(isinstance(g, np.ndarray) for g in grads):
+                raise self.fail("a loss tag's gradients are not arrays")
+            return LinearLoss(params, grads)
         raise self.fail(f"unknown tag {tag!r}")  # pragma: no cover - the tag set is checked above
 
 

@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 
 from . import _wire
-from ._wire import Closure, GradFn, Obj, Opaque, Recorder, Ref, Tensor
+from ._wire import Closure, GradFn, LinearLoss, Obj, Opaque, Recorder, Ref, Tensor
 
 __all__ = ["Executor", "describe", "load_object", "main"]
 
@@ -325,6 +325,8 @@ class Executor:
             import torch
 
             t = torch.from_numpy(np.array(spec.array, copy=True))
+            if spec.dtype is not None:
+                t = t.to(getattr(torch, spec.dtype))
             if spec.parameter:
                 return torch.nn.Parameter(t, requires_grad=True)
             if spec.requires_grad:
@@ -337,6 +339,8 @@ class Executor:
         if isinstance(spec, Closure):
             value = spec.value
             return lambda: self.materialize(value)
+        if isinstance(spec, LinearLoss):
+            return _linear_loss([self.resolve(r) for r in spec.params], [g.copy() for g in spec.grads])
         return spec
 
     # -- objects -> plain trees ------------------------------------------------------------------
@@ -419,6 +423,24 @@ class Executor:
                 },
             )
         return Opaque(_type_name(x))
+
+
+def _linear_loss(params: list[Any], grads: list[np.ndarray]) -> Any:
+    """torch's ``step(closure)`` closure: recompute ``Σ (g·p).sum()`` and back-propagate (``.grad`` = g)."""
+    import torch
+
+    def closure() -> Any:
+        with torch.enable_grad():
+            loss = None
+            for p, g in zip(params, grads, strict=True):
+                p.grad = None
+                term = (torch.from_numpy(g.copy()).to(p.dtype) * p).sum()
+                loss = term if loss is None else loss + term
+            if loss is not None:
+                loss.backward()
+        return None if loss is None else loss.detach()
+
+    return closure
 
 
 def _type_name(x: Any) -> str:

@@ -138,6 +138,7 @@ class _Binder:
         self.bound_hyper: set[str] = set()
         self.defaults_differ: list[tuple[str, Any, Any]] = []
         self.defaults_used: list[tuple[str, str, Any]] = []
+        self.rule_defaults_used: list[tuple[str, str, Any]] = []
 
     def resolve(self, name: str, names: Sequence[str] = ()) -> str | None:
         """The rule hyperparameter the target's argument ``name`` means, judged with its other arguments."""
@@ -160,6 +161,8 @@ class _Binder:
                 self.defaults_used.append((rname, pname, value))
         else:
             value = self.ref_hyper.get(rname, self.specs[rname].default)
+            if rname not in self.ref_hyper:
+                self.rule_defaults_used.append((rname, pname, value))
             self.ref_hyper.setdefault(rname, value)
         self.bound_hyper.add(rname)
         return value
@@ -212,6 +215,16 @@ class _Binder:
             value = self.betas_value(p)
             self.roles.append((p.name, f"(beta1, beta2)={value!r}"))
             return Call(p.name, "hyper", value, positional=positional, source="betas")
+        if rname is not None and p.has_default and p.default is None and rname not in self.hyper:
+            # a default of None means "the target decides" (transformers' Adafactor: lr=None is its
+            # relative step size); passing the rule's default instead can be refused, so leave it out
+            value = self.ref_hyper.setdefault(rname, self.specs[rname].default)
+            self.notes.append(
+                f"{p.name}: the target's default is None (its own choice); not passed, the reference uses "
+                f"{rname}={_fmt(value)}; give --hyper {rname}=VALUE to pass a value"
+            )
+            self.roles.append((p.name, f"not passed (default None); reference {rname}={_fmt(value)}"))
+            return None
         if rname is not None:
             value = self.hyper_value(p.name, rname, p)
             self.roles.append((p.name, f"{rname}={_fmt(value)}" if rname != p.name else f"={_fmt(value)}"))
@@ -290,6 +303,13 @@ def bind(
         )
         b.notes.insert(
             0, f"from the target's own defaults: {used}; give --hyper NAME=VALUE to audit other values"
+        )
+    if b.rule_defaults_used:
+        given = ", ".join(f"{pname}={_fmt(value)}" for _, pname, value in b.rule_defaults_used)
+        b.notes.insert(
+            0,
+            f"no default in the target for {given}: passed {rule_cls.name}'s defaults (the reference uses the "
+            "same); give --arg NAME=VALUE to audit other values",
         )
     out = Binding(plan, b.ref_hyper, b.notes, b.roles, defaults_differ=b.defaults_differ, bound=b.bound_hyper)
     _course_l2(b, out)

@@ -394,6 +394,8 @@ class Auditor:
         self.explanation: Any = None
         self.config_failure: TargetFailure | None = None
         self._cases: dict[str, Case] = {}
+        self.torch_options: list[str] = []  # the situations a torch optimizer was also run in
+        self.torch_options_not_run: list[str] = []
 
     # -- setup --------------------------------------------------------------------------------
 
@@ -1433,6 +1435,12 @@ class Auditor:
                 self._search()
             else:
                 self._promote()
+            errors = any(f.severity == "error" for f in self.findings.values()) or self.provisional
+            if go and self.style == "torch" and not self._fatal() and not errors:
+                from .torch_options import audit_torch_options
+
+                for option in audit_torch_options(self):
+                    self.findings.setdefault(option.id, Finding(**dataclasses.asdict(option)))
         except BudgetExhausted:
             self._exhaust()
         try:
@@ -2009,6 +2017,8 @@ class Auditor:
             reproduction=repro,
             isolated=bool(getattr(self.worker, "isolated", False)),
             trajectory=self._diverging_trajectory(),
+            torch_options=list(self.torch_options),
+            torch_options_not_run=list(self.torch_options_not_run),
         )
 
     def _called_as(self) -> str:
@@ -2017,12 +2027,17 @@ class Auditor:
 
         def args(calls: Sequence[Any]) -> str:
             parts = []
+            keyword = False  # after a keyword, the arguments the audit fills are shown as name=<what>
             for c in calls:
                 if c.role in ("hyper", "arg"):
                     value = f"{c.value:g}" if isinstance(c.value, float) else repr(c.value)
                     parts.append(value if c.positional else f"{c.name}={value}")
+                    keyword = keyword or not c.positional
                 elif c.role in ("callback", "ignore"):
                     parts.append("None" if c.positional else f"{c.name}=None")
+                    keyword = keyword or not c.positional
+                elif keyword and not c.positional:
+                    parts.append(f"{c.name}=<{_ROLE_WORDS.get(c.role, c.role)}>")
                 else:
                     parts.append(c.name)
             return ", ".join(parts)
@@ -2188,6 +2203,19 @@ def _constants_in_source(file: str | None, name: str) -> list[tuple[str, float, 
                     out.append((sub.targets[0].id, float(sub.value.value), sub.lineno))
     return out
 
+
+_ROLE_WORDS = {
+    "params": "parameters",
+    "grads": "gradients",
+    "state": "state",
+    "ostate": "state",
+    "step": "t",
+    "grad_fn": "gradient function",
+    "iters": "steps",
+    "config": "config",
+    "key": "key",
+    "layer": "layer",
+}
 
 _CONTAINER_WORDS = {
     "array": "one array",

@@ -110,6 +110,9 @@ class AuditReport:
     report; :meth:`to_json` the JSON object of ``python -m optcheck audit --format json``.
     ``trajectory`` is a recorded case where the target parts from the reference (``None`` when
     it never does), for :func:`optcheck.diagnose.plot_divergence` (``--plot``).
+    ``torch_options``: for a torch optimizer, the situations it was also run in (parameter groups,
+    dtypes, foreach/fused/maximize, ...; see :mod:`optcheck.audit.torch_options`), and
+    ``torch_options_not_run`` those it refused or that could not be judged, with the reason.
     """
 
     target: str
@@ -130,6 +133,8 @@ class AuditReport:
     reproduction: str | None = None
     isolated: bool = True
     trajectory: Any = dataclasses.field(default=None, repr=False, compare=False)
+    torch_options: list[str] = dataclasses.field(default_factory=list)
+    torch_options_not_run: list[str] = dataclasses.field(default_factory=list)
 
     @property
     def passed(self) -> bool:
@@ -158,6 +163,7 @@ class AuditReport:
             "elapsed_s": round(self.elapsed_s, 3),
             "hyper": _jsonable(self.hyper),
             "assumptions": list(self.notes),
+            "torch_options": {"run": list(self.torch_options), "not_run": list(self.torch_options_not_run)},
             "examples": self.examples,
             "steps": self.steps,
         }

@@ -198,6 +198,14 @@ def render(report: AuditReport, color: bool = False) -> str:
         lines.append("Assumed:")
         for note in report.notes:
             lines += _wrap("- " + note, "  ")
+    for title, items in (
+        ("Also run (torch), each against the reference:", report.torch_options),
+        ("Not run (torch):", report.torch_options_not_run),
+    ):
+        if items:
+            lines.append(title)
+            for item in items:
+                lines += _wrap("- " + item, "  ")
     if others:
         lines.append("")
         lines.append("Notes:")

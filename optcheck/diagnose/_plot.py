@@ -13,7 +13,7 @@ import numpy as np
 
 from .._compare import REPLAY_ERRORS, compare_trajectory, to_numpy
 from .._core import validate as _v
-from .._core.errors import UsageError
+from .._core.errors import UsageError, UsageTypeError
 from .._trajectory import Trajectory, check_trajectory, step_tree
 from .._tree import Path, Tree, flatten, path_str
 from ..rules import Rule
@@ -134,7 +134,7 @@ def plot_divergence(
         ) from None
     check_trajectory(trajectory)
     if reference_rule is not None and not isinstance(reference_rule, Rule):
-        raise TypeError(
+        raise UsageTypeError(
             f"reference_rule is a {type(reference_rule).__name__}; expected an optcheck rule "
             "(optcheck.rules.get(...)) or None"
         )

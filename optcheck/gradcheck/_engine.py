@@ -776,7 +776,7 @@ class Checker:
                 "f and the gradient may not be computed in the same precision; cast the data to the "
                 "parameters' dtype (or, with check_gradient, pass keep_dtype=False to check in float64)",
                 UserWarning,
-                stacklevel=4,
+                stacklevel=5,  # the user's call of check_gradient, check_layer, check_vjp or check_torch
             )
         eps = self.space.input_eps()
         found = [float(np.finfo(np.dtype(name)).eps) for name in observed]

@@ -9,7 +9,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from ._base import CHUNK_BYTES, Rule, _assign_all, convention, hyper
+from ._base import CHUNK_BYTES, Rule, _assign_all, convention, empty_like_all, hyper
 
 Array = Any
 
@@ -120,8 +120,8 @@ class Adafactor(Rule):
         if in_place:
             out_p, out_s = p, s
         else:
-            out_p = np.empty_like(p)
-            out_s = {k: None if v is None else np.empty_like(v) for k, v in s.items()}
+            out_p, *rest = empty_like_all([p, *s.values()])
+            out_s = dict(zip(s, rest, strict=True))
         self._passes(np, p, g, s, c, rows, (out_p, out_s))
         return out_p, out_s
 

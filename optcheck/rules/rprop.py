@@ -68,12 +68,18 @@ class Rprop(Rule):
         if self.maximize:
             g = o.neg(g)
         sgn = o.sign(xp, g * s["prev"])
-        one = xp.ones_like(sgn)
+        flipped = sgn < 0
+
+        def const(x: float) -> Array:  # a 0-d array of the parameter's dtype (broadcast, not filled)
+            return xp.asarray(x, dtype=sgn.dtype, device=getattr(sgn, "device", None))
+
         # NaN stays NaN (torch leaves it in place), so a NaN gradient poisons its step size
         factor = xp.where(
-            sgn > 0, one * self.etaplus, xp.where(sgn < 0, one * self.etaminus, xp.where(sgn == 0, one, sgn))
+            sgn > 0,
+            const(self.etaplus),
+            xp.where(flipped, const(self.etaminus), xp.where(sgn == 0, const(1.0), sgn)),
         )
         step_size = xp.clip(s["step_size"] * factor, self.step_size_min, self.step_size_max)
-        g = xp.where(sgn < 0, xp.zeros_like(g), g)
+        g = xp.where(flipped, const(0.0), g)
         p = o.descend(p, o.sign(xp, g) * step_size, 1.0)
         return p, {"prev": g, "step_size": step_size}

@@ -16,6 +16,10 @@ class MyRMSprop(torch.optim.Optimizer):
 
     @torch.no_grad()
     def step(self, closure=None):  # type: ignore[no-untyped-def]
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
         for group in self.param_groups:
             for p in group["params"]:
                 if p.grad is None:
@@ -29,4 +33,4 @@ class MyRMSprop(torch.optim.Optimizer):
                 sq = state["square_avg"]
                 sq.mul_(group["alpha"]).addcmul_(g, g, value=1 - group["alpha"])
                 p.addcdiv_(g, sq.sqrt().add_(group["eps"]), value=-group["lr"])
-        return None
+        return loss
