@@ -1230,7 +1230,7 @@ def build_catalogue() -> None:
             base.update(kw)
             return fn(**base)
 
-        entry(fname, lambda call_d=call_d: call_d(budget_s=0.5))
+        entry(fname, lambda call_d=call_d: call_d(budget=50))
         bad_traj = [
             ("None", None, "refuse"),
             ("empty list", [], "refuse"),
@@ -1263,13 +1263,13 @@ def build_catalogue() -> None:
             fname,
             "trajectories",
             bad_traj,
-            lambda v, call_d=call_d: lambda: call_d(trajectories=v, budget_s=0.5),
+            lambda v, call_d=call_d: lambda: call_d(trajectories=v, budget=50),
         )
         add(
             fname,
-            "budget_s",
-            [*BAD_FLOAT, ("negative", -1.0, "refuse")],
-            lambda v, call_d=call_d: lambda: call_d(budget_s=v),
+            "budget",
+            [*BAD_INT, ("zero", 0, "refuse")],
+            lambda v, call_d=call_d: lambda: call_d(budget=v),
         )
 
     if importlib.util.find_spec("matplotlib") is not None:

@@ -12,8 +12,10 @@ Two arrays *agree* when, leaf by leaf,
   error a different but correct order of operations makes there).
 
 Parameters after a step are compared by their *change* from the value before the
-step: ``|a - b| <= rtol(dtype) * change + ULPS * eps(dtype) * scale``, where ``change``
-is the largest change in the leaf. A parameter of size 1 moved by lr = 1e-3 is thus
+step: ``|a - b| <= rtol(dtype) * change + ulps(dtype) * eps(dtype) * scale``, where ``change``
+is the largest change in the leaf and :func:`ulps` is 256 (at most ``rtol/eps``: 20 for
+float16). Every comparison also allows ``ULPS`` times the dtype's smallest normal number
+(absolute): a value computed through the subnormal range has lost its relative precision. A parameter of size 1 moved by lr = 1e-3 is thus
 resolved to 1e-10 of the step, not of the parameter (an epsilon added in the wrong
 place moves it by lr·ε, far below 1e-10 of the parameter).
 
@@ -53,6 +55,7 @@ __all__ = [
     "leaf_error",
     "mismatches",
     "rtol",
+    "show_pair",
     "to_numpy",
 ]
 
@@ -104,8 +107,24 @@ def _eps(dtype: Any) -> float:
     return {"float32": 1.1920929e-07, "float16": 9.765625e-04, "bfloat16": 7.8125e-03}.get(name, 2.220446e-16)
 
 
+def _tiny(dtype: Any) -> float:
+    """The smallest positive normal number of ``dtype``: below it a value has lost relative precision."""
+    name = _dtype_name(dtype)
+    return {"float32": 2.0**-126, "float16": 2.0**-14, "bfloat16": 2.0**-126}.get(name, 2.0**-1022)
+
+
+def ulps(dtype: Any) -> float:
+    """Units in the last place of rounding allowed on a parameter compared by its change.
+
+    :data:`ULPS` (256), but never more than the relative tolerance itself, ``rtol/eps``: float32
+    gets 168, float16 20, bfloat16 12.8. 256 units of float16 would be a quarter of the parameter,
+    hiding every bug smaller than that; 20 keep a bug of a few dozen units resolvable.
+    """
+    return float(min(ULPS, max(4.0, rtol(dtype) / _eps(dtype))))
+
+
 def leaf_error(
-    target: Any, reference: Any, dtype: Any = None, *, start: Any = None
+    target: Any, reference: Any, dtype: Any = None, *, start: Any = None, spread: Any = None
 ) -> tuple[float, tuple[int, ...] | None]:
     """The disagreement of two arrays in units of the tolerance, and where it is largest.
 
@@ -119,6 +138,11 @@ def leaf_error(
     tolerance is then ``rtol`` times the largest change in the leaf plus ``ULPS`` units
     of rounding of the largest value (a step of size lr·1e-3 is resolved to ``rtol``
     of itself, however large the parameter).
+
+    ``spread`` (entrywise, the reference's own rounding: its value in the dtype minus its value
+    from the same inputs in float64) widens the tolerance of each entry by twice that amount:
+    where the dtype cannot resolve a value (a subnormal intermediate, float16's range), two
+    correct implementations may differ by as much as each differs from the exact value.
     """
     if dtype is None:
         dtype = _lowest_precision(_dtype_of(target), _dtype_of(reference))
@@ -162,7 +186,18 @@ def leaf_error(
         change = 0.0
         if ok.any():
             change = max(float(np.max(np.abs(a[ok] - s0[ok]))), float(np.max(np.abs(b[ok] - s0[ok]))))
-        tol = rtol(dtype) * change + ULPS * _eps(dtype) * scale
+        tol = rtol(dtype) * change + ulps(dtype) * _eps(dtype) * scale
+    # a value computed through the subnormal range (torch's addcdiv forms lr·m first) is known
+    # only to the dtype's smallest normal number, times what it was multiplied by afterwards
+    tol += ULPS * _tiny(dtype)
+    if spread is not None:
+        sp = to_numpy(spread).astype(np.float64, copy=False)
+        if sp.shape == a.shape:
+            with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
+                allow = tol + 2.0 * np.where(np.isfinite(sp), np.abs(sp), 0.0)
+                ratio = np.where(both, diff / allow, 0.0)
+            worst = int(np.argmax(ratio))
+            return float(ratio.flat[worst]), tuple(int(i) for i in np.unravel_index(worst, a.shape))
     err = top / tol if tol > 0 else math.inf
     return err, tuple(int(i) for i in np.unravel_index(worst, a.shape))
 
@@ -220,6 +255,24 @@ def _all_finite(tree: Tree) -> bool:
     return True
 
 
+def show_pair(a: float, b: float) -> tuple[str, str, str]:
+    """``a`` and ``b`` with as many significant digits as it takes to tell them apart (at least 4),
+    and their relative difference (``""`` when equal or not both finite).
+
+    ``show_pair(-0.0029483157941, -0.0029483157937)`` gives ``('-0.0029483157941', '-0.0029483157937',
+    '1.4e-10')``: printed with the same 10 digits, the two would look equal.
+    """
+    sa, sb = f"{a:.4g}", f"{b:.4g}"
+    for digits in range(4, 18):
+        sa, sb = f"{a:.{digits}g}", f"{b:.{digits}g}"
+        if sa != sb:
+            break
+    rel = ""
+    if math.isfinite(a) and math.isfinite(b) and a != b:
+        rel = f"{abs(a - b) / max(abs(a), abs(b)):.2g}"
+    return sa, sb, rel
+
+
 @dataclasses.dataclass(frozen=True)
 class Divergence:
     """Where a target first parts from a rule.
@@ -257,9 +310,9 @@ class Divergence:
             return f"at step {self.step}, {self.reason}"
         if self.target is None or self.reference is None:
             return f"{self.where(names)} differs from {versus} at step {self.step}"
-        return (
-            f"{self.where(names)} is {self.target:.10g} after step {self.step}; "
-            f"{versus} gives {self.reference:.10g}"
+        got, want, rel = show_pair(self.target, self.reference)
+        return f"{self.where(names)} is {got} after step {self.step}; {versus} gives {want}" + (
+            f" (relative difference {rel})" if rel else ""
         )
 
 
@@ -292,7 +345,7 @@ def _leaf_value(tree: Tree, path: Path, index: tuple[int, ...] | None) -> float 
 
 
 def compare_trees(
-    target: Tree, reference: Tree, dtype: Any = None, *, start: Tree | None = None
+    target: Tree, reference: Tree, dtype: Any = None, *, start: Tree | None = None, spread: Tree | None = None
 ) -> tuple[float, Path, tuple[int, ...] | None]:
     """The largest :func:`leaf_error` over two trees of the same structure, with its key path and index.
 
@@ -301,6 +354,7 @@ def compare_trees(
     """
     tgt = dict(flatten(target))
     st = dict(flatten(start)) if start is not None else {}
+    sp = dict(flatten(spread)) if spread is not None else {}
     worst: tuple[float, Path, tuple[int, ...] | None] = (0.0, (), None)
     for path, ref_leaf in flatten(reference):
         if path not in tgt:
@@ -312,7 +366,7 @@ def compare_trees(
         s0 = st.get(path)
         if s0 is not None and getattr(s0, "shape", None) != getattr(ref_leaf, "shape", None):
             s0 = None
-        err, idx = leaf_error(tgt[path], ref_leaf, dtype, start=s0)
+        err, idx = leaf_error(tgt[path], ref_leaf, dtype, start=s0, spread=sp.get(path))
         if err > worst[0]:
             worst = (err, path, idx)
             if math.isinf(err):
@@ -373,7 +427,7 @@ def compare_trajectory(
         if compute_dtype is not None:
             g = _cast_tree(g, compute_dtype)
         failed: str | None = None
-        prev = params
+        prev, prev_state = params, state
         try:
             with warnings.catch_warnings(), np.errstate(all="ignore"):
                 warnings.simplefilter("ignore", RuntimeWarning)
@@ -415,10 +469,20 @@ def compare_trajectory(
             )
             return Comparison(False, div, math.inf, k, None)
         err, path, idx = compare_trees(t_params, params, dtype, start=prev)
+        spread: tuple[Tree, dict[str, Any]] | None = None
+        if err > 1.0 and math.isfinite(err):
+            spread = _spread(rule, prev, g, prev_state, overrides, params, state, keys)
+            if spread is not None:
+                err, path, idx = compare_trees(t_params, params, dtype, start=prev, spread=spread[0])
         what = "params"
         if err <= 1.0 and t_state is not None:
             for key in sorted(keys & set(t_state)):
                 e2, p2, i2 = compare_trees(t_state[key], state[key], dtype)
+                if e2 > 1.0 and math.isfinite(e2):
+                    if spread is None:
+                        spread = _spread(rule, prev, g, prev_state, overrides, params, state, keys)
+                    if spread is not None and key in spread[1]:
+                        e2, p2, i2 = compare_trees(t_state[key], state[key], dtype, spread=spread[1][key])
                 if e2 > err:
                     err, path, idx, what = e2, p2, i2, key
                 if err > 1.0:
@@ -441,6 +505,60 @@ def compare_trajectory(
         if not target_finite:
             return Comparison(True, None, max_err, step, step)
     return Comparison(True, None, max_err, n, None)
+
+
+def _spread(
+    rule: Rule,
+    params: Tree,
+    grads: Tree,
+    state: Mapping[str, Any],
+    overrides: Mapping[Path, Rule] | None,
+    new_params: Tree,
+    new_state: Mapping[str, Any],
+    keys: set[str],
+) -> tuple[Tree, dict[str, Any]] | None:
+    """The reference's own rounding in this step: its results minus the same step in float64.
+
+    ``None`` for float64 arrays (nothing to compare with), or when the float64 step fails.
+    """
+    leaves = [leaf for _, leaf in flatten(new_params)]
+    if not leaves or _lowest_precision(*(_dtype_of(x) for x in leaves)) == "float64":
+        return None
+    up = "float64"
+    try:
+        with warnings.catch_warnings(), np.errstate(all="ignore"):
+            warnings.simplefilter("ignore", RuntimeWarning)
+            state64 = {k: (_cast_tree(v, up) if k in rule.array_keys() else v) for k, v in state.items()}
+            p64, s64 = step_tree(rule, _cast_tree(params, up), _cast_tree(grads, up), state64, overrides)
+    except (*REPLAY_ERRORS, ValueError, TypeError):
+        return None
+
+    def minus(a: Any, b: Any) -> Any:
+        if a is None or b is None:
+            return None
+        with np.errstate(all="ignore"):
+            return to_numpy(a).astype(np.float64) - to_numpy(b).astype(np.float64)
+
+    def diff(a: Tree, b: Tree) -> Tree:
+        fb = dict(flatten(b))
+        return {path: minus(leaf, fb.get(path)) for path, leaf in flatten(a)}
+
+    p_spread = _unflat(diff(new_params, p64))
+    s_spread = {k: _unflat(diff(new_state[k], s64[k])) for k in keys if k in new_state and k in s64}
+    return p_spread, s_spread
+
+
+def _unflat(by_path: Mapping[Path, Any]) -> Tree:
+    """A tree for :func:`compare_trees` from ``{path: leaf}`` (nested dicts keyed by path parts)."""
+    if list(by_path) == [()]:
+        return by_path[()]
+    out: dict[Any, Any] = {}
+    for path, leaf in by_path.items():
+        node = out
+        for part in path[:-1]:
+            node = node.setdefault(part, {})
+        node[path[-1]] = leaf
+    return out
 
 
 def _none_finite(tree: Tree) -> bool:

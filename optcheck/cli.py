@@ -105,7 +105,8 @@ def _parser() -> _Parser:
     a.add_argument(
         "--rule",
         default="auto",
-        help="the rule the target implements (optcheck.rules.names()); default auto: identify it",
+        help="the rule the target implements (optcheck.rules.names()); default auto: identify it; none: "
+        "check only what holds for every update rule",
     )
     a.add_argument(
         "--hyper",

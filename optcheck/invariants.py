@@ -17,7 +17,9 @@ The invariants, by id (``docs/invariants.md`` has the full list with messages):
 * ``accumulator-decreased``: Adagrad's sum of squares or AMSGrad's maximum went down;
 * ``step-not-incremented``: the step counter did not grow by exactly one;
 * ``update-without-gradient``: zero gradient, no momentum and no decay, yet the parameter
-  moved (the signature of epsilon added outside the division);
+  moved (the signature of epsilon added outside the division); judged only when every
+  momentum-like state of the rule is among the states given (a hidden first moment may move
+  the parameter, and its value is unknown);
 * ``update-too-large``: a coordinate moved further than the rule's bound
   (:meth:`optcheck.rules.Rule.update_bound`: about lr for Adam, exactly lr for Lion);
 * ``shape-changed``, ``dtype-changed``: an array came back with another shape or dtype;
@@ -604,6 +606,8 @@ def _nonfinite_hint(ctx: Context, leaf: Leaf, what: str, j: int, became: bool | 
     g = _at(_xp(leaf.g), leaf.g, j) if leaf.g is not None else None
     if g is not None and not math.isfinite(g):
         return "The gradient at this entry is non-finite; fix the loss or the backward pass first."
+    if ctx.step == 0 and _bias_corrected(ctx.rule_for(leaf.path)):
+        return _STEP_ZERO_HINT
     for key, arr in leaf.s1.items():
         role = ctx.roles.get(key)
         if (role in NONNEGATIVE_ROLES and _shape(arr) == leaf.shape) or (
@@ -630,6 +634,41 @@ def _nonfinite_hint(ctx: Context, leaf: Leaf, what: str, j: int, became: bool | 
         "An operation produced NaN or inf in this step: a square root of a negative number, 0/0, a "
         f"division by zero or an overflow (float32 overflows near 3.4e38); {last}."
     )
+
+
+#: The t = 0 start of a bias-corrected rule, named as the diagnosis catalog names it.
+_STEP_ZERO_HINT = (
+    "bias-correction-wrong-step: this call is step 0, so the bias correction 1 − β^t is 1 − β^0 = 0 and "
+    "m/(1 − β1^t) divides by zero. Count steps from 1: t ← t + 1 before the update (or pass t + 1), so "
+    "that t = 1 on the first call."
+)
+
+_BIAS_CORRECTED: dict[Rule, bool] = {}
+
+
+def _bias_corrected(rule: Rule | None) -> bool:
+    """Whether ``rule`` divides by a bias correction ``1 − β^t`` (probed once through its ``Ops`` hook)."""
+    if rule is None:
+        return False
+    if rule not in _BIAS_CORRECTED:
+        calls: list[float] = []
+
+        class _Record(type(rule.ops)):  # type: ignore[misc]
+            def bias_correction(self, beta: float, t: float) -> float:
+                calls.append(t)
+                return float(super().bias_correction(beta, t))
+
+        try:
+            p = np.array([0.5])
+            with np.errstate(all="ignore"):
+                probe = rule.with_ops(_Record())
+                probe.step(p, np.array([1.0]), probe.init(p))
+        except (ValueError, TypeError, ZeroDivisionError, FloatingPointError, NotImplementedError):
+            calls.clear()
+        _BIAS_CORRECTED[rule] = bool(calls)
+        if len(_BIAS_CORRECTED) > 256:
+            _BIAS_CORRECTED.clear()
+    return _BIAS_CORRECTED.get(rule, False)
 
 
 def _check_nonfinite(
@@ -673,6 +712,8 @@ def _check_nonfinite(
             f"{where} {verb}{ctx.at_step()}: {total}; first at {fmt_index(idx)}: {fmt_number(value)}"
             f"{_related_text(related, before=True)}."
         )
+        if ctx.step == 0 and what == "params" and _bias_corrected(ctx.rule_for(leaf.path)):
+            msg += " Likely cause: bias-correction-wrong-step (a step counted from 0: 1 − β^0 = 0)."
     out.append(
         Violation(
             id="non-finite",
@@ -1046,6 +1087,11 @@ def _check_no_grad_move(ctx: Context, leaf: Leaf, out: list[Violation]) -> None:
     xp = _xp(g)
     if not _has_zero(xp, g):
         return
+    rule = ctx.rule_for(leaf.path)
+    if rule is not None and any(
+        ctx.roles.get(k) in MOVING_ROLES and k not in leaf.s0 for k in rule.array_keys()
+    ):
+        return  # a momentum the target keeps to itself may move p without a gradient: not judged
     moved = _moved_mask(xp, p0, p1, g, _moving_states(ctx, leaf, leaf.s0))
     n, j = _count_first(xp, moved)
     if not n:
@@ -1127,6 +1173,51 @@ def _too_large_mask(
     return over, d, limit
 
 
+#: (machine epsilon, smallest subnormal) of the floating dtypes a step may be computed in.
+_FLOAT_INFO = {
+    "float64": (2.0**-52, 2.0**-1074),
+    "float32": (2.0**-23, 2.0**-149),
+    "float16": (2.0**-10, 2.0**-24),
+    "bfloat16": (2.0**-7, 2.0**-133),
+}
+
+
+def _rounding_allowance(xp: Any, rule: Rule | None, g: Array | None, dtype: Any, a: float) -> Any:
+    """How much further than the exact-arithmetic bound ``a`` a step computed in ``dtype`` may move.
+
+    Derived from the dtype, not a widened constant: a step is a handful of rounded operations
+    (8 units of the dtype's epsilon), and a second moment ``v ≥ c·g²`` (``c`` the smallest
+    ``1 − β`` of the rule's decay rates) computed near the subnormal range carries an absolute
+    rounding of about the smallest subnormal ``q`` per operation: relative ``r = 2q/(c·g²)``,
+    which enlarges ``m/√v`` by ``1/√(1 − r) − 1``. Where ``r ≥ 1/2`` (v may round to a fraction
+    of itself, or to zero) the dtype does not bound the step at all. float16 Adam's correct
+    first step with ``|g| < 0.25`` has a subnormal ``v``: this is what lets it pass.
+    """
+    info = _FLOAT_INFO.get(_dtype_name(dtype))
+    if info is None:
+        return 0.0
+    eps, q = info
+    extra: Any = 8.0 * eps * a
+    if rule is None or g is None:
+        return extra
+    roles = type(rule).state_roles
+    normalised = ("second-moment", "accumulator", "max-second-moment")
+    if not any(roles.get(k) in normalised for k in rule.array_keys()):
+        return extra
+    rates = [
+        1.0 - float(getattr(rule, s.name))
+        for s in type(rule).hyper_specs()
+        if s.kind == "float" and s.low == 0.0 and s.high == 1.0 and getattr(rule, s.name) is not None
+    ]
+    c = max(min(rates, default=1.0), 1e-300)
+    with np.errstate(all="ignore"):
+        g64 = xp.astype(g, xp.float64) if hasattr(xp, "astype") else g.astype(np.float64)
+        r = (2.0 * q) / (c * (g64 * g64))
+        safe = xp.where(r < 0.5, r, xp.zeros_like(r))
+        factor = xp.where(r < 0.5, 1.0 / xp.sqrt(1.0 - safe) - 1.0, xp.full_like(r, math.inf))
+    return extra + a * factor
+
+
 def _check_too_large(ctx: Context, leaf: Leaf, bound: tuple[float, float], out: list[Violation]) -> None:
     p0, p1 = leaf.p0, leaf.p1
     if p0 is None or p1 is None or _shape(p0) != _shape(p1):
@@ -1140,6 +1231,12 @@ def _check_too_large(ctx: Context, leaf: Leaf, bound: tuple[float, float], out: 
         return  # NaN updates are reported by non-finite
     # exact test only on suspicion: allow the slack and the rounding of p1 = p0 + d
     over, d, limit = _too_large_mask(xp, p0, p1, a, b, leaf.dtype)
+    rule = ctx.rule_for(leaf.path)
+    if bool(xp.any(over)):
+        extra = _rounding_allowance(xp, rule, leaf.g, leaf.dtype, a)
+        with np.errstate(invalid="ignore", over="ignore"):
+            limit = limit + extra
+            over = over & (xp.abs(d) > limit)
     n, j = _count_first(xp, over)
     if not n:
         return

@@ -186,6 +186,52 @@ def test_mapped_states_are_compared_and_can_be_ignored() -> None:
     assert compare_trajectory(traj, ignore_state={"exp_avg"}).matched
 
 
+# ---------------------------------------------------------------------------------------------
+# Issue 13: the tolerance derived from the dtype (float16's range, subnormal intermediates)
+# ---------------------------------------------------------------------------------------------
+
+
+def test_float16_tolerance_resolves_a_bug_of_a_few_ulps() -> None:
+    """float16, p ≈ 1, lr = 0.02 (20 ulps of p): a step with the wrong sign is caught.
+
+    The float64-sized allowance of 256 ulps would be a quarter of p in float16 and hide it;
+    the allowance is at most rtol/eps (20 ulps for float16).
+    """
+    import optcheck._compare as compare_mod
+
+    rule = get("adam", lr=0.02)
+    p0 = {"W": np.array([1.0, -0.75, 0.5], dtype=np.float16)}
+    grads = [{"W": np.array([0.5, -1.0, 0.25], dtype=np.float16)}]
+    ((ref_p, _),) = replay(rule, p0, grads)
+    wrong = {"W": (p0["W"] + (p0["W"] - ref_p["W"])).astype(np.float16)}  # uphill
+    assert not compare_trajectory(Trajectory(rule, p0, grads, [wrong])).matched
+    assert compare_trajectory(Trajectory(rule, p0, grads, [ref_p])).matched
+    assert compare_mod.ulps("float16") == pytest.approx(20.48) and compare_mod.ulps("float64") == 256
+    # with 256 ulps of float16 it would have passed
+    scale = float(np.max(np.abs(ref_p["W"].astype(np.float64))))
+    assert abs(float(np.max(np.abs(wrong["W"] - ref_p["W"])))) < 256 * 2.0**-10 * scale
+
+
+def test_float32_torch_adam_with_subnormal_intermediates_matches_the_reference() -> None:
+    """torch's addcdiv forms lr·m first, subnormal for tiny gradients: not a disagreement."""
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(0)
+    for _ in range(60):
+        p0 = {"w": np.zeros(5, dtype=np.float32)}
+        gs = [
+            {"w": (rng.normal(size=5) * 10.0 ** rng.uniform(-45, -30)).astype(np.float32)} for _ in range(3)
+        ]
+        t = torch.nn.Parameter(torch.from_numpy(p0["w"].copy()))
+        opt = torch.optim.Adam([t], lr=1e-3, foreach=False)
+        outs = []
+        for g in gs:
+            t.grad = torch.from_numpy(g["w"].copy())
+            opt.step()
+            outs.append({"w": t.detach().numpy().copy()})
+        comp = compare_trajectory(Trajectory(get("adam"), p0, gs, outs))
+        assert comp.matched, comp.divergence
+
+
 def test_mismatches_marks_the_entries_beyond_the_one_tolerance() -> None:
     from optcheck._compare import leaf_error, mismatches
 

@@ -377,14 +377,14 @@ CASES: list[tuple[str, Callable[[], Any], str]] = [
     ),
     ("explain rule string", lambda: explain([trajectory(rule="adam")]), "trajectories[0].rule"),
     ("explain grads not a list", lambda: explain([trajectory(grads=_grads())]), "trajectories[0].grads"),
-    ("explain budget_s='x'", lambda: explain([trajectory()], budget_s="x"), "budget_s"),
+    ("explain budget='x'", lambda: explain([trajectory()], budget="x"), "budget"),
     (
         "identify params keys",
         lambda: identify([trajectory(params=[{"W": P["W"]}] * 2)]),
         "trajectories[0].params[0]",
     ),
     ("identify state0 keys", lambda: identify([trajectory(state0={"step": 0})]), "trajectories[0].state0"),
-    ("identify budget_s=nan", lambda: identify([trajectory()], budget_s=float("nan")), "budget_s"),
+    ("identify budget=nan", lambda: identify([trajectory()], budget=float("nan")), "budget"),
     # in-place rules
     ("step_ read-only params", lambda: _step_inplace(readonly=True), "params['W']"),
     ("step_ state aliasing params", lambda: _step_inplace(alias=True), "state['exp_avg']['W']"),

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from .. import rules as rules_mod
-from .._compare import compare_trajectory
+from .._compare import compare_trajectory, show_pair
 from .._core import validate as _v
 from .._core.errors import UsageError
 from .._trajectory import Trajectory, replay
@@ -93,6 +93,25 @@ def hypothesis_storage() -> Iterator[None]:
 #: disagrees with the reference (a convention may legitimately move differently).
 RULE_BOUND_INVARIANTS = ("update-too-large", "update-without-gradient")
 
+#: Invariants that judge a state by the role the reference's name map gives it: withdrawn when
+#: nothing reproduces the target (its states' roles are then unconfirmed).
+ROLE_BOUND_INVARIANTS = (
+    "negative-second-moment",
+    "sqrt-of-negative",
+    "accumulator-decreased",
+    "state-not-updated",
+    "update-without-gradient",
+)
+
+#: Invariants that need a rule (its state roles, its bound): not checked with ``--rule none``.
+RULE_DEPENDENT = (
+    "negative-second-moment",
+    "sqrt-of-negative",
+    "accumulator-decreased",
+    "update-without-gradient",
+    "update-too-large",
+)
+
 #: Rounds of find-and-shrink (one per kind of error finding, at most).
 MAX_ROUNDS = 3
 
@@ -100,10 +119,11 @@ MAX_ROUNDS = 3
 SHRINK_CALLS = 25
 
 #: Runs of the target spent replacing the odd values of a shrunk case by 0, 1 or -1.
-ROUND_VALUE_CALLS = 8
+ROUND_VALUE_CALLS = 16
 
-#: Seconds diagnosis may spend explaining a difference from the reference.
-DIAGNOSE_BUDGET_S = 1.5
+#: Candidates diagnosis may replay to explain a difference from the reference (a count, never
+#: seconds, so that ``--seed`` reproduces the report on any machine).
+DIAGNOSE_BUDGET = 3000
 
 #: The rules ``--rule auto`` binds the target's argument names against, in order of preference.
 AUTO_ORDER = (
@@ -122,8 +142,8 @@ AUTO_ORDER = (
     "adafactor",
 )
 
-#: Seconds ``--rule auto`` may spend identifying the rule.
-IDENTIFY_BUDGET_S = 5.0
+#: Rule candidates ``--rule auto`` may replay to identify the rule (a count, never seconds).
+IDENTIFY_BUDGET = 2500
 
 #: Characters of output above which a target's printing is reported.
 PRINT_REPORT_THRESHOLD = 100_000
@@ -290,6 +310,7 @@ class Auditor:
         self.seed = _check_int("seed", seed, 0)
         self.examples = _check_int("examples", DEFAULT_EXAMPLES if examples is None else examples, 1)
         self.steps = _check_int("steps", DEFAULT_STEPS if steps is None else steps, 1)
+        self.steps_given = steps is not None
         self.timeout = float(DEFAULT_TIMEOUT if timeout is None else timeout)
         if not (self.timeout > 0 and math.isfinite(self.timeout)):
             raise AuditUsageError(f"--timeout {timeout!r} is invalid; expected a positive number of seconds")
@@ -311,8 +332,10 @@ class Auditor:
             )
         self.style_arg = style
         self.auto = isinstance(rule, str) and rule.strip().lower() == "auto"
+        # --rule none: the invariants that hold for every update rule, no reference at all
+        self.none = isinstance(rule, str) and rule.strip().lower() == "none"
         self.hyper_given = dict(hyper or {})
-        if self.auto:
+        if self.auto or self.none:
             self.rule_cls = rules_mod.rule_class(AUTO_ORDER[0])
         else:
             try:
@@ -415,7 +438,7 @@ class Auditor:
                 self.config_failure = f
                 config_defaults = {}
                 self.notes.append(f"calling it with config=None {f.detail}; its defaults are unknown")
-        if self.auto:
+        if self.auto or self.none:
             self._bind_auto(info, style, config_defaults)
         else:
             self.binding = adapters.bind(
@@ -428,6 +451,16 @@ class Auditor:
             self.rule = rules_mod.get(self.rule_name, **self.binding.ref_hyper)
         except (ValueError, TypeError) as e:
             raise AuditUsageError(f"--hyper: {e}") from None
+        if self.none:
+            self.rule_name = "none"
+            self.notes.append(
+                "--rule none: no reference rule; only what holds for every update rule is checked (shapes and "
+                "dtypes kept, no NaN or inf from finite inputs, gradients not modified, the same result twice, "
+                "no crash); the arguments were bound by their names as for "
+                f"{self.rule_cls.name}"
+            )
+        else:
+            self._steps_for_rule()
         self.conventions_base: list[str] = []
         if self.binding.l2 is not None:
             self.conventions_base.append("course-l2")
@@ -521,6 +554,17 @@ class Auditor:
 
         return {user_key(k, self.layer_base): v for k, v in tree.items()}
 
+    def _steps_for_rule(self) -> None:
+        """Audit past the rule's last change of form (RAdam's first rectified step), unless ``--steps`` was given."""
+        if self.steps_given:
+            return
+        last = self.rule.phase_steps()
+        if last + 2 > self.steps:
+            self.steps = last + 2
+            self.notes.append(
+                f"{self.steps} steps per case: {self.rule_name}'s update changes form at step {last}"
+            )
+
     def _bind_auto(self, info: TargetInfo, style: str, config_defaults: Mapping[str, Any] | None) -> None:
         """``--rule auto``: bind against the rule whose names fit the target best (identified later)."""
         best: tuple[int, int, type[Rule], Any] | None = None
@@ -565,7 +609,7 @@ class Auditor:
         if diag is None or not hasattr(diag, "identify"):
             raise AuditUsageError("--rule auto needs optcheck.diagnose.identify; name the rule with --rule")
         plain = [dataclasses.replace(t, states=None) for t in trajs]
-        ident = diag.identify(plain, budget_s=IDENTIFY_BUDGET_S)
+        ident = diag.identify(plain, budget=IDENTIFY_BUDGET)
         self.identification = ident
         if ident.rule is not None and ident.matched and not ident.bugs:
             rule = ident.rule
@@ -597,12 +641,22 @@ class Auditor:
                 ranking, explained = self._explained_first(ranking, diag)
             if not ranking or ranking[0][0] <= 0.0:
                 self.rule_name = "auto"
+                closest = (
+                    ident.message()
+                    .removeprefix("closest: ")
+                    .removesuffix(", but it does not reproduce the target")
+                )
                 self.findings["differs-from-reference"] = Finding(
                     "differs-from-reference",
                     "error",
-                    f"--rule auto: {ident.message()}",
+                    "--rule auto: no known rule reproduces this target"
+                    + (f"; closest: {closest}" if ident.rule is not None else "")
+                    + ". Nothing else is judged against a rule; audit with --rule NAME to compare with one.",
                     step=1,
                 )
+                for fid in (*RULE_BOUND_INVARIANTS, *ROLE_BOUND_INVARIANTS):
+                    self.findings.pop(fid, None)
+                    self.provisional.pop(fid, None)
                 return False
             score, rule = ranking[0]
             others = ", ".join(f"{r.name} ({sc:.0%} of the entries)" for sc, r in ranking[1:2])
@@ -628,6 +682,7 @@ class Auditor:
         self.rule = rule
         self.rule_cls = type(rule)
         self.rule_name = rule.name
+        self._steps_for_rule()
         self.passed = adapters.passed_hyper(self.plan, self.info, self.rule_cls)
         self.state_map = None
         self.ref_variant = None
@@ -989,6 +1044,8 @@ class Auditor:
         if self._structure_findings(res):
             return
         self._invariants(res)
+        if self.none:
+            return
         self._state_updates(res)
         if res.traj.steps == 0:
             return
@@ -1011,8 +1068,11 @@ class Auditor:
             d = cmp.divergence
             res.divergence = d
             where = self.where(d.what, d.path, d.index)
+            got = want = None
             if d.target is not None and d.reference is not None:
-                msg = f"{where} is {d.target:.10g} after step {d.step}; {self._ref_text()} gives {d.reference:.10g}"
+                got, want, rel = show_pair(d.target, d.reference)
+                msg = f"{where} is {got} after step {d.step}; {self._ref_text()} gives {want}"
+                msg += f" (relative difference {rel})" if rel else ""
             else:
                 msg = d.message(self.names(), self._ref_text())
             res.findings.append(
@@ -1022,8 +1082,8 @@ class Auditor:
                     msg,
                     where=where,
                     step=d.step,
-                    expected=None if d.reference is None else f"{d.reference:.10g}",
-                    got=None if d.target is None else f"{d.target:.10g}",
+                    expected=want,
+                    got=got,
                 )
             )
         # invariants whose bound comes from the reference only count when the target also disagrees
@@ -1078,7 +1138,9 @@ class Auditor:
         traj = res.traj
         if not res.outputs:
             return
-        state_prev: dict[str, Any] = {k: v for k, v in self.rule.init(traj.params0).items() if k != "step"}
+        state_prev: dict[str, Any] = {}
+        if not self.none:  # with --rule none, no rule's state is assumed
+            state_prev = {k: v for k, v in self.rule.init(traj.params0).items() if k != "step"}
         params_prev = traj.params0
         names = self.names()
         prefix = {}
@@ -1108,6 +1170,7 @@ class Auditor:
                             "dtype-changed",
                             "differs-from-reference",
                             "step-not-incremented",
+                            *(RULE_DEPENDENT if self.none else ()),
                         ),
                         overrides=traj.overrides or None,
                     )
@@ -1116,7 +1179,9 @@ class Auditor:
             for v in viols:
                 if v.id in seen:
                     continue
-                if v.id == "non-finite" and (v.became is False or self._reference_nonfinite(traj, k)):
+                if v.id == "non-finite" and (
+                    v.became is False or (not self.none and self._reference_nonfinite(traj, k))
+                ):
                     continue
                 seen.add(v.id)
                 res.findings.append(
@@ -1126,7 +1191,7 @@ class Auditor:
                         v.message,
                         where=v.where,
                         step=v.step if v.step is not None else k + 1,
-                        fix=v.hint or None,
+                        fix=None if self.none else (v.hint or None),
                         got=None if v.value is None else f"{v.value:.6g}",
                     )
                 )
@@ -1383,6 +1448,7 @@ class Auditor:
         except BudgetExhausted:
             if "budget-exhausted" not in self.findings:
                 self._exhaust()
+        self._unexplained_roles()
 
     def _find_unused_states(self, results: Sequence[CaseResult]) -> bool:
         """States the target never changes (still all zero after every probe step): they say nothing.
@@ -1555,11 +1621,13 @@ class Auditor:
         self._promote()
 
     def _round_values(self, res: CaseResult, ids: set[str]) -> CaseResult:
-        """Replace odd values of a shrunk case by 0, 1 or -1 where the findings ``ids`` still show.
+        """Replace odd values of a shrunk case by readable ones where the findings ``ids`` still show.
 
         Hypothesis shrinks toward small positive values, so a case that needs a negative weight
         can end up with ``W = 4e-302`` that turns negative one step later; ``W = -1`` shows it at
-        once. At most ``ROUND_VALUE_CALLS`` runs of the target.
+        once. Tried in order: 0, 1, -1, 2, -2, then the power of ten of the value's sign and
+        magnitude (``8.3e-162`` -> ``1e-161``), which keeps a finding that needs a tiny value.
+        At most ``ROUND_VALUE_CALLS`` runs of the target.
         """
         if not ids:
             return res
@@ -1571,9 +1639,9 @@ class Auditor:
                 flat = np.asarray(leaf).reshape(-1)
                 for i in range(flat.size):
                     value = float(flat[i])
-                    if value in (0.0, 1.0, -1.0) or not math.isfinite(value):
+                    if _readable(value) or not math.isfinite(value):
                         continue
-                    for cand in (0.0, 1.0, -1.0):
+                    for cand in _readable_candidates(value):
                         if budget <= 0:
                             return best
                         budget -= 1
@@ -1684,13 +1752,14 @@ class Auditor:
     def _diagnose(self) -> None:
         """Replace ``differs-from-reference`` with the diagnoses that explain it."""
         diff = self.findings.get("differs-from-reference")
-        if diff is None:
+        if diff is None or self.none:
             return
         diag = _diagnose_module()
         if diag is None:
             return
         explanation = self.explanation
-        if explanation is None:
+        if explanation is None or (self.ref_variant is not None and not _diagnoses(explanation)):
+            # none yet, or the probes' convention does not explain what the search found since
             results = [r for r in self.probe_results if r.failure is None and r.traj.steps]
             results += [r for r in self.failing if r.failure is None and r.traj.steps]
             if not results:
@@ -1703,6 +1772,7 @@ class Auditor:
             self.explanation = explanation
         found = _diagnoses(explanation)
         if not found:
+            self._adopt_conventions(explanation)
             return
         for d in found:
             ev = d.evidence.text() if getattr(d, "evidence", None) is not None else ""
@@ -1721,7 +1791,7 @@ class Auditor:
                 expected=diff.expected,
                 got=diff.got,
                 fix=d.fix,
-                summary=d.summary + hyper,
+                summary=d.summary + self._which_form(d) + hyper,
                 evidence=(
                     f"a mutant of {self.rule_name} with this bug{partners} {ev}; first difference from the "
                     f"reference: {diff.message}"
@@ -1750,7 +1820,52 @@ class Auditor:
             "update-without-gradient",
         ):
             if fid in self.findings:
-                self.findings[fid].related = ids
+                # the bugs whose catalog entry says they cause this symptom first, then the others
+                own = [d.id for d in found if fid in (getattr(d, "explains", ()) or ())]
+                self.findings[fid].related = [*own, *(i for i in ids if i not in own)]
+
+    def _which_form(self, d: Any) -> str:
+        """`` Here: <the form that matched>.`` when the bug has several forms for this rule (or a group)."""
+        if not d.variant or d.hyper:
+            return ""
+        bug = _catalog_entry(d.id)
+        forms = len(bug.variants(self.rule)) if bug is not None else 0
+        if forms > 1 or " only" in d.variant or d.convention:
+            under = f" (under the convention {d.convention})" if d.convention else ""
+            return f" Here: {d.variant}{under}."
+        return ""
+
+    def _unexplained_roles(self) -> None:
+        """No rule, no false blame: when nothing reproduces the target, its states' roles are guesses.
+
+        The reference's name map says which of the target's states is a second moment or an
+        accumulator; only a rule (the reference, a convention or a catalog mutant) that reproduces
+        the target confirms it. Without one (a signed accumulator named ``s``, an additive moment
+        that may stay unchanged), the judgements that rest on those roles are withdrawn.
+        """
+        if "differs-from-reference" not in self.findings:
+            return
+        for fid in ROLE_BOUND_INVARIANTS:
+            f = self.findings.pop(fid, None)
+            if f is not None and not (fid == "state-not-updated" and f.where == "state"):
+                self.notes.append(
+                    f"{fid} at {f.where or 'the state'} not reported: no known rule reproduces the target, so "
+                    f"what that state is (the role {self.rule_name} gives it) is not confirmed"
+                )
+            elif f is not None:
+                self.findings[fid] = f  # a functional target that returned no state at all
+
+    def _adopt_conventions(self, explanation: Any) -> None:
+        """Conventions that reproduce every recorded case, the search's included: not a bug after all."""
+        convs = list(getattr(explanation, "conventions", ()) or ())
+        if not convs or getattr(explanation, "verdict", "fail") != "pass":
+            return
+        for fid in ("differs-from-reference", *RULE_BOUND_INVARIANTS):
+            self.findings.pop(fid, None)
+        for conv in convs:
+            if conv.id not in self.conventions:
+                self.conventions.append(conv.id)
+                self.convention_findings.append(Finding(conv.id, "info", conv.message))
 
     # -- the report ----------------------------------------------------------------------------------
 
@@ -2012,7 +2127,7 @@ def _diagnose_module() -> Any:
 
 def _run_explain(diag: Any, trajs: Sequence[Trajectory]) -> Any:
     """``optcheck.diagnose.explain`` with the audit's budget (the one place the audit calls it)."""
-    return diag.explain(trajs, budget_s=DIAGNOSE_BUDGET_S)
+    return diag.explain(trajs, budget=DIAGNOSE_BUDGET)
 
 
 def _diagnoses(explanation: Any) -> list[Any]:
@@ -2034,6 +2149,28 @@ def _convention_variant(convs: Sequence[Any], rule: Rule) -> Any:
         if out is None:
             return None
     return out
+
+
+def _readable(value: float) -> bool:
+    """A value a person reads at a glance: a small integer, or ± a power of ten."""
+    if value == int(value) and abs(value) <= 10:
+        return True
+    if value == 0:
+        return True
+    exp = math.log10(abs(value))
+    return abs(exp - round(exp)) < 1e-12 and abs(value) == float(f"{abs(value):.0e}")
+
+
+def _readable_candidates(value: float) -> list[float]:
+    """Readable replacements for ``value``, most readable first: 0, ±1, ±2, then its power of ten
+    (which keeps a finding that needs a tiny or a huge value)."""
+    small = [0.0, 1.0, -1.0, 2.0, -2.0]
+    if value == 0 or not math.isfinite(value):
+        return small
+    power = math.copysign(10.0 ** round(math.log10(abs(value))), value)
+    if not math.isfinite(power) or power == 0 or power in small:
+        return small
+    return [*small, power]
 
 
 def _constants_in_source(file: str | None, name: str) -> list[tuple[str, float, int]]:

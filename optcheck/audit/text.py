@@ -107,21 +107,37 @@ def _finding_lines(i: int, f: Finding, color: bool, *, example: bool = True) -> 
     return out
 
 
-def _symptom_lines(i: int, f: Finding, color: bool) -> list[str]:
+def _symptom_lines(i: int, f: Finding, color: bool, *, example: bool = True) -> list[str]:
     out = [_head(i, f, color)]
     out += _wrap(f.message, "    ")
-    if f.example:
+    if f.example and example:
         out.append("    input (shrunk):" if f.shrunk else "    input:")
         for line in _example_lines(f.example):
             out += _wrap(line, "      ")
     return out
 
 
+def _is_diagnosis(f: Finding) -> bool:
+    """A named bug: a catalog finding with its equations (not a reference-free symptom)."""
+    return f.severity == "error" and not f.related and bool(f.fix) and bool(f.wrong or f.evidence)
+
+
 def render(report: AuditReport, color: bool = False) -> str:
-    """The text report: verdict, how the target was called, findings, reproduction."""
+    """The text report: the verdict, then each named bug with the symptoms it explains, then what
+    is not explained, then how the target was called, notes and the reproduction."""
     errors = [f for f in report.findings if f.severity == "error"]
-    causes = [f for f in errors if not f.related]
-    symptoms = [f for f in errors if f.related]
+    named = [f for f in errors if _is_diagnosis(f)]
+    named_ids = {f.id for f in named}
+    under: dict[str, list[Finding]] = {f.id: [] for f in named}
+    unexplained: list[Finding] = []
+    for f in errors:
+        if f in named:
+            continue
+        owner = next((i for i in f.related if i in named_ids), None)
+        if owner is not None:
+            under[owner].append(f)
+        else:
+            unexplained.append(f)
     others = [f for f in report.findings if f.severity != "error"]
     where = f"{report.target} against {report.rule}"
     if report.verdict == "pass":
@@ -129,16 +145,51 @@ def render(report: AuditReport, color: bool = False) -> str:
         if report.conventions:
             verdict += " (under " + ", ".join(report.conventions) + ")"
     else:
-        ids = ", ".join(dict.fromkeys(f.id for f in causes))
-        verdict = _c("FAIL", "31;1", color) + f": {len(causes)} problem{'s' * (len(causes) != 1)} ({ids})"
-        if symptoms:
-            verdict += f" and {len(symptoms)} symptom{'s' * (len(symptoms) != 1)} of {'them' if len(causes) > 1 else 'it'}"
+        parts = []
+        if named:
+            ids = ", ".join(f.id for f in named)
+            n_sym = sum(len(v) for v in under.values())
+            parts.append(
+                f"{len(named)} bug{'s' * (len(named) != 1)} named ({ids})"
+                + (f", explaining {n_sym} symptom{'s' * (n_sym != 1)}" if n_sym else "")
+            )
+        if unexplained:
+            ids = ", ".join(dict.fromkeys(f.id for f in unexplained))
+            word = "problems" if len(unexplained) != 1 else "problem"
+            parts.append(f"{len(unexplained)} {word} {'not explained ' if named else ''}({ids})")
+        verdict = _c("FAIL", "31;1", color) + ": " + "; ".join(parts)
     lines = [verdict]
     lines.append(
         f"  {where}: {report.cases} cases of up to {report.steps} steps, seed {report.seed}, {report.elapsed_s:.1f} s"
         + ("" if report.isolated else " (run in this process: not isolated)")
     )
-    lines.append("")
+    n = 0
+    if named:
+        lines.append("")
+        lines.append("Diagnosis:")
+        for f in named:
+            n += 1
+            lines += _finding_lines(n, f, color)
+            if under[f.id]:
+                lines.append(f"    Symptoms of {f.id}:")
+                for sym in under[f.id]:
+                    n += 1
+                    lines += ["    " + line for line in _symptom_lines(n, sym, color, example=False)]
+            lines.append("")
+    if unexplained:
+        if not named:
+            lines.append("")
+        lines.append(
+            "Not explained by a known bug:"
+            if named
+            else ("Problems:" if len(unexplained) > 1 else "Problem:")
+        )
+        for f in unexplained:
+            n += 1
+            lines += _finding_lines(n, f, color)
+            lines.append("")
+    if lines[-1]:
+        lines.append("")
     lines.append(f"Called as ({report.style} style): {report.signature}")
     width = max((len(a) for a, _ in report.binding), default=0)
     for arg, role in report.binding:
@@ -155,26 +206,8 @@ def render(report: AuditReport, color: bool = False) -> str:
             lines.append(title)
             for item in items:
                 lines += _wrap("- " + item, "  ")
-    n = 0
-    if causes:
-        lines.append("")
-        lines.append("Problems:" if len(causes) > 1 else "Problem:")
-        for f in causes:
-            n += 1
-            lines += _finding_lines(n, f, color)
-            lines.append("")
-    if symptoms:
-        if not causes:
-            lines.append("")
-        ids = ", ".join(dict.fromkeys(i for f in symptoms for i in f.related))
-        lines.append(f"Symptoms (explained by {ids}):")
-        for f in symptoms:
-            n += 1
-            lines += _symptom_lines(n, f, color)
-            lines.append("")
     if others:
-        if not (causes or symptoms):
-            lines.append("")
+        lines.append("")
         lines.append("Notes:")
         for f in others:
             n += 1
@@ -539,6 +572,9 @@ def reproduction(auditor: Auditor, case: Case, finding: str = "") -> str:
             )
         else:
             lines.append('print("given", params0.shape, params0.dtype, "returned", out.shape, out.dtype)')
+        return "\n".join(lines)
+    if getattr(auditor, "none", False):  # --rule none: no reference to print beside it
+        lines.append('print("target:", out)')
         return "\n".join(lines)
     lines.append("")
     lines += _reference_lines(auditor, case, grad_key)

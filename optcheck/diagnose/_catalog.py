@@ -13,6 +13,8 @@ from ._mutants import (
     BcInverted,
     BcPower,
     BcStep,
+    BcWrongBeta,
+    EpsBcScaled,
     EpsOutside,
     MissingSqrt,
     NoBiasCorrection,
@@ -44,9 +46,10 @@ def _value(rule: Rule, name: str, default: Any = None) -> Any:
 
 
 def _coupled_decay(rule: Rule) -> bool:
-    return float(_value(rule, "weight_decay", 0.0) or 0.0) > 0 and not _value(
-        rule, "decoupled_weight_decay", False
+    decoupled = (
+        _value(rule, "decoupled_weight_decay", False) or _value(rule, "weight_decay_form", "") == "decoupled"
     )
+    return float(_value(rule, "weight_decay", 0.0) or 0.0) > 0 and not decoupled
 
 
 def _decays(rule: Rule) -> bool:
@@ -76,9 +79,11 @@ _PROBE_CACHE: dict[tuple[Variant, Rule], bool] = {}
 
 def _probe_case() -> tuple[dict[str, np.ndarray], list[dict[str, np.ndarray]]]:
     rng = np.random.default_rng(20240607)
-    params = {"w": rng.normal(size=(3, 2)), "v": rng.normal(size=(3,))}
-    # eight steps: RAdam's rectified branch (and so its conventions) starts at step 6
-    grads = [{k: rng.normal(size=a.shape) for k, a in params.items()} for _ in range(8)]
+    params = {"w": rng.normal(size=(3, 2)), "v": rng.normal(size=(3,)), "tiny": rng.normal(size=(2, 2))}
+    # eight steps: RAdam's rectified branch (and so its conventions) starts at step 6; the tiny
+    # gradients show where an epsilon enters (Adafactor's eps1 added to g² or used as a floor)
+    scale = {"w": 1.0, "v": 1.0, "tiny": 1e-12}
+    grads = [{k: rng.normal(size=a.shape) * scale[k] for k, a in params.items()} for _ in range(8)]
     return params, grads
 
 
@@ -152,7 +157,8 @@ class Bug:
     * ``wrong``/``fix``: the buggy update and the corrected one, as equations
       (g the gradient, p the parameter, m and v the first and second moments — S in
       course notation —, β a decay rate, ε epsilon, λ the weight decay, t the step);
-    * ``symptom``: what the user sees; ``seen``: where it has been reported;
+    * ``symptom``: what the user sees; ``seen``: where people met it (an issue, a PR, a course);
+    * ``source``: the paper and library version that define the correct form;
     * ``explains``: the ids of the reference-free findings (``optcheck.invariants``) this bug
       can cause, so that the audit links them to the diagnosis.
 
@@ -168,6 +174,7 @@ class Bug:
     symptom: str = ""
     seen: str = ""
     explains: tuple[str, ...] = ()
+    source: str = ""
     make: Callable[[Rule], list[Variant]] = dataclasses.field(
         default=lambda rule: [], repr=False, compare=False
     )
@@ -322,14 +329,53 @@ def _v_no_bc(rule: Rule) -> list[Variant]:
     return out
 
 
+#: The steps at which a frozen step counter is tried (``min(t, k)``): 1 (never stored) and later.
+FROZEN_AT = (1, 2, 3, 4)
+
+
 def _v_bc_step(rule: Rule) -> list[Variant]:
-    labels = {
-        "zero": "step counter starting at 0: 1 − β^(t−1), zero on the first call",
-        "frozen": "step counter frozen at 1",
-        "ahead": "step counter one ahead: 1 − β^(t+1)",
-        "twice": "step counter advanced twice per call: 1 − β^(2t)",
-    }
-    return [Variant(text, ops=(BcStep,), attrs=(("bc_step", k),)) for k, text in labels.items()]
+    forms: list[tuple[str, tuple[tuple[str, Any], ...]]] = [
+        ("step counter starting at 0: 1 − β^(t−1), zero on the first call", (("bc_step", "zero"),)),
+        ("step counter one ahead: 1 − β^(t+1)", (("bc_step", "ahead"),)),
+        ("step counter advanced twice per call: 1 − β^(2t)", (("bc_step", "twice"),)),
+    ]
+    for k in FROZEN_AT:
+        forms.append((f"step counter frozen at {k}", (("bc_step", "frozen"), ("bc_frozen_at", k))))
+    out = []
+    for which, betas in _each_moment(rule):
+        for text, attrs in forms:
+            out.append(Variant(text + which, ops=(BcStep,), attrs=(*attrs, ("step_betas", betas))))
+    return out
+
+
+def _v_bc_beta(rule: Rule) -> list[Variant]:
+    rates = dict(_bc_rates(rule))
+    if "beta1" not in rates or "beta2" not in rates or rates["beta1"] == rates["beta2"]:
+        return []
+    b1, b2 = rates["beta1"], rates["beta2"]
+    return [
+        Variant(
+            "v corrected with β1: v̂ = v/(1 − β1^t)", ops=(BcWrongBeta,), attrs=(("bc_beta_map", ((b2, b1),)),)
+        ),
+        Variant(
+            "m corrected with β2: m̂ = m/(1 − β2^t)", ops=(BcWrongBeta,), attrs=(("bc_beta_map", ((b1, b2),)),)
+        ),
+    ]
+
+
+def _v_eps_bc(rule: Rule) -> list[Variant]:
+    rates = dict(_bc_rates(rule))
+    if "beta2" not in rates or _value(rule, "eps", None) in (None, 0.0):
+        return []
+    if _value(rule, "eps_placement", "outside-sqrt") != "outside-sqrt":
+        return []
+    return [
+        Variant(
+            "ε·bc2 where ε·√bc2 is meant: (lr·√bc2/bc1)·m/(√v + ε·bc2)",
+            ops=(EpsBcScaled,),
+            attrs=(("eps_bc_beta", rates["beta2"]),),
+        )
+    ]
 
 
 def _each_moment(rule: Rule) -> list[tuple[str, frozenset[float] | None]]:
@@ -481,7 +527,8 @@ CATALOG: Mapping[str, Bug] = {
             symptom="NaN (0/0) where a gradient entry and its second moment are both zero; otherwise "
             "a drift of lr·ε per step and no protection where √v is tiny.",
             seen="The seed problem (a course-style RMSprop); from-scratch RMSprop and Adam on Q&A sites.",
-            explains=("non-finite",),
+            explains=("non-finite", "update-without-gradient"),
+            source="Tieleman & Hinton (2012), lecture 6e; torch.optim.RMSprop and Adam 2.x add ε to √v.",
             make=_v_eps,
         ),
         _B(
@@ -494,6 +541,7 @@ CATALOG: Mapping[str, Bug] = {
             "steps; the second moment negative where p < 0.",
             seen="The seed problem: course RMSprop with L2 regularisation, NaN after a few steps.",
             explains=("negative-second-moment", "non-finite"),
+            source="torch.optim.RMSprop/Adam 2.x: weight_decay adds λp to g before g is squared.",
             make=_v_non_square,
         ),
         _B(
@@ -503,6 +551,7 @@ CATALOG: Mapping[str, Bug] = {
             fix="g ← g + λp once, used by both: v ← β·v + (1−β)·g²;  p ← p − lr·g/(√v + ε)",
             symptom="No NaN, but the weights are barely regularised: the penalty only shrinks the step size.",
             seen="A partial fix of the seed problem (the penalty moved inside the square, not into the step).",
+            source="torch.optim.RMSprop/Adam 2.x: one regularised gradient feeds the moments and the step.",
             make=_v_wd_second_only,
         ),
         _B(
@@ -513,6 +562,7 @@ CATALOG: Mapping[str, Bug] = {
             symptom="Training is unaffected by the weight-decay setting; weights grow as without it.",
             seen="Paddle #5836 (decay silently ignored); AdaBelief PR #33 (decay applied after the gradient "
             "was consumed).",
+            source="torch.optim 2.x weight_decay (L2) and torch.optim.AdamW 2.x (decoupled).",
             make=_v_wd_missing,
         ),
         _B(
@@ -523,6 +573,7 @@ CATALOG: Mapping[str, Bug] = {
             fix="p ← p·(1 − lr·λ); then the Adam step on the raw g",
             symptom="Weight decay much weaker than expected where gradients are large (it is divided by √v).",
             seen="Loshchilov & Hutter (2019); many hand-written AdamW.",
+            source="Loshchilov & Hutter (2019), Decoupled Weight Decay Regularization; torch.optim.AdamW 2.x.",
             make=_v_wd_coupled,
         ),
         _B(
@@ -532,6 +583,7 @@ CATALOG: Mapping[str, Bug] = {
             fix="g ← g + λp  (or p ← p·(1 − lr·λ))",
             symptom="Weights grow steadily; the loss diverges with a larger weight-decay setting.",
             seen="chainer #261.",
+            source="torch.optim 2.x: g + λp (L2), p·(1 − lr·λ) (decoupled).",
             make=_v_wd_sign,
         ),
         _B(
@@ -541,7 +593,8 @@ CATALOG: Mapping[str, Bug] = {
             fix="v ← β·v + (1−β)·g²",
             symptom="NaN from the square root of a negative v (with g); steps of the wrong scale (with |g|).",
             seen="fastbook PR #342.",
-            explains=("negative-second-moment", "non-finite"),
+            explains=("negative-second-moment", "non-finite", "update-too-large"),
+            source="Kingma & Ba (2015), Algorithm 1: v averages g².",
             make=_v_not_squared,
         ),
         _B(
@@ -551,7 +604,8 @@ CATALOG: Mapping[str, Bug] = {
             fix="p ← p − lr·g/(√v + ε)",
             symptom="Steps that explode where gradients are small and vanish where they are large.",
             seen="From-scratch Adam and RMSprop on Q&A sites.",
-            explains=("non-finite",),
+            explains=("non-finite", "update-too-large"),
+            source="Kingma & Ba (2015), Algorithm 1: m̂/(√v̂ + ε).",
             make=_v_missing_sqrt,
         ),
         _B(
@@ -561,6 +615,8 @@ CATALOG: Mapping[str, Bug] = {
             fix="m ← β·m + (1−β)·g, with β1 for the first moment and β2 for the second",
             symptom="The average forgets at once (it follows the last gradient); steps of the wrong size.",
             seen="blocks #1159 (β and 1−β swapped).",
+            source="Kingma & Ba (2015), Algorithm 1: m ← β1·m + (1 − β1)·g.",
+            explains=("update-too-large",),
             make=_v_swapped,
         ),
         _B(
@@ -570,6 +626,8 @@ CATALOG: Mapping[str, Bug] = {
             fix="m̂ = m/(1 − β1^t), v̂ = v/(1 − β2^t);  p ← p − lr·m̂/(√v̂ + ε)",
             symptom="Tiny (or huge) first steps that settle after about 1/(1 − β) steps.",
             seen="google-research/bert #153 (BERT's AdamWeightDecay had no bias correction).",
+            source="Kingma & Ba (2015), section 3 (initialization bias correction).",
+            explains=("update-too-large",),
             make=_v_no_bc,
         ),
         _B(
@@ -581,8 +639,33 @@ CATALOG: Mapping[str, Bug] = {
             "m̂ = m/(1 − β^t)",
             symptom="inf or NaN at the very first step (counter from 0); mis-scaled steps otherwise.",
             seen="burn PR #630 (t starting at 0); geoopt #164 (counter advanced twice).",
-            explains=("non-finite",),
+            explains=("non-finite", "update-too-large"),
+            source="Kingma & Ba (2015), Algorithm 1: t ← t + 1 before the update, so t = 1 first.",
             make=_v_bc_step,
+        ),
+        _B(
+            "bias-correction-wrong-beta",
+            "A bias correction uses the other moment's decay rate: v divided by 1 − β1^t (or m by 1 − β2^t).",
+            wrong="v̂ = v/(1 − β1^t)",
+            fix="v̂ = v/(1 − β2^t);  m̂ = m/(1 − β1^t)",
+            symptom="First steps about √((1 − β1)/(1 − β2)) ≈ 10 times too small with the defaults, "
+            "settling after about 1/(1 − β2) steps.",
+            seen="A copy-paste slip in from-scratch Adam (the two correction lines differ in one character).",
+            source="Kingma & Ba (2015), Algorithm 1: each moment is corrected with its own rate.",
+            explains=("update-too-large",),
+            make=_v_bc_beta,
+        ),
+        _B(
+            "eps-bias-correction-wrong",
+            "ε is rescaled by the bias correction 1 − β2^t where its square root is meant, so the "
+            "'ε̂' form no longer equals the reference's ε.",
+            wrong="p ← p − (lr·√bc2/bc1)·m/(√v + ε·bc2)",
+            fix="p ← p − (lr·√bc2/bc1)·m/(√v + ε·√bc2)  (equal to (lr/bc1)·m/(√(v/bc2) + ε))",
+            symptom="Steps slightly too large where √v is comparable to ε (tiny gradients), mostly in the "
+            "first 1/(1 − β2) steps.",
+            seen="Rewriting torch's Adam into the ε̂ form of Kingma & Ba section 2 (the efficient version).",
+            source="Kingma & Ba (2015), end of section 2 (ε̂ = ε·√(1 − β2^t)); torch.optim.Adam 2.x.",
+            make=_v_eps_bc,
         ),
         _B(
             "bias-correction-wrong-power",
@@ -591,7 +674,8 @@ CATALOG: Mapping[str, Bug] = {
             fix="m̂ = m/(1 − β^t)",
             symptom="Steps that grow geometrically: (1 − β)^t vanishes after a few steps.",
             seen="From-scratch Adam on Q&A sites.",
-            explains=("non-finite",),
+            explains=("non-finite", "update-too-large"),
+            source="Kingma & Ba (2015), Algorithm 1: 1 − β^t.",
             make=_v_bc_power,
         ),
         _B(
@@ -601,6 +685,7 @@ CATALOG: Mapping[str, Bug] = {
             fix="m̂ = m/(1 − β^t)",
             symptom="Very small first steps.",
             seen="convnetjs PR #70.",
+            source="Kingma & Ba (2015), Algorithm 1: m̂ = m/(1 − β1^t).",
             make=_v_bc_inverted,
         ),
         _B(
@@ -611,6 +696,8 @@ CATALOG: Mapping[str, Bug] = {
             fix="keep m uncorrected in the state; use m̂ = m/(1 − β^t) only in the step",
             symptom="Averages that grow over the first steps; steps larger than lr.",
             seen="From-scratch Adam (course forums).",
+            source="Kingma & Ba (2015), Algorithm 1: m̂ is a local value; m stays uncorrected.",
+            explains=("update-too-large",),
             make=_v_compounds,
         ),
         _B(
@@ -620,6 +707,7 @@ CATALOG: Mapping[str, Bug] = {
             fix="p ← p − lr·m̂/(√v̂ + ε);  with SGD, p ← p − lr·b where b ← μ·b + g",
             symptom="Noisy steps, as without momentum.",
             seen="From-scratch Adam and SGD with momentum.",
+            source="Polyak (1964); torch.optim.SGD 2.x momentum; Kingma & Ba (2015).",
             make=_v_momentum_missing,
         ),
         _B(
@@ -629,6 +717,7 @@ CATALOG: Mapping[str, Bug] = {
             fix="p ← p − lr·(g + μ·b)",
             symptom="Identical to plain momentum.",
             seen="Paddle PR #12231 and optax #900 (Nesterov formula errors).",
+            source="Sutskever et al. (2013); torch.optim.SGD 2.x nesterov=True.",
             make=_v_nesterov,
         ),
         _B(
@@ -638,6 +727,7 @@ CATALOG: Mapping[str, Bug] = {
             fix="p ← p − lr·update",
             symptom="The loss increases from the first step.",
             seen="Everywhere, once.",
+            source="Gradient descent: p ← p − lr·g (torch.optim 2.x, maximize=False).",
             make=_v_wrong_sign,
         ),
         _B(
@@ -648,6 +738,7 @@ CATALOG: Mapping[str, Bug] = {
             fix="return the new state, or write it into the stored buffer: state['v'] = β·v + (1−β)·g²",
             symptom="Every step looks like the first one.",
             seen="transformers PR #9751 (in-place ops on an alias of the state).",
+            source="torch.optim 2.x: every state buffer is updated in place each step.",
             make=_v_state_not_updated,
         ),
         _B(
@@ -657,6 +748,7 @@ CATALOG: Mapping[str, Bug] = {
             fix="use the value you meant (e.g. β2 = 0.999), or audit with the value your code uses",
             symptom="Training that works, but not like the configuration says.",
             seen="A default copied from another library (Keras' ε = 1e-7, optax' RMSprop decay 0.9).",
+            source="The defaults of torch.optim 2.x (optcheck's reference rules).",
             make=_v_hyper,
         ),
     )
@@ -675,6 +767,7 @@ class Convention:
 
     ``variants(rule)`` builds it from the rule's own convention keywords, hyperparameters or
     parameter groups; ``applies_to(rule)`` says whether it changes what ``rule`` computes.
+    ``source``: the paper and library versions that use it; ``seen``: where people met it.
     """
 
     id: str
@@ -683,6 +776,8 @@ class Convention:
     make: Callable[[Rule], list[Variant]] = dataclasses.field(
         default=lambda rule: [], repr=False, compare=False
     )
+    source: str = ""
+    seen: str = ""
 
     def variants(self, rule: Rule) -> list[Variant]:
         """The forms of this convention that change what ``rule`` computes."""
@@ -726,6 +821,20 @@ def _c_f32(rule: Rule) -> list[Variant]:
     return [Variant("computed in float32", compute_dtype="float32")]
 
 
+def _c_decoupled(rule: Rule) -> list[Variant]:
+    if not _decays(rule):
+        return []
+    if _value(rule, "decoupled_weight_decay", True) is False:
+        return [Variant("decoupled decay p ← p·(1 − lr·λ)", changes=(("decoupled_weight_decay", True),))]
+    if _value(rule, "weight_decay_form", None) == "l2":
+        return [Variant("decoupled decay p ← p·(1 − lr·λ)", changes=(("weight_decay_form", "decoupled"),))]
+    return []
+
+
+def _c_clip(rule: Rule) -> list[Variant]:
+    return [Variant("each gradient array clipped to norm 1 first", clip_norm=1.0)]
+
+
 def _c_adagrad(rule: Rule) -> list[Variant]:
     v = _value(rule, "initial_accumulator_value", None)
     if v is None or v == 0.1:
@@ -744,54 +853,63 @@ CONVENTIONS: Mapping[str, Convention] = {
             "Epsilon inside the square root: g/√(v + ε).",
             "Keras RMSprop and Adagrad, optax rmsprop, TF1 RMSProp, every Adadelta",
             _keyword_choice("inside-sqrt"),
+            source="Keras 3 RMSprop/Adagrad; optax.rmsprop (eps_in_sqrt=True); TF1 RMSPropOptimizer.",
         ),
         _C(
             "eps-hat",
             "Epsilon added before the bias correction (ε̂ = ε·√(1 − β2^t)): lr·√bc2/bc1·m/(√v + ε).",
             "Keras/TF Adam, torch SparseAdam and RAdam",
             _keyword_choice("hat"),
+            source="Kingma & Ba (2015), end of section 2 (ε̂); tf.keras.optimizers.Adam.",
         ),
         _C(
             "momentum-ema",
             "Momentum as an average, v ← β·v + (1−β)·g, p ← p − lr·v (the course form).",
             "deep-learning courses",
             _keyword_choice("ema"),
+            source="deeplearning.ai course 2 (momentum as an exponentially weighted average).",
         ),
         _C(
             "momentum-velocity",
             "Momentum as a velocity, v ← μ·v − lr·g, p ← p + v.",
             "Keras, cs231n",
             _keyword_choice("velocity"),
+            source="Sutskever et al. (2013); keras.optimizers.SGD; cs231n notes.",
         ),
         _C(
             "no-decay-on-biases",
             "Weight decay on the weights only, not on biases (and norms).",
             "common practice; the course L2 cost (λ/2m)·ΣW²",
             _c_bias,
+            source="transformers Trainer: decay on all layers except bias and LayerNorm weights.",
         ),
         _C(
             "amsgrad-on-corrected",
             "AMSGrad's maximum taken on the bias-corrected second moment.",
             "optax.amsgrad",
             _keyword_choice("corrected"),
+            source="optax.amsgrad (the maximum of the bias-corrected ν).",
         ),
         _C(
             "adagrad-initial-accumulator",
             "Adagrad's accumulator starts at 0.1 instead of 0.",
             "optax, Keras",
             _c_adagrad,
+            source="optax.adagrad and keras.optimizers.Adagrad (initial_accumulator_value=0.1).",
         ),
         _C(
             "nadam-keras-schedule",
             "NAdam's momentum schedule 0.96^t instead of 0.96^(0.004·t).",
             "Keras 3",
             _keyword_choice("keras"),
+            source="keras.optimizers.Nadam (Keras 3): u_t = β1·(1 − 0.5·0.96^t).",
         ),
         _C(
             "nadam-constant-momentum",
             "NAdam without a momentum schedule: μ_t = β1.",
             "optax.nadam",
             _keyword_choice("constant"),
+            source="optax.nadam (Dozat (2016) without the schedule).",
         ),
         _C(
             "eps-outside-sqrt",
@@ -799,12 +917,86 @@ CONVENTIONS: Mapping[str, Convention] = {
             "the bias correction.",
             "optax.radam",
             _keyword_choice("outside-sqrt"),
+            source="optax.radam (ε added to the bias-corrected root).",
         ),
         _C(
             "float32-compute",
             "The update computed in float32 (torch's default dtype) on float64 inputs.",
             "torch code with float32 tensors, GPU code",
             _c_f32,
+            source="torch.get_default_dtype() is float32 (torch 2.x).",
+        ),
+        _C(
+            "square-avg-init-one",
+            "RMSprop's average of squares starts at 1 instead of 0.",
+            "TF1 tf.train.RMSPropOptimizer, timm RMSpropTF, autograd's rmsprop",
+            _keyword_choice("ones"),
+            source="TF1 RMSPropOptimizer (rms slots initialised with ones); timm optim/rmsprop_tf.py "
+            "('square_avg initialized to ones'); autograd misc/optimizers.py (avg_sq_grad = np.ones).",
+            seen="optcheck issue 13 (correct published code reported as a bug)",
+        ),
+        _C(
+            "adafactor-eps1-added",
+            "Adafactor adds eps1 to g² before averaging (no clamps), as in the paper's Algorithm 4.",
+            "transformers, fairseq and timm Adafactor",
+            _keyword_choice("add"),
+            source="Shazeer & Stern (2018), Algorithm 4; transformers.Adafactor (eps=(1e-30, 1e-3)); "
+            "fairseq optim/adafactor.py; timm optim/adafactor.py. torch.optim.Adafactor (2.5+) clamps instead.",
+            seen="optcheck issue 13 (correct published code reported as a bug)",
+        ),
+        _C(
+            "adamax-eps-outside-max",
+            "Adamax with ε added to the denominator, m/(u + ε), instead of inside the max.",
+            "jax.example_libraries.optimizers.adamax",
+            _keyword_choice("outside-max"),
+            source="jax example_libraries/optimizers.py adamax (x − lr/(1 − b1^t)·m/(u + eps)); "
+            "Kingma & Ba (2015) section 7.1 has no ε at all.",
+            seen="optcheck issue 13 (correct published code reported as a bug)",
+        ),
+        _C(
+            "decay-after-step",
+            "Decoupled decay applied after the step, to the new parameters: (p − step)·(1 − lr·λ).",
+            "transformers.AdamW (v4, deprecated)",
+            _keyword_choice("after-step"),
+            source="transformers optimization.py AdamW (p.add_(p, alpha=-lr·wd) after addcdiv_); "
+            "Loshchilov & Hutter (2019) Algorithm 2 decays before.",
+            seen="optcheck issue 13 (correct published code reported as a bug)",
+        ),
+        _C(
+            "nadamw-mlcommons",
+            "NAdam(W) in the MLCommons form: p ← p − lr·(β1·m + (1 − β1)·g)/(1 − β1^t)/(√v̂ + ε).",
+            "timm NAdamW, MLCommons AlgoPerf NAdamW baseline",
+            _keyword_choice("mlcommons"),
+            source='timm optim/nadamw.py ("the only difference between NAdamW and AdamW"); MLCommons '
+            "algorithmic-efficiency NAdamW baseline; Dozat (2016).",
+            seen="optcheck issue 13 (correct published code reported as a bug)",
+        ),
+        _C(
+            "radam-no-update-window",
+            "The original RAdam makes no update at all while the variance is not rectifiable (ρ_t < 5).",
+            "LiyuanLucasLiu/RAdam with degenerated_to_sgd=False",
+            _keyword_choice("none"),
+            source="Liu et al. (2020), On the Variance of the Adaptive Learning Rate and Beyond; "
+            "LiyuanLucasLiu/RAdam radam.py (step_size = -1: no update while N_sma < 5).",
+            seen="optcheck issue 13 (correct published code reported as a bug)",
+        ),
+        _C(
+            "decoupled-decay",
+            "Decoupled weight decay, p ← p·(1 − lr·λ), under a name that usually means L2 (Adam, SGD).",
+            "fairseq Adam, timm SGDW",
+            _c_decoupled,
+            source="Loshchilov & Hutter (2019); fairseq optim/adam.py ('corresponds to the AdamW "
+            "variant'); timm optim/sgdw.py.",
+            seen="optcheck issue 13 (correct published code reported as a bug)",
+        ),
+        _C(
+            "per-tensor-gradient-clipping",
+            "Each parameter's gradient clipped to norm 1 inside the optimizer (BertAdam's max_grad_norm).",
+            "pytorch-pretrained-bert BertAdam",
+            _c_clip,
+            source="pytorch-pretrained-bert optimization.py BertAdam (clip_grad_norm_(p, max_grad_norm), "
+            "max_grad_norm=1.0).",
+            seen="optcheck issue 13 (correct published code reported as a bug)",
         ),
     )
 }
@@ -916,6 +1108,8 @@ def catalog_markdown() -> str:
         ]
         if b.seen:
             lines += [f"**Seen in the wild.** {b.seen}", ""]
+        if b.source:
+            lines += [f"**Source.** {b.source}", ""]
         if b.explains:
             ids = ", ".join(f"`{e}`" for e in b.explains)
             lines += [f"**Explains** the reference-free findings {ids} when they come from this bug.", ""]
@@ -926,10 +1120,13 @@ def catalog_markdown() -> str:
         "These variants of the reference are published conventions. When one of them reproduces "
         "your code, the audit passes with an information finding naming it.",
         "",
-        "| id | convention | used by |",
-        "|---|---|---|",
+        "| id | convention | used by | source |",
+        "|---|---|---|---|",
     ]
-    conv += [f"| `{c.id}` | {_cell(c.summary)} | {_cell(c.libraries)} |" for c in CONVENTIONS.values()]
+    conv += [
+        f"| `{c.id}` | {_cell(c.summary)} | {_cell(c.libraries)} | {_cell(c.source)} |"
+        for c in CONVENTIONS.values()
+    ]
     parts.append("\n".join(conv) + "\n")
     parts.append(_OUTRO)
     return "\n".join(parts)

@@ -12,6 +12,10 @@ convention) *relative to* a reference rule, without copying any equation:
   (:class:`StatefulMutant`): a state entry returned unchanged, or written back
   bias-corrected;
 * ``no_decay_on_biases``: a parameter-group override (weight decay 0 on biases);
+* ``only``: the variant applied to one parameter group (``"biases"``, ``"weights"``) or one
+  array (its key path), the reference everywhere else;
+* ``clip_norm``: every gradient array clipped to this L2 norm before the step (BertAdam's
+  per-tensor clipping), built as a pure wrapper rule (:class:`ClippedGrads`);
 * ``compute_dtype``: the whole step computed in another dtype.
 
 Every hook here returns a new array, never one of its arguments: the rules modify
@@ -25,7 +29,9 @@ import re
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from .._tree import Path, Tree, flatten, map_tree
+import numpy as np
+
+from .._tree import Path, Tree, flatten, map_tree, path_str
 from ..rules import Ops, Rule
 
 Array = Any
@@ -34,6 +40,9 @@ __all__ = [
     "BcInverted",
     "BcPower",
     "BcStep",
+    "BcWrongBeta",
+    "ClippedGrads",
+    "EpsBcScaled",
     "EpsOutside",
     "MissingSqrt",
     "NoBiasCorrection",
@@ -181,13 +190,54 @@ class NoBiasCorrection(Ops):
 
 
 class BcStep(Ops):
-    """Bias correction computed with the wrong step: ``t−1`` (counter from 0), ``1`` (frozen), ``t+1``, ``2t``."""
+    """Bias correction computed with the wrong step: ``t−1`` (counter from 0), frozen at ``bc_frozen_at``
+    (``min(t, k)``), ``t+1``, ``2t``; only for the decay rates in ``step_betas`` (all when None)."""
 
     bc_step: ClassVar[str] = "zero"
+    bc_frozen_at: ClassVar[int] = 1
+    step_betas: ClassVar[frozenset[float] | None] = None
 
     def bias_correction(self, beta: float, t: float) -> float:
-        shifted = {"zero": t - 1, "frozen": 1, "ahead": t + 1, "twice": 2 * t}[self.bc_step]
+        if self.step_betas is not None and beta not in self.step_betas:
+            return super().bias_correction(beta, t)
+        shifted = {
+            "zero": t - 1,
+            "frozen": min(t, self.bc_frozen_at),
+            "ahead": t + 1,
+            "twice": 2 * t,
+        }[self.bc_step]
         return super().bias_correction(beta, shifted)
+
+
+class BcWrongBeta(Ops):
+    """A bias correction computed with another decay rate: ``1 − β1^t`` for the second moment.
+
+    ``bc_beta_map``: pairs ``(rate, rate used instead)``.
+    """
+
+    bc_beta_map: ClassVar[tuple[tuple[float, float], ...]] = ()
+
+    def bias_correction(self, beta: float, t: float) -> float:
+        return super().bias_correction(dict(self.bc_beta_map).get(beta, beta), t)
+
+
+class EpsBcScaled(Ops):
+    """ε scaled by the bias correction ``bc`` of ``eps_bc_beta`` where ``√bc`` is meant.
+
+    Written as ``(lr·√bc2/bc1)·m/(√v + ε·bc2)``, which is the reference's ``m̂/(√v̂ + ε)`` with
+    ε replaced by ``ε·√bc2``.
+    """
+
+    eps_bc_beta: ClassVar[float] = 0.999
+
+    def bias_correction(self, beta: float, t: float) -> float:
+        out = super().bias_correction(beta, t)
+        self.__dict__.setdefault("_bc_now", {})[beta] = out
+        return out
+
+    def div_eps(self, num: Array, den: Array, eps: float) -> Array:
+        bc = float(self.__dict__.get("_bc_now", {}).get(self.eps_bc_beta, 1.0))
+        return super().div_eps(num, den, eps * bc**0.5 if bc > 0 else eps)
 
 
 class BcPower(Ops):
@@ -304,6 +354,55 @@ class StatefulMutant(Rule):
         return new_p, new_s
 
 
+@dataclasses.dataclass(frozen=True)
+class ClippedGrads(Rule):
+    """``inner`` with every gradient array clipped to L2 norm ``max_norm`` first (pure).
+
+    BertAdam (``pytorch-pretrained-bert``) clips each parameter's gradient on its own
+    (``clip_grad_norm_(p, max_grad_norm)``, 1.0 by default) inside the optimizer step.
+    """
+
+    inner: Rule
+    max_norm: float = 1.0
+
+    @property
+    def name(self) -> str:  # type: ignore[override]
+        """The inner rule's name."""
+        return self.inner.name
+
+    @property
+    def hyper(self) -> dict[str, Any]:
+        """The inner rule's hyperparameters."""
+        return self.inner.hyper
+
+    def array_keys(self) -> tuple[str, ...]:
+        """The inner rule's array state entries."""
+        return self.inner.array_keys()
+
+    def replace(self, **changes: Any) -> Rule:
+        """The same clipping around ``inner.replace(**changes)``."""
+        return dataclasses.replace(self, inner=self.inner.replace(**changes))
+
+    def with_ops(self, ops: Ops) -> Rule:
+        """The same clipping around ``inner.with_ops(ops)``."""
+        return dataclasses.replace(self, inner=self.inner.with_ops(ops))
+
+    def init(self, params: Tree) -> dict[str, Any]:
+        """The inner rule's initial state."""
+        return self.inner.init(params)
+
+    def step(self, params: Tree, grads: Tree, state: Mapping[str, Any]) -> tuple[Tree, dict[str, Any]]:
+        """The inner step on the clipped gradients."""
+
+        def clip(g: Any) -> Any:
+            a = np.asarray(g) if not hasattr(g, "shape") else g
+            norm = float(np.sqrt(np.sum(np.square(np.asarray(a, dtype=np.float64)))))
+            coef = self.max_norm / (norm + 1e-6)  # torch.nn.utils.clip_grad_norm_
+            return a * coef if coef < 1.0 else a
+
+        return self.inner.step(params, map_tree(clip, grads), state)
+
+
 # ---------------------------------------------------------------------------------------------
 # Variants
 # ---------------------------------------------------------------------------------------------
@@ -327,6 +426,8 @@ class Variant:
     ignore_state: frozenset[str] = frozenset()
     no_decay_on_biases: bool = False
     compute_dtype: str | None = None
+    only: str | None = None
+    clip_norm: float | None = None
 
     def apply(self, rule: Rule, base: Rule | None = None) -> Rule:
         """The mutant of ``rule``.
@@ -345,6 +446,8 @@ class Variant:
             out = out.with_ops(make_ops(self.ops, dict(self.attrs), out.ops))
         if self.freeze or self.compound:
             out = StatefulMutant(inner=out, freeze=self.freeze, compound=self.compound)
+        if self.clip_norm is not None:
+            out = ClippedGrads(inner=out, max_norm=self.clip_norm)
         return out
 
     def combine(self, other: Variant) -> Variant | None:
@@ -356,6 +459,10 @@ class Variant:
         if any(c1[k] != c2[k] for k in c1.keys() & c2.keys()):
             return None
         if self.compute_dtype and other.compute_dtype and self.compute_dtype != other.compute_dtype:
+            return None
+        if self.only and other.only and self.only != other.only:
+            return None
+        if self.clip_norm and other.clip_norm and self.clip_norm != other.clip_norm:
             return None
         ops = tuple(dict.fromkeys((*self.ops, *other.ops)))
         if len(ops) < len(self.ops) + len(other.ops):
@@ -370,6 +477,8 @@ class Variant:
             ignore_state=self.ignore_state | other.ignore_state,
             no_decay_on_biases=self.no_decay_on_biases or other.no_decay_on_biases,
             compute_dtype=self.compute_dtype or other.compute_dtype,
+            only=self.only or other.only,
+            clip_norm=self.clip_norm or other.clip_norm,
         )
 
 
@@ -387,10 +496,48 @@ def is_bias(path: Path, leaf: Any) -> bool:
     return len(getattr(leaf, "shape", ())) <= 1 and bool(path)
 
 
+def selects(only: str, path: Path, leaf: Any) -> bool:
+    """Whether the parameter group ``only`` (``"biases"``, ``"weights"`` or a key path) holds ``path``."""
+    if only == "biases":
+        return is_bias(path, leaf)
+    if only == "weights":
+        return not is_bias(path, leaf)
+    return path_str("", path) == only
+
+
+def groups(params0: Tree) -> list[tuple[str, str]]:
+    """``(only, words)``: the parameter groups a bug may be confined to (none for a single array).
+
+    The biases, the weights, then each array on its own, without two groups of the same arrays.
+    """
+    leaves = flatten(params0)
+    if len(leaves) < 2:
+        return []
+    out: list[tuple[str, str]] = []
+    seen: set[frozenset[Path]] = {frozenset(p for p, _ in leaves)}
+    candidates = [("biases", "the biases"), ("weights", "the weights")]
+    candidates += [(path_str("", p), "/".join(str(k) for k in p)) for p, _ in leaves]
+    for only, words in candidates:
+        chosen = frozenset(p for p, leaf in leaves if selects(only, p, leaf))
+        if not chosen or chosen in seen:
+            continue
+        seen.add(chosen)
+        out.append((only, words))
+    return out
+
+
 def realize(
     variant: Variant, rule: Rule, overrides: Mapping[Path, Rule], params0: Tree
 ) -> tuple[Rule, dict[Path, Rule]]:
     """The mutant rule and its parameter-group overrides for one trajectory."""
+    if variant.only is not None:
+        whole = dataclasses.replace(variant, only=None)
+        mutant, mutant_over = realize(whole, rule, overrides, params0)
+        out = dict(overrides)
+        for path, leaf in flatten(params0):
+            if selects(variant.only, path, leaf):
+                out[path] = mutant_over.get(path, mutant)
+        return rule, out
     mutant = variant.apply(rule)
     out = {path: variant.apply(r, base=rule) for path, r in overrides.items()}
     if variant.no_decay_on_biases and not overrides:

@@ -20,9 +20,11 @@ from .._trajectory import Trajectory, check_trajectories, step_tree
 from .._tree import Path, flatten
 from ..rules import Rule, names, rule_class
 from ._catalog import CATALOG, CONVENTIONS, Bug, convention_variants, is_decay_rate
-from ._mutants import Variant, realize
+from ._mutants import Variant, groups, realize
 
 __all__ = [
+    "DEFAULT_BUDGET",
+    "IDENTIFY_BUDGET",
     "ConventionMatch",
     "Diagnosis",
     "Evidence",
@@ -32,6 +34,14 @@ __all__ = [
     "identify",
 ]
 
+
+#: Candidates :func:`explain` may replay by default (each a replay of the failing trajectory,
+#: and of every trajectory when it matches there). A count, not seconds: the same inputs give
+#: the same diagnosis on any machine, however loaded.
+DEFAULT_BUDGET = 3000
+
+#: Rule candidates :func:`identify` may replay by default (a count, for the same reason).
+IDENTIFY_BUDGET = 2500
 
 # ---------------------------------------------------------------------------------------------
 # Records
@@ -144,8 +154,9 @@ class Explanation:
       one entry of ``matches``: one id, or two for a pair);
     * ``divergence``: where the target first parts from the reference (``None`` when it
       never does);
-    * ``candidates``: how many candidates were replayed; ``elapsed_s``: the time taken;
-      ``complete``: ``False`` when the time budget ran out before the search finished.
+    * ``candidates``: how many candidates were replayed (the budget is counted in these);
+      ``elapsed_s``: the time taken (measured for reports, never consulted by the search);
+      ``complete``: ``False`` when the budget ran out before the search finished.
     """
 
     diagnoses: tuple[Diagnosis, ...] = ()
@@ -180,7 +191,7 @@ class Explanation:
         if self.conventions and not self.diagnoses:
             return "\n".join(f"convention {c.id}: {c.message}" for c in self.conventions)
         if not self.diagnoses:
-            more = "" if self.complete else " (the search ran out of time)"
+            more = "" if self.complete else " (the search used up its budget)"
             return f"differs-from-reference: {self.divergence.message()}; no known bug reproduces it{more}"
         return "\n".join(f"{d.id}: {d.message}" for d in self.diagnoses)
 
@@ -208,12 +219,12 @@ def _is_tree_of_arrays(x: Any) -> bool:
 
 
 class _Search:
-    """Shared state of one :func:`explain` call: the trajectories, the reference's results, the clock."""
+    """Shared state of one :func:`explain` call: the trajectories, the reference's results, the budget."""
 
-    def __init__(self, trajectories: Sequence[Trajectory], budget_s: float) -> None:
+    def __init__(self, trajectories: Sequence[Trajectory], budget: int) -> None:
         self.trajs = list(trajectories)
-        self.t0 = time.perf_counter()
-        self.deadline = self.t0 + budget_s
+        self.t0 = time.perf_counter()  # for Explanation.elapsed_s only
+        self.budget = budget
         self.tried = 0
         self.out_of_time = False
         self._repr_cache: dict[str, bool] = {}
@@ -227,7 +238,8 @@ class _Search:
         self.d = div.step if div is not None else 1
 
     def time_left(self) -> bool:
-        if time.perf_counter() > self.deadline:
+        """Whether the budget (a count of replayed candidates) allows another candidate."""
+        if self.tried >= self.budget:
             self.out_of_time = True
         return not self.out_of_time
 
@@ -290,6 +302,7 @@ class _Search:
 
     def error_of(self, variant: Variant) -> float:
         """A continuous disagreement of ``variant`` with the first failing trajectory (for fits)."""
+        self.tried += 1
         tr = self.trajs[self.first]
         try:
             rule, overrides = realize(variant, tr.rule, tr.overrides, tr.params0)
@@ -514,6 +527,11 @@ class _Match:
     ignored: frozenset[str] = frozenset()
 
 
+def _groupable(v: Variant) -> bool:
+    """Whether a variant can be confined to some parameters (a per-leaf rule of the same kind)."""
+    return not (v.freeze or v.compound or v.clip_norm or v.compute_dtype or v.no_decay_on_biases)
+
+
 def _singles(rule: Rule) -> list[tuple[Bug, Variant]]:
     out: list[tuple[Bug, Variant]] = []
     for bug in CATALOG.values():
@@ -523,7 +541,7 @@ def _singles(rule: Rule) -> list[tuple[Bug, Variant]]:
     return out
 
 
-def explain(trajectories: Sequence[Trajectory], *, budget_s: float = 2.0) -> Explanation:
+def explain(trajectories: Sequence[Trajectory], *, budget: int = DEFAULT_BUDGET) -> Explanation:
     """Name the bug: which catalog mutants reproduce the target where the reference does not.
 
     ``trajectories`` are the audit's records of the target (see
@@ -535,6 +553,8 @@ def explain(trajectories: Sequence[Trajectory], *, budget_s: float = 2.0) -> Exp
     2. every single mutant of :data:`CATALOG` that applies to the rule;
     3. hyperparameter fits (``hyperparameter-mismatch``: a flipped flag, or a value people
        type for that kind of hyperparameter);
+    3b. every single mutant confined to one parameter group (the biases, the weights) or one
+       array, the reference elsewhere;
     4. a convention together with a single mutant;
     5. pairs of mutants of two different bugs;
     6. a continuous fit of one hyperparameter at a time (``hyperparameter-mismatch`` with a
@@ -542,13 +562,14 @@ def explain(trajectories: Sequence[Trajectory], *, budget_s: float = 2.0) -> Exp
 
     A candidate must reproduce every trajectory within the tolerance of
     :func:`optcheck._compare.leaf_error` (NaN where the target has NaN), the
-    failing ones first. ``budget_s`` bounds the time spent; the result says whether
-    the search was complete. Returns an :class:`Explanation` (no diagnoses when nothing
-    reproduces the target: the audit then reports ``differs-from-reference``).
+    failing ones first. ``budget`` bounds the number of candidates replayed (a count, never
+    seconds, so the diagnosis is the same on any machine); the result says whether the search
+    was complete. Returns an :class:`Explanation` (no diagnoses when nothing reproduces the
+    target: the audit then reports ``differs-from-reference``).
     """
-    budget_s = _v.check_float("budget_s", budget_s, low=0.0, low_open=True)
+    budget = _v.check_int("budget", budget, low=1)
     trajs = check_trajectories(trajectories)
-    s = _Search(trajs, budget_s)
+    s = _Search(trajs, budget)
     if not s.failing:
         return Explanation(divergence=None, elapsed_s=time.perf_counter() - s.t0)
     rule = trajs[s.first].rule
@@ -603,6 +624,18 @@ def explain(trajectories: Sequence[Trajectory], *, budget_s: float = 2.0) -> Exp
         if ev is not None:
             fitted.add(name)
             matches.append(_Match(("hyperparameter-mismatch",), (v.label,), ev, hyper={name: value}))
+    if matches:
+        return done(matches)
+
+    # 3b. single mutants confined to one parameter group or one array
+    for only, words in groups(trajs[s.first].params0):
+        for bug, v in singles:
+            if not _groupable(v) or not s.time_left():
+                continue
+            gv = dataclasses.replace(v, only=only, label=f"{v.label}, on {words} only")
+            ev = s.evaluate(gv)
+            if ev is not None:
+                matches.append(_Match((bug.id,), (gv.label,), ev, ignored=gv.ignore_state))
     if matches:
         return done(matches)
 
@@ -851,7 +884,7 @@ def _user_hyper(rule: Rule) -> dict[str, Any]:
     }
 
 
-def identify(trajectories: Sequence[Trajectory], *, budget_s: float = 20.0) -> Identification:
+def identify(trajectories: Sequence[Trajectory], *, budget: int = IDENTIFY_BUDGET) -> Identification:
     """Which rule, conventions and hyperparameters the target implements (``--rule auto``).
 
     For every registered rule: its defaults (with the hyperparameters the user set on the
@@ -861,11 +894,12 @@ def identify(trajectories: Sequence[Trajectory], *, budget_s: float = 20.0) -> I
     are checked against every trajectory (the parameters only: with ``--rule auto`` the
     target's state cannot be mapped), simplest first (fewest hyperparameters away from
     the defaults). When none does, the known conventions are tried on the closest
-    candidates, then the single catalog mutants of the closest rule.
+    candidates, then the single catalog mutants of the closest rule. ``budget`` bounds the
+    number of candidates replayed (a count, never seconds: the result is the same on any machine).
     """
-    budget_s = _v.check_float("budget_s", budget_s, low=0.0, low_open=True)
+    budget = _v.check_int("budget", budget, low=1)
     trajs = check_trajectories(trajectories)
-    t_end = time.perf_counter() + budget_s
+    used = 0
     plain = [dataclasses.replace(tr, states=None, overrides={}, state0=None) for tr in trajs]
     start = _user_hyper(trajs[0].rule)
     best: dict[str, tuple[float, int, Rule]] = {}
@@ -873,13 +907,14 @@ def identify(trajectories: Sequence[Trajectory], *, budget_s: float = 20.0) -> I
     for order, name in enumerate(names()):
         cls = rule_class(name)
         for r in _candidate_rules(cls, start, plain[0]):
+            used += 1
             err = _rule_error(plain[0], r)
             key = (err, _complexity(r))
             if name not in best or key < best[name][:2]:
                 best[name] = (err, key[1], r)
             if err <= 1.0:
                 exact.append((key[1], order, r))
-            if time.perf_counter() > t_end:
+            if used >= budget:
                 break
     ranking = tuple(sorted(((n, e) for n, (e, _, _) in best.items()), key=lambda x: x[1]))
     if not ranking:
@@ -887,7 +922,7 @@ def identify(trajectories: Sequence[Trajectory], *, budget_s: float = 20.0) -> I
 
     def verify(rule: Rule, variant: Variant | None = None) -> Evidence | None:
         tr = [dataclasses.replace(t, rule=rule) for t in plain]
-        s = _Search(tr, max(t_end - time.perf_counter(), 0.5))
+        s = _Search(tr, max(budget - used, 1))
         if variant is None:
             if s.failing:
                 return None
@@ -919,8 +954,9 @@ def identify(trajectories: Sequence[Trajectory], *, budget_s: float = 20.0) -> I
                 )
     rule = closest[0]
     for bug, v in _singles(rule):
-        if time.perf_counter() > t_end:
+        if used >= budget:
             break
+        used += 1
         ev = verify(rule, v)
         if ev is not None:
             return Identification(rule, bugs=(bug.id,), matched=True, max_error=ev.max_error, ranking=ranking)

@@ -598,6 +598,14 @@ class Rule:
         """The state entries that hold arrays with the structure of ``params``."""
         return self.array_states
 
+    def phase_steps(self) -> int:
+        """The last step at which the rule's update changes form (0: the same form from step 1).
+
+        RAdam's first rectified step, for instance: an audit shorter than this never sees the
+        rule's later phase, so the audit runs a few steps past it.
+        """
+        return 0
+
     def update_bound(self, t: int) -> tuple[float, float] | None:
         """A bound on one step's move of each coordinate: ``|Δp| <= a + b·|p|`` at step ``t`` (from 1).
 

@@ -9,9 +9,15 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from ._base import CHUNK_BYTES, Rule, _assign_all, empty_like_all, hyper
+from ._base import CHUNK_BYTES, Rule, _assign_all, convention, empty_like_all, hyper
 
 Array = Any
+
+EPS1_PLACEMENT = {
+    "clamp": "V̂ = row·col/max(mean(row), eps1), U = g/√max(V̂, eps1²): torch.optim.Adafactor",
+    "add": "the averages of g² + eps1, no clamps: Shazeer & Stern (2018) Algorithm 4, transformers, "
+    "fairseq and timm Adafactor (eps1 = 1e-30 there)",
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -30,6 +36,9 @@ class Adafactor(Rule):
       V̂ = row_var·col_var / max(mean(row_var, axis=−2), eps1)
     * parameters with ndim < 2: variance ← β̂2_t·variance + (1 − β̂2_t)·g²; V̂ = variance
     * U = g/√max(V̂, eps1²);  p ← p − α_t/max(1, RMS(U)/d)·U
+    * ``eps1_placement="add"`` (the paper's Algorithm 4, transformers, fairseq, timm): the
+      averages are taken of g² + eps1 instead of g², and V̂ = row_var·col_var/mean(row_var),
+      U = g/√V̂, without the clamps (torch's default is ``"clamp"``, above)
 
     State: ``step`` and three entries that each have the structure of ``params``:
     ``row_var`` (shape ``p.shape[:-1] + (1,)``) and ``col_var`` (shape
@@ -63,6 +72,9 @@ class Adafactor(Rule):
     d: float = hyper(1.0, low=1.0, doc="clipping threshold of the update's RMS")
     weight_decay: float = hyper(0.0, low=0.0, doc="decoupled decay coefficient (p ← p(1 − lr·λ))")
     maximize: bool = hyper(False, kind="bool", doc="maximise the objective instead")
+    eps1_placement: str = convention(
+        "clamp", choices=EPS1_PLACEMENT, doc="whether eps1 floors V̂ (torch) or is added to g² (the paper)"
+    )
 
     def _state_leaf_shape(self, key: str, p: Array) -> tuple[int, ...] | None:
         shape = tuple(int(n) for n in p.shape)
@@ -141,6 +153,7 @@ class Adafactor(Rule):
         size = int(p.shape[0]) if rows is not None else 1
         blocks: list[Any] = [...] if rows is None else [slice(i, i + rows) for i in range(0, size, rows)]
         factored = p.ndim >= 2
+        add = self.eps1_placement == "add"  # the paper's g² + eps1, no floors
         new: dict[str, Array] = {"row_var": None, "col_var": None, "variance": None}
 
         def grad(b: Any) -> Array:
@@ -159,13 +172,17 @@ class Adafactor(Rule):
             col_sum: Array = None
             for b in blocks:
                 sq = o.second_moment_input(grad(b), p[b], 0.0)
+                if add:
+                    sq = sq + eps1
                 put("row_var", b, o.ema(s["row_var"][b], xp.mean(sq, axis=-1, keepdims=True), beta))
                 part = xp.sum(sq, axis=-2, keepdims=True)
                 col_sum = part if col_sum is None else col_sum + part
             col_mean = col_sum / int(p.shape[-2])
             col = put("col_var", ..., o.ema(s["col_var"], col_mean, beta))
             row = new["row_var"] if out is None else out[1]["row_var"]
-            row_mean = xp.clip(xp.mean(row, axis=-2, keepdims=True), min=eps1)
+            row_mean = xp.mean(row, axis=-2, keepdims=True)
+            if not add:
+                row_mean = xp.clip(row_mean, min=eps1)
 
             def v_hat(b: Any) -> Array:
                 return o.div_eps(row[b] * col, row_mean, 0.0)
@@ -173,6 +190,8 @@ class Adafactor(Rule):
         else:
             for b in blocks:
                 sq = o.second_moment_input(grad(b), p[b], 0.0)
+                if add:
+                    sq = sq + eps1
                 put("variance", b, o.ema(s["variance"][b], sq, beta))
             var = new["variance"] if out is None else out[1]["variance"]
 
@@ -180,7 +199,8 @@ class Adafactor(Rule):
                 return var[b]
 
         def update(b: Any) -> Array:
-            return o.div_eps(grad(b), o.sqrt(xp, xp.clip(v_hat(b), min=eps1 * eps1)), 0.0)
+            vb = v_hat(b)
+            return o.div_eps(grad(b), o.sqrt(xp, vb if add else xp.clip(vb, min=eps1 * eps1)), 0.0)
 
         # pass 2: U and its RMS
         if rows is None:

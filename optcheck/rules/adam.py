@@ -17,6 +17,10 @@ EPS_PLACEMENT = {
     "inside-sqrt": "m̂/√(v̂ + ε): optax.adam(eps=0, eps_root=ε), many from-scratch course implementations",
     "hat": "lr·√bc2/bc1 · m/(√v + ε̂), ε added before bias correction: Keras/TF Adam",
 }
+DECAY_WHEN = {
+    "before-step": "p ← p·(1 − lr·λ), then the Adam step: torch.optim.AdamW, optax.adamw, fairseq Adam",
+    "after-step": "the Adam step, then p ← p·(1 − lr·λ) on the new parameters: transformers.AdamW (v4)",
+}
 AMSGRAD_ON = {
     "raw": "v_max = max(v_max, v), bias-corrected afterwards: torch.optim.Adam, Keras",
     "corrected": "v_max = max(v_max, v̂) on the bias-corrected v: optax.amsgrad",
@@ -31,7 +35,8 @@ class Adam(Rule):
     bc2 = 1 − beta2^t:
 
     * coupled L2 (``decoupled_weight_decay=False``): g ← g + weight_decay·p
-    * decoupled (AdamW): p ← p·(1 − lr·weight_decay)
+    * decoupled (AdamW): p ← p·(1 − lr·weight_decay), before the step (``decay_when="before-step"``,
+      torch) or on the parameters after it (``"after-step"``, transformers' ``AdamW``)
     * exp_avg:    m ← beta1·m + (1 − beta1)·g
     * exp_avg_sq: v ← beta2·v + (1 − beta2)·g²
     * amsgrad:    max_exp_avg_sq ← max(max_exp_avg_sq, v); v is replaced by it below
@@ -77,6 +82,9 @@ class Adam(Rule):
     )
     amsgrad_on: str = convention(
         "raw", choices=AMSGRAD_ON, doc="whether AMSGrad's maximum is taken on raw or bias-corrected v"
+    )
+    decay_when: str = convention(
+        "before-step", choices=DECAY_WHEN, doc="whether decoupled decay applies before or after the step"
     )
 
     def _validate(self) -> None:
@@ -129,8 +137,10 @@ class Adam(Rule):
         bc1, bc2 = c["bc1"], c["bc2"]
         if self.maximize:
             g = o.neg(g)
+        after = self.decoupled_weight_decay and self.decay_when == "after-step"
         if self.decoupled_weight_decay:
-            p = o.decay(p, lr, wd)
+            if not after:
+                p = o.decay(p, lr, wd)
             g_step = g
         else:
             g_step = o.l2(g, p, wd)
@@ -156,6 +166,8 @@ class Adam(Rule):
         else:  # "inside-sqrt"
             upd = o.div_eps(m, o.sqrt(xp, (v_used if corrected else v_used / bc2) + eps), 0.0)
             step_size = lr / bc1
+        if after:
+            return o.decay(o.descend(p, upd, step_size), lr, wd), new
         return o.descend(p, upd, step_size), new
 
 

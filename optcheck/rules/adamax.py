@@ -6,9 +6,14 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from ._base import Rule, hyper
+from ._base import Rule, convention, hyper
 
 Array = Any
+
+EPS_PLACEMENT = {
+    "inside-max": "u ← max(β2·u, |g| + ε), p ← p − (lr/bc1)·m/u: torch.optim.Adamax, Keras, optax.adamax",
+    "outside-max": "u ← max(β2·u, |g|), p ← p − (lr/bc1)·m/(u + ε): jax.example_libraries.optimizers.adamax",
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -19,8 +24,10 @@ class Adamax(Rule):
 
     * L2: g ← g + weight_decay·p
     * exp_avg: m ← beta1·m + (1 − beta1)·g
-    * exp_inf: u ← max(beta2·u, |g| + eps)   (eps inside the max: torch, Keras, optax)
-    * p ← p − (lr/bc1)·m/u
+    * ``eps_placement="inside-max"`` (torch, Keras, optax): u ← max(beta2·u, |g| + eps);
+      p ← p − (lr/bc1)·m/u
+    * ``eps_placement="outside-max"`` (jax ``example_libraries``): u ← max(beta2·u, |g|);
+      p ← p − (lr/bc1)·m/(u + eps)
 
     Defaults are torch's: lr=2e-3, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.
     State: ``step``, ``exp_avg``, ``exp_inf`` (never negative; it decays, so it may decrease).
@@ -41,6 +48,9 @@ class Adamax(Rule):
     eps: float = hyper(1e-8, low=0.0, doc="added to |g| inside the max")
     weight_decay: float = hyper(0.0, low=0.0, doc="L2 coefficient added to the gradient")
     maximize: bool = hyper(False, kind="bool", doc="maximise the objective instead")
+    eps_placement: str = convention(
+        "inside-max", choices=EPS_PLACEMENT, doc="whether epsilon enters the max or the denominator"
+    )
 
     def _scalars(self, state: Mapping[str, Any], t: int) -> dict[str, Any]:
         return {"step": t, "bc1": self.ops.bias_correction(self.beta1, t)}
@@ -53,6 +63,10 @@ class Adamax(Rule):
             g = o.neg(g)
         g = o.l2(g, p, self.weight_decay)
         m = o.ema(s["exp_avg"], g, self.beta1)
-        u = o.inf_norm(xp, s["exp_inf"], g, self.beta2, self.eps)
-        upd = o.div_eps(m, u, 0.0)
+        if self.eps_placement == "inside-max":
+            u = o.inf_norm(xp, s["exp_inf"], g, self.beta2, self.eps)
+            upd = o.div_eps(m, u, 0.0)
+        else:
+            u = o.inf_norm(xp, s["exp_inf"], g, self.beta2, 0.0)
+            upd = o.div_eps(m, u, self.eps)
         return o.descend(p, upd, self.lr / c["bc1"]), {"exp_avg": m, "exp_inf": u}

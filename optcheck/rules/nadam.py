@@ -15,6 +15,8 @@ MOMENTUM_SCHEDULE = {
     "torch": "μ_t = β1·(1 − ½·0.96^(t·momentum_decay)): torch.optim.NAdam (Dozat, 2016)",
     "keras": "μ_t = β1·(1 − ½·0.96^t): keras.optimizers.Nadam (torch's formula with momentum_decay = 1)",
     "constant": "μ_t = β1: optax.nadam, the schedule-free form m̂ = β1·m/(1 − β1^(t+1)) + (1 − β1)·g/(1 − β1^t)",
+    "mlcommons": "m̂ = (β1·m + (1 − β1)·g)/(1 − β1^t) with the updated m: timm NAdamW, the MLCommons "
+    "AlgoPerf NAdamW baseline",
 }
 
 
@@ -35,6 +37,8 @@ class NAdam(Rule):
     * ``"torch"``: μ_t = beta1·(1 − ½·0.96^(t·momentum_decay))
     * ``"keras"``: μ_t = beta1·(1 − ½·0.96^t) (Keras 3), i.e. torch's with momentum_decay = 1
     * ``"constant"``: μ_t = beta1 (optax.nadam), which makes mu_product = beta1^t
+    * ``"mlcommons"`` (timm ``NAdamW``, the MLCommons AlgoPerf baseline): no schedule;
+      p ← p − (lr/bc1)·(beta1·m + (1 − beta1)·g)/den with bc1 = 1 − beta1^t and the updated m
 
     ``momentum_decay`` is only used by the ``"torch"`` schedule.
 
@@ -93,6 +97,7 @@ class NAdam(Rule):
             "bc2": self.ops.bias_correction(self.beta2, t),
             "c_grad": lr * (1.0 - mu) / (1.0 - mu_product),
             "c_avg": lr * mu_next / (1.0 - mu_product * mu_next),
+            "bc1": self.ops.bias_correction(self.beta1, t),
         }
 
     def _step_leaf(
@@ -109,6 +114,10 @@ class NAdam(Rule):
         m = o.ema(s["exp_avg"], g, self.beta1)
         v = o.ema(s["exp_avg_sq"], o.second_moment_input(g, p, wd), self.beta2)
         den = o.sqrt(xp, v / c["bc2"])
+        if self.momentum_schedule == "mlcommons":
+            m_bar = o.ema(m, g, self.beta1)
+            p = o.descend(p, o.div_eps(m_bar, den, self.eps), self.lr / c["bc1"])
+            return p, {"exp_avg": m, "exp_avg_sq": v}
         # the Nesterov combination of the current gradient and the updated average
         p = o.descend(p, o.div_eps(g, den, self.eps), c["c_grad"])
         p = o.descend(p, o.div_eps(m, den, self.eps), c["c_avg"])

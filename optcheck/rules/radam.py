@@ -20,6 +20,13 @@ RECTIFY_WHEN = {
     "rho>=5": "rectified step while ρ_t ≥ 5: optax.radam (threshold=5.0)",
 }
 
+UNRECTIFIED = {
+    "momentum": "p ← p − lr·m/bc1 while not rectified: torch.optim.RAdam, optax.radam, the original "
+    "RAdam with degenerated_to_sgd=True",
+    "none": "no update (and no decay) while not rectified: the original RAdam (LiyuanLucasLiu/RAdam) "
+    "with degenerated_to_sgd=False",
+}
+
 
 @dataclasses.dataclass(frozen=True)
 class RAdam(Rule):
@@ -37,7 +44,11 @@ class RAdam(Rule):
       * ``eps_placement="hat"`` (torch): p ← p − lr·r_t·(m/bc1)·√bc2/(√v + eps)
       * ``eps_placement="outside-sqrt"`` (optax): p ← p − lr·r_t·(m/bc1)/(√(v/bc2) + eps)
 
-    * otherwise: p ← p − lr·m/bc1
+    * otherwise (``unrectified="momentum"``, torch): p ← p − lr·m/bc1; with
+      ``unrectified="none"`` (the original's ``degenerated_to_sgd=False``) p is left unchanged
+
+    The audit covers both phases: :meth:`phase_steps` is the first rectified step (6 with the
+    default beta2).
 
     Defaults are torch's: lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.
     State: ``step``, ``exp_avg``, ``exp_avg_sq``.
@@ -65,6 +76,22 @@ class RAdam(Rule):
     rectify_when: str = convention(
         "rho>5", choices=RECTIFY_WHEN, doc="the threshold on ρ_t above which the step is rectified"
     )
+    unrectified: str = convention(
+        "momentum", choices=UNRECTIFIED, doc="the update while the step is not rectified (ρ_t small)"
+    )
+
+    def phase_steps(self) -> int:
+        """The first rectified step: where RAdam's update changes form (the audit runs past it)."""
+        b2 = self.beta2
+        if b2 == 0.0:
+            return 0
+        rho_inf = 2.0 / (1.0 - b2) - 1.0
+        for t in range(1, 200):
+            bc2 = 1.0 - b2**t
+            rho_t = rho_inf - 2.0 * t * (b2**t) / bc2
+            if (rho_t > 5.0) if self.rectify_when == "rho>5" else (rho_t >= 5.0):
+                return t
+        return 0
 
     def _scalars(self, state: Mapping[str, Any], t: int) -> dict[str, Any]:
         o = self.ops
@@ -85,6 +112,7 @@ class RAdam(Rule):
         lr, wd = self.lr, self.weight_decay
         if self.maximize:
             g = o.neg(g)
+        p0 = p
         if self.decoupled_weight_decay:
             p = o.decay(p, lr, wd)
         else:
@@ -94,6 +122,8 @@ class RAdam(Rule):
         new = {"exp_avg": m, "exp_avg_sq": v}
         bc1, bc2 = c["bc1"], c["bc2"]
         if not c["rectified"]:
+            if self.unrectified == "none":
+                return p0 * 1.0, new
             return o.descend(p, m, lr / bc1), new
         if self.eps_placement == "hat":
             upd = o.div_eps(m, o.sqrt(xp, v), self.eps)

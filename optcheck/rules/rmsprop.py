@@ -15,6 +15,11 @@ EPS_PLACEMENT = {
     "inside-sqrt": "g/√(v + ε): keras.optimizers.RMSprop, optax.rmsprop (eps_in_sqrt=True, the default), TF1 RMSProp",
 }
 
+SQUARE_AVG_INIT = {
+    "zeros": "square_avg starts at 0: torch.optim.RMSprop, Keras, optax",
+    "ones": "square_avg starts at 1: TF1 tf.train.RMSPropOptimizer, timm RMSpropTF, autograd's rmsprop",
+}
+
 
 @dataclasses.dataclass(frozen=True)
 class RMSprop(Rule):
@@ -32,8 +37,10 @@ class RMSprop(Rule):
     * else: p ← p − lr·g/den
 
     Defaults are torch's: lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0, momentum=0,
-    centered=False. State: ``step``, ``square_avg``, with centered ``grad_avg``, with
-    momentum > 0 ``momentum_buffer`` (all start at zero).
+    centered=False. State: ``step``, ``square_avg`` (zeros in torch, Keras and optax; ones with
+    ``square_avg_init="ones"``, as TF1's RMSProp, timm's ``RMSpropTF`` and autograd's
+    ``rmsprop``), with centered ``grad_avg``, with momentum > 0 ``momentum_buffer`` (both start
+    at zero).
     """
 
     name: ClassVar[str] = "rmsprop"
@@ -53,6 +60,9 @@ class RMSprop(Rule):
         False, kind="bool", doc="normalise by the variance instead of the raw second moment"
     )
     maximize: bool = hyper(False, kind="bool", doc="maximise the objective instead")
+    square_avg_init: str = convention(
+        "zeros", choices=SQUARE_AVG_INIT, doc="the value square_avg starts from"
+    )
     eps_placement: str = convention(
         "outside-sqrt", choices=EPS_PLACEMENT, doc="where epsilon enters the denominator"
     )
@@ -65,6 +75,12 @@ class RMSprop(Rule):
         if self.momentum > 0:
             keys.append("momentum_buffer")
         return tuple(keys)
+
+    def _init_leaf(self, xp: Any, p: Array) -> dict[str, Array]:
+        out = super()._init_leaf(xp, p)
+        if self.square_avg_init == "ones":
+            out["square_avg"] = xp.ones_like(p)
+        return out
 
     def _step_leaf(
         self, xp: Any, p: Array, g: Array, s: Mapping[str, Array], c: Mapping[str, Any]

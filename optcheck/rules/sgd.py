@@ -17,6 +17,11 @@ MOMENTUM_FORM = {
     "velocity": "v ← μ·v − lr·g, p ← p + v: keras.optimizers.SGD, cs231n, Sutskever et al. (2013)",
 }
 
+WEIGHT_DECAY_FORM = {
+    "l2": "g ← g + λ·p: torch.optim.SGD, optax (add_decayed_weights before sgd)",
+    "decoupled": "p ← p·(1 − lr·λ) before the step, on the raw g: timm SGDW",
+}
+
 
 @dataclasses.dataclass(frozen=True)
 class SGD(Rule):
@@ -24,7 +29,8 @@ class SGD(Rule):
 
     With g the gradient (−g when ``maximize``), μ = momentum, τ = dampening:
 
-    * L2: g ← g + weight_decay·p
+    * L2: g ← g + weight_decay·p; with ``weight_decay_form="decoupled"`` (timm ``SGDW``)
+      instead p ← p·(1 − lr·weight_decay) before the step, on the raw g
     * momentum = 0: p ← p − lr·g
     * ``momentum_form="torch"`` (torch, optax): momentum_buffer ← g on the first step
       (step == 0 before it, no dampening), else momentum_buffer ← μ·momentum_buffer + (1 − τ)·g;
@@ -51,6 +57,9 @@ class SGD(Rule):
     weight_decay: float = hyper(0.0, low=0.0, doc="L2 coefficient added to the gradient")
     nesterov: bool = hyper(False, kind="bool", doc="Nesterov's look-ahead momentum")
     maximize: bool = hyper(False, kind="bool", doc="maximise the objective instead")
+    weight_decay_form: str = convention(
+        "l2", choices=WEIGHT_DECAY_FORM, doc="L2 added to the gradient, or decoupled decay"
+    )
     momentum_form: str = convention(
         "torch", choices=MOMENTUM_FORM, doc="how the momentum buffer is built and applied"
     )
@@ -89,7 +98,10 @@ class SGD(Rule):
         lr, mu = self.lr, self.momentum
         if self.maximize:
             g = o.neg(g)
-        g = o.l2(g, p, self.weight_decay)
+        if self.weight_decay_form == "decoupled":
+            p = o.decay(p, lr, self.weight_decay)
+        else:
+            g = o.l2(g, p, self.weight_decay)
         if mu == 0:
             return o.descend(p, g, lr), {}
         if self.momentum_form == "torch":
