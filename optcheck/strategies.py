@@ -601,6 +601,15 @@ def _scalars_after_cached(rule: Rule, ops: object, steps: int) -> dict[str, Any]
     return {k: state[k] for k in type(rule).scalar_states if k in state}
 
 
+def _first_step_at_zero(rule: Rule, params: Tree, state: dict[str, Any]) -> dict[str, Any] | None:
+    """The state after ``rule``'s first step with zero gradients, or None when it is not finite."""
+    zero = unflatten(params, [leaf * 0 for _, leaf in flatten(params)])
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        _, nxt = rule.step(params, zero, state)
+    return dict(nxt) if _all_finite(nxt) else None
+
+
 def _all_finite(state: Mapping[str, Any]) -> bool:
     from array_api_compat import array_namespace
 
@@ -702,6 +711,12 @@ def states(
         state = r.init(params)  # fresh arrays for every example: a test may write into them
         if start:
             if simple:
+                # the first step is taken (with zero gradients), so that the state is one the
+                # rule can reach: a convention may make the moments positive from step 1 on
+                # (Adafactor's g² + eps1); then the counter is advanced to ``start``
+                first = _first_step_at_zero(r, params, state)
+                if first is not None:
+                    state = first
                 state["step"] = start
             else:
                 state.update(_scalars_after(r, start))

@@ -94,6 +94,17 @@ def _step(rule: Any, form: str, params: Any, grads: Any, state: dict[str, Any]) 
     return rule.step_(own_params, grads, own_state)  # type: ignore[no-any-return]
 
 
+def _centered_rounding(rule: Any, violations: list[Any]) -> bool:
+    """Whether ``violations`` are centered RMSprop's √(v − ḡ²) of a rounding-negative argument
+    (and the non-finite parameters that follow from it), named as such by the checker."""
+    if not violations or not getattr(rule, "centered", False):
+        return False
+    ids = {v.id for v in violations}
+    if "sqrt-of-negative" not in ids or not ids <= {"sqrt-of-negative", "non-finite"}:
+        return False
+    return all("by rounding" in v.message for v in violations if v.id == "sqrt-of-negative")
+
+
 def _run_steps(data: Any, rule: Any, params: Any, state: dict[str, Any], dtype: Any, form: str) -> None:
     for k in range(STEPS):
         grads = data.draw(ost.grads_like(params, adversarial=True), label=f"grads at step {k + 1}")
@@ -106,6 +117,11 @@ def _run_steps(data: Any, rule: Any, params: Any, state: dict[str, Any], dtype: 
                 new_params, new_state = _step(rule, form, params, grads, state)
         skip = () if inside else ("non-finite",)
         violations = check_update(rule, params, grads, state, new_params, new_state, before=before, skip=skip)
+        if _centered_rounding(rule, violations):
+            # torch's centered RMSprop takes √(v − ḡ²) without a clamp, so when the gradient is
+            # nearly constant rounding can make the argument negative (mxnet PR #6235): the
+            # reference equals torch there, and the checker must name exactly that cause
+            return
         assert not violations, "\n".join(str(v) for v in violations)
         if not _all_finite(new_params, {key: v for key, v in new_state.items() if key != "step"}):
             assert not inside

@@ -101,7 +101,7 @@ class Adam(Rule):
         return (*base, "max_exp_avg_sq") if self.amsgrad else base
 
     def update_bound(self, t: int) -> tuple[float, float] | None:
-        """``|Δp| <= lr·(1−β1)·√bc2·√(Σ_{k<t} (β1²/β2)^k) / (bc1·√(1−β2))`` (+ lr·weight_decay·|p| when decoupled).
+        """``|Δp| <= lr·(1−β1)·√bc2·√(Σ_{k<t} (β1²/β2)^k) / (bc1·√(1−β2))`` (+ lr·weight_decay·|p| when decoupled; times max(1, |1 − lr·weight_decay|) when the decay comes after the step).
 
         By Cauchy–Schwarz on m and v built from zero: |m|/√v <= (1−β1)·√(Σ_k (β1²/β2)^k)/√(1−β2);
         it is exactly lr at t = 1 and about 7.3·lr at most with the defaults. Epsilon, AMSGrad's
@@ -119,6 +119,9 @@ class Adam(Rule):
             return None
         a = self.lr * (1.0 - self.beta1) * math.sqrt(bc2 * series) / (bc1 * math.sqrt(1.0 - self.beta2))
         b = self.lr * self.weight_decay if self.decoupled_weight_decay else 0.0
+        if self.decoupled_weight_decay and self.decay_when == "after-step":
+            # p ← (p − s)·(1 − lr·λ): the step s is scaled by 1 − lr·λ as well
+            a *= max(1.0, abs(1.0 - b))
         return a, b
 
     def _scalars(self, state: Mapping[str, Any], t: int) -> dict[str, Any]:
