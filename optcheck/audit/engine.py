@@ -1939,6 +1939,8 @@ class Auditor:
                 if c.source == "betas":
                     return f"(beta1, beta2) = {c.value!r}"
                 src = c.source or c.name
+                if src not in specs:  # bound while --rule auto tried another rule: name it for this one
+                    src = naming.resolve_hyper(c.name, list(specs)) or src
                 doc = specs[src].doc if src in specs else ""
                 value = c.value
                 head = f"{src} = {value!r}" if src != c.name else f"{value!r}"
