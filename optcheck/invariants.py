@@ -1377,7 +1377,8 @@ def _check_counter(ctx: Context, key: str, old: Any, new: Any, out: list[Violati
 def _moves_without_gradient(rule: Rule) -> bool:
     """Whether ``rule`` moves a coordinate whose gradient and momentum are zero (decay, ASGD's shrinkage).
 
-    Probed on a tiny float64 array: coordinate 1 sees a zero gradient for three steps
+    Probed on a tiny float64 array: coordinate 1 sees a zero gradient for three steps (or past
+    the rule's :meth:`~optcheck.rules.Rule.phase_steps`)
     while coordinate 0 sees nonzero ones. Elementwise rules only (state shaped like params).
     """
     p: Any = np.array([0.5, -1.5])
@@ -1386,7 +1387,10 @@ def _moves_without_gradient(rule: Rule) -> bool:
         for k in rule.array_keys():
             if state[k] is None or _shape(state[k]) != (2,):
                 return True  # factored state (adafactor): coordinates are not independent
-        for g0 in (1.0, -0.5, 0.25):
+        # past the rule's change of form too (RAdam's window without updates), cycling the gradients
+        steps = max(3, rule.phase_steps() + 1)
+        for i in range(steps):
+            g0 = (1.0, -0.5, 0.25)[i % 3]
             with np.errstate(all="ignore"):
                 p2, state = rule.step(p, np.array([g0, 0.0]), state)
             if p2[1] != -1.5:

@@ -112,9 +112,11 @@ class RAdam(Rule):
         lr, wd = self.lr, self.weight_decay
         if self.maximize:
             g = o.neg(g)
-        p0 = p
+        # the original's degenerated_to_sgd=False leaves p untouched in the window, decay included
+        frozen = not c["rectified"] and self.unrectified == "none"
         if self.decoupled_weight_decay:
-            p = o.decay(p, lr, wd)
+            if not frozen:
+                p = o.decay(p, lr, wd)
         else:
             g = o.l2(g, p, wd)
         m = o.ema(s["exp_avg"], g, self.beta1)
@@ -122,8 +124,8 @@ class RAdam(Rule):
         new = {"exp_avg": m, "exp_avg_sq": v}
         bc1, bc2 = c["bc1"], c["bc2"]
         if not c["rectified"]:
-            if self.unrectified == "none":
-                return p0 * 1.0, new
+            if frozen:
+                return p * 1.0, new
             return o.descend(p, m, lr / bc1), new
         if self.eps_placement == "hat":
             upd = o.div_eps(m, o.sqrt(xp, v), self.eps)
